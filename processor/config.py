@@ -1,0 +1,141 @@
+"""One typed settings object, read from a YAML file and KPI_* environment variables, validated at start.
+
+Precedence: environment > YAML file > defaults. Nested keys use a double underscore in the
+environment: KPI_KAFKA__BOOTSTRAP=127.0.0.1:9092. The YAML file is KPI_CONFIG or --config.
+"""
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .core.settings import EngineSettings, QueueSettings
+
+
+class ConfigError(Exception):
+    """Raised with a readable, multi-line explanation of what is wrong in the configuration."""
+
+
+class QueueConfig(BaseModel):
+    model_config = {"extra": "forbid"}
+    threshold_seconds: float = Field(20.0, gt=0, le=86400)
+    short_abandon_seconds: float = Field(5.0, ge=0, le=3600)
+    service_level_target: float = Field(0.80, gt=0, le=1)
+    time_zone: str = "UTC"
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (use an IANA name such as Europe/Paris)") from None
+        return v
+
+
+class KafkaConfig(BaseModel):
+    model_config = {"extra": "forbid"}
+    bootstrap: str = "127.0.0.1:9092"
+    input_topic: str = "contact-events"
+    rollup_topic: str = "contact-rollups"
+    dead_letter_topic: str = "contact-events-dead-letter"
+    facts_topic: str = "contact-kpi-facts"
+    partitions: int = Field(4, ge=1, le=1024)
+    replication_factor: int = Field(1, ge=1)
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KPI_", env_nested_delimiter="__", extra="forbid")
+
+    app_id: str = "contact-kpi"
+    kafka: KafkaConfig = KafkaConfig()
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(6066, ge=0, le=65535)
+    data_dir: Path = Path("./.kpi-data")
+    store: str = "memory://"
+    redis_url: SecretStr | None = None
+    interval_minutes: Literal[5, 10, 15, 30, 60] = 15
+    lateness_seconds: float = Field(30.0, ge=0, le=3600)
+    retention_seconds: float = Field(7200.0, ge=60, le=7 * 86400)
+    defaults: QueueConfig = QueueConfig()
+    queues: dict[str, QueueConfig] = {}
+
+    @model_validator(mode="after")
+    def _intervals_align_with_local_days(self) -> "Settings":
+        """'today' sums whole intervals from local midnight, so midnight must fall on an interval edge."""
+        zones = {self.defaults.time_zone} | {q.time_zone for q in self.queues.values()}
+        year = datetime.now().year
+        for tz_name in sorted(zones):
+            tz = ZoneInfo(tz_name)
+            for month in (1, 7):
+                offset = datetime(year, month, 1, tzinfo=tz).utcoffset()
+                if offset.total_seconds() % (self.interval_minutes * 60):
+                    raise ValueError(
+                        f"time zone {tz_name} (UTC offset {offset}) does not start its days on a "
+                        f"{self.interval_minutes}-minute interval edge; use interval_minutes 15 or less"
+                    )
+        if self.retention_seconds < self.lateness_seconds + self.interval_minutes * 60:
+            raise ValueError("retention_seconds must cover lateness_seconds plus one interval")
+        return self
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+        return (init_settings, env_settings, _YamlSource(settings_cls))
+
+    def engine(self) -> EngineSettings:
+        """The pure core's view of these settings."""
+        def qs(c: QueueConfig) -> QueueSettings:
+            return QueueSettings(c.threshold_seconds, c.short_abandon_seconds, c.service_level_target, c.time_zone)
+        return EngineSettings(
+            interval_minutes=self.interval_minutes,
+            lateness_ms=round(self.lateness_seconds * 1000),
+            retention_ms=round(self.retention_seconds * 1000),
+            default_queue=qs(self.defaults),
+            queues=tuple(sorted((name, qs(c)) for name, c in self.queues.items())),
+        )
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field, field_name):  # pragma: no cover - whole-file source
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("KPI_CONFIG")
+        if not path:
+            return {}
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"configuration file {p} (KPI_CONFIG) does not exist")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"configuration file {p} is not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"configuration file {p} must hold a mapping at the top level")
+        return data
+
+
+def load_settings(config_path: str | Path | None = None, **overrides: Any) -> Settings:
+    """Read and validate the settings; raise ConfigError with every problem listed."""
+    if config_path is not None:
+        os.environ["KPI_CONFIG"] = str(config_path)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = [f"invalid configuration ({os.environ.get('KPI_CONFIG') or 'environment only'}):"]
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            lines.append(f"  - {where}: {err['msg']}")
+        raise ConfigError("\n".join(lines)) from None

@@ -1,0 +1,271 @@
+"""Stage two: per-queue state built from facts, keyed by queue so a worker owns whole queues.
+
+Holds the facts themselves (the source of truth, replaced by id), and from them additive
+buckets: one-minute buckets for the rolling windows and interval buckets for the rollups.
+Rollup records are published once stream time minus the lateness passes an interval's end,
+and republished with version + 1 whenever a later fact changes a published record.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timedelta
+
+from .events import format_ts
+from .figures import segment_figures
+from .segments import Fact
+from .settings import MINUTE_MS, EngineSettings, zone
+from .stats import SegmentStats, WaitHistogram
+
+WINDOWS = {"5m": 5, "15m": 15, "60m": 60}  # rolling windows, in one-minute buckets
+
+QC = tuple[str, str]  # (queue_id, channel)
+
+
+def local_midnight_ms(ts_ms: int, tz_name: str) -> int:
+    """Start of the local calendar day containing ts_ms, in the queue's time zone."""
+    tz = zone(tz_name)
+    local = datetime.fromtimestamp(ts_ms / 1000, tz)
+    midnight = datetime(local.year, local.month, local.day, tzinfo=tz)
+    return int(midnight.timestamp()) * 1000
+
+
+def _digest(record: dict) -> str:
+    body = json.dumps({k: v for k, v in record.items() if k != "version"}, sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(body.encode(), digest_size=8).hexdigest()
+
+
+class QueueBook:
+    """Stage-two state of one partition (any number of queues)."""
+
+    def __init__(self, settings: EngineSettings) -> None:
+        self.settings = settings
+        self.facts: dict[str, Fact] = {}
+        self.open: dict[QC, dict[str, int]] = {}          # open segments: fact id -> start
+        self.minutes: dict[QC, dict[int, SegmentStats]] = {}
+        self.intervals: dict[QC, dict[int, SegmentStats]] = {}
+        self.agents: dict[str, dict[str, str]] = {}        # queue -> agent -> state
+        self.wait_histograms: dict[QC, WaitHistogram] = {}  # cumulative since this book was built
+        self.published: dict[tuple[str, str, int], list] = {}  # (queue, channel, start) -> [version, digest]
+        self.stream_ms = 0
+        self.dirty_facts: set[str] = set()
+        self.dirty_published: set[tuple[str, str, int]] = set()
+        self._changed_closed: set[tuple[str, str, int]] = set()
+        self._floor: dict[str, int] = {}  # queue -> end time below which facts were expired
+
+    # -- facts -----------------------------------------------------------------
+    def apply(self, fact_id: str, fact: Fact | None) -> None:
+        """Upsert (or delete, with None) one fact. Re-applying the same fact changes nothing."""
+        old = self.facts.get(fact_id)
+        if old == fact:
+            return
+        if old is None and fact is not None and (_end_ms(fact) or 0) < self._floor.get(fact[1], -1):
+            return  # its interval was already expired; stage one dead-letters such events as too late
+        if old is not None:
+            self._account(fact_id, old, -1)
+        if fact is None:
+            del self.facts[fact_id]
+        else:
+            self.facts[fact_id] = fact
+            self._account(fact_id, fact, +1)
+        self.dirty_facts.add(fact_id)
+
+    def observe(self, stream_ms: int) -> None:
+        """Stream time seen upstream (facts carry it; idle partitions get it from ticks)."""
+        if stream_ms > self.stream_ms:
+            self.stream_ms = stream_ms
+
+    def _account(self, fid: str, f: Fact, sign: int) -> None:
+        kind = f[0]
+        if kind == "seg":
+            _, queue, channel, start, end, outcome = f
+            qc = (queue, channel)
+            if end is None:
+                opened = self.open.setdefault(qc, {})
+                if sign > 0:
+                    opened[fid] = start
+                else:
+                    opened.pop(fid, None)
+                return
+            q = self.settings.queue(queue)
+            wait = end - start
+            for bucket in self._buckets(qc, end):
+                bucket.add_segment(outcome, wait, q, sign)
+            hist = self.wait_histograms.get(qc)
+            if hist is None:
+                hist = self.wait_histograms[qc] = WaitHistogram()
+            hist.add(wait, sign)
+            self._touch(qc, end)
+        elif kind == "leg":
+            _, queue, channel, end, talk, hold, acw = f
+            qc = (queue, channel)
+            for bucket in self._buckets(qc, end):
+                bucket.add_leg(talk, hold, acw, sign)
+            self._touch(qc, end)
+        elif kind == "agent":
+            _, queue, agent, state, _since = f
+            members = self.agents.setdefault(queue, {})
+            if sign > 0:
+                members[agent] = state
+            else:
+                members.pop(agent, None)
+
+    def _buckets(self, qc: QC, end_ms: int) -> tuple[SegmentStats, SegmentStats]:
+        minute = end_ms - end_ms % MINUTE_MS
+        iv = self.settings.interval_ms
+        interval = end_ms - end_ms % iv
+        m = self.minutes.setdefault(qc, {})
+        i = self.intervals.setdefault(qc, {})
+        mb = m.get(minute)
+        if mb is None:
+            mb = m[minute] = SegmentStats()
+        ib = i.get(interval)
+        if ib is None:
+            ib = i[interval] = SegmentStats()
+        return mb, ib
+
+    def _touch(self, qc: QC, end_ms: int) -> None:
+        start = end_ms - end_ms % self.settings.interval_ms
+        key = (qc[0], qc[1], start)
+        if key in self.published:
+            self._changed_closed.add(key)
+
+    # -- rollups ---------------------------------------------------------------
+    def interval_record(self, queue: str, channel: str, start: int, version: int) -> dict:
+        s = self.intervals.get((queue, channel), {}).get(start) or SegmentStats()
+        q = self.settings.queue(queue)
+        rec = {
+            "kind": "queue_interval",
+            "version": version,
+            "interval_start": format_ts(start),
+            "interval_end": format_ts(start + self.settings.interval_ms),
+            "queue_id": queue,
+            "channel": channel,
+            "threshold_seconds": q.threshold_seconds,
+            "short_abandon_seconds": q.short_abandon_seconds,
+            "service_level_target": q.service_level_target,
+        }
+        rec.update(segment_figures(s))
+        return rec
+
+    def advance(self) -> list[dict]:
+        """Records due now: intervals newly closed by stream time, and corrections of published ones."""
+        out: list[dict] = []
+        closed_before = self.stream_ms - self.settings.lateness_ms - self.settings.interval_ms
+        for (queue, channel), buckets in self.intervals.items():
+            for start in buckets:
+                key = (queue, channel, start)
+                if start <= closed_before and key not in self.published:
+                    self._changed_closed.add(key)
+        for key in sorted(self._changed_closed):
+            rec = self._publish(key)
+            if rec is not None:
+                out.append(rec)
+        self._changed_closed.clear()
+        return out
+
+    def _publish(self, key: tuple[str, str, int]) -> dict | None:
+        prev = self.published.get(key)
+        rec = self.interval_record(*key, version=(prev[0] + 1) if prev else 1)
+        digest = _digest(rec)
+        if prev is not None and prev[1] == digest:
+            return None
+        if prev is None and rec["offered"] == 0 and rec["handled"] == 0:
+            return None  # a bucket emptied by retractions before it was ever published
+        self.published[key] = [rec["version"], digest]
+        self.dirty_published.add(key)
+        return rec
+
+    def flush_all(self) -> list[dict]:
+        """End of input (replay): publish every interval not yet published, as if the watermark were +inf."""
+        for (queue, channel), buckets in self.intervals.items():
+            for start in buckets:
+                if (queue, channel, start) not in self.published:
+                    self._changed_closed.add((queue, channel, start))
+        return self.advance()
+
+    # -- live view -------------------------------------------------------------
+    def queues(self) -> list[QC]:
+        keys = set(self.open) | set(self.minutes) | set(self.intervals)
+        return sorted(keys)
+
+    def window_stats(self, qc: QC, window: str, now_ms: int) -> SegmentStats:
+        """Sum of buckets in a rolling window ending now (one-minute granularity), or since local midnight."""
+        total = SegmentStats()
+        if window == "today":
+            since = local_midnight_ms(now_ms, self.settings.queue(qc[0]).time_zone)
+            for start, b in self.intervals.get(qc, {}).items():
+                if since <= start <= now_ms:
+                    total.merge(b)
+            return total
+        this_minute = now_ms - now_ms % MINUTE_MS
+        since = this_minute - (WINDOWS[window] - 1) * MINUTE_MS
+        for start, b in self.minutes.get(qc, {}).items():
+            if since <= start <= this_minute:
+                total.merge(b)
+        return total
+
+    def waiting(self, qc: QC, now_ms: int) -> tuple[int, float | None]:
+        """Queue depth and longest current wait in seconds (None when nobody waits)."""
+        opened = self.open.get(qc)
+        if not opened:
+            return 0, None
+        return len(opened), max(0, now_ms - min(opened.values())) / 1000
+
+    def agents_by_state(self, queue: str) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for state in self.agents.get(queue, {}).values():
+            counts[state] = counts.get(state, 0) + 1
+        return counts
+
+    # -- housekeeping ----------------------------------------------------------
+    def expire(self) -> int:
+        """Drop what no window, no rollup and no correction can need any more. Returns facts dropped."""
+        cutoff = self.stream_ms - self.settings.retention_ms
+        minute_cutoff = self.stream_ms - 61 * MINUTE_MS - self.settings.lateness_ms
+        for buckets in self.minutes.values():
+            for start in [s for s in buckets if s < minute_cutoff and s < cutoff]:
+                del buckets[start]
+        keep_interval: dict[str, int] = {}
+        for qc, buckets in self.intervals.items():
+            if qc[0] not in keep_interval:
+                tz = self.settings.queue(qc[0]).time_zone
+                keep_interval[qc[0]] = min(cutoff, local_midnight_ms(self.stream_ms, tz))
+            for start in [s for s in buckets if s + self.settings.interval_ms <= keep_interval[qc[0]]]:
+                del buckets[start]
+                if self.published.pop((qc[0], qc[1], start), None) is not None:
+                    self.dirty_published.add((qc[0], qc[1], start))
+        for queue, keep in keep_interval.items():
+            self._floor[queue] = keep - self.settings.interval_ms
+        dropped = 0
+        for fid, f in list(self.facts.items()):
+            end = _end_ms(f)
+            if end is not None and end < self._floor.get(f[1], cutoff - self.settings.interval_ms):
+                del self.facts[fid]
+                self.dirty_facts.add(fid)
+                dropped += 1
+        return dropped
+
+    def take_dirty(self) -> tuple[dict[str, list | None], dict[str, list | None]]:
+        facts = {fid: (list(self.facts[fid]) if fid in self.facts else None) for fid in self.dirty_facts}
+        published = {"|".join(map(str, k)): self.published.get(k) for k in self.dirty_published}
+        self.dirty_facts.clear()
+        self.dirty_published.clear()
+        return facts, published
+
+    def restore_fact(self, fid: str, fact: list) -> None:
+        self.apply(fid, tuple(fact))
+        self.dirty_facts.discard(fid)
+
+    def restore_published(self, key: str, value: list) -> None:
+        queue, channel, start = key.rsplit("|", 2)
+        self.published[(queue, channel, int(start))] = list(value)
+
+
+def _end_ms(f: Fact) -> int | None:
+    """When an ended segment or leg ended; None for facts that are still in progress."""
+    if f[0] == "seg":
+        return f[4]
+    if f[0] == "leg":
+        return f[3]
+    return None

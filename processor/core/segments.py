@@ -1,0 +1,115 @@
+"""From one contact's events to its queue segments and agent legs ("facts").
+
+The facts are a pure function of the contact's *set* of events, re-derived on every new event
+from the events sorted by event time. That makes duplicates and out-of-order arrival harmless:
+whatever order the events came in, the same set yields the same facts, and a late event that
+re-pairs a segment shows up as a changed fact that downstream state replaces.
+
+Fact shapes (tuples so they compare and serialise cheaply):
+  ("seg", queue, channel, start_ms, end_ms | None, outcome | None)   one queue segment, open while end is None
+  ("leg", queue, channel, end_ms, talk_ms, hold_ms, acw_ms)          one ended agent leg
+"""
+from __future__ import annotations
+
+from .events import SEGMENT_ENDS, UNKNOWN_CHANNEL, Event
+
+Fact = tuple
+
+
+class _Leg:
+    __slots__ = ("queue", "answered_ms", "hold_ms", "hold_start", "wrap_start")
+
+    def __init__(self, queue: str, answered_ms: int) -> None:
+        self.queue = queue
+        self.answered_ms = answered_ms
+        self.hold_ms = 0
+        self.hold_start: int | None = None
+        self.wrap_start: int | None = None
+
+    def close_hold(self, ts: int) -> None:
+        if self.hold_start is not None:
+            self.hold_ms += ts - self.hold_start
+            self.hold_start = None
+
+
+def derive_facts(contact_id: str, events: list[Event]) -> tuple[dict[str, Fact], list[tuple[Event, str]]]:
+    """Facts by id, and the events that fit nowhere (with why) for the caller to hold or dead-letter.
+
+    `events` must be sorted by Event.sort_key and free of duplicates.
+    """
+    channel = UNKNOWN_CHANNEL
+    for e in events:
+        if e.type == "contact.created" and e.channel:
+            channel = e.channel
+            break
+    facts: dict[str, Fact] = {}
+    orphans: list[tuple[Event, str]] = []
+    open_segments: dict[str, int] = {}
+    leg: _Leg | None = None
+
+    def end_leg(ts: int, acw_ms: int) -> None:
+        talk_end = leg.wrap_start if leg.wrap_start is not None else ts
+        talk_ms = talk_end - leg.answered_ms - leg.hold_ms
+        facts[f"l|{contact_id}|{leg.answered_ms}"] = ("leg", leg.queue, channel, ts, talk_ms, leg.hold_ms, acw_ms)
+
+    for e in events:
+        t = e.type
+        if t == "contact.queued":
+            if e.queue_id in open_segments:
+                orphans.append((e, f"contact.queued for queue {e.queue_id!r} while already waiting in it"))
+            else:
+                open_segments[e.queue_id] = e.ts_ms
+        elif t in SEGMENT_ENDS:
+            start = open_segments.pop(e.queue_id, None)
+            if start is None:
+                orphans.append((e, f"{t} for queue {e.queue_id!r} with no open queue segment"))
+                continue
+            outcome = SEGMENT_ENDS[t]
+            facts[f"s|{contact_id}|{e.queue_id}|{start}"] = ("seg", e.queue_id, channel, start, e.ts_ms, outcome)
+            if outcome == "answered":
+                if leg is not None:  # answered again before the previous leg ended: that leg ends here, no ACW
+                    leg.close_hold(e.ts_ms)
+                    leg.wrap_start = None
+                    end_leg(e.ts_ms, 0)
+                leg = _Leg(e.queue_id, e.ts_ms)
+        elif t == "contact.hold_started":
+            if leg is None or leg.hold_start is not None or leg.wrap_start is not None:
+                orphans.append((e, "hold_started outside a connected leg or while already on hold"))
+            else:
+                leg.hold_start = e.ts_ms
+        elif t == "contact.hold_ended":
+            if leg is None or leg.hold_start is None:
+                orphans.append((e, "hold_ended without hold_started"))
+            else:
+                leg.close_hold(e.ts_ms)
+        elif t == "contact.transferred":
+            if leg is None or leg.wrap_start is not None:
+                orphans.append((e, "transferred without a connected leg"))
+            else:
+                leg.close_hold(e.ts_ms)
+                end_leg(e.ts_ms, 0)
+                leg = None
+        elif t == "contact.wrapup_started":
+            if leg is None or leg.wrap_start is not None:
+                orphans.append((e, "wrapup_started without a connected leg"))
+            else:
+                leg.close_hold(e.ts_ms)
+                leg.wrap_start = e.ts_ms
+        elif t == "contact.wrapup_ended":
+            if leg is None or leg.wrap_start is None:
+                orphans.append((e, "wrapup_ended without wrapup_started"))
+            else:
+                end_leg(e.ts_ms, e.ts_ms - leg.wrap_start)
+                leg = None
+    for queue, start in open_segments.items():
+        facts[f"s|{contact_id}|{queue}|{start}"] = ("seg", queue, channel, start, None, None)
+    return facts, orphans
+
+
+def is_settled(facts: dict[str, Fact], events: list[Event]) -> bool:
+    """True when nothing is in progress: no open segment and no leg awaiting its end."""
+    if any(f[0] == "seg" and f[4] is None for f in facts.values()):
+        return False
+    answers = sum(1 for e in events if e.type == "contact.answered")
+    legs = sum(1 for f in facts.values() if f[0] == "leg")
+    return legs >= answers

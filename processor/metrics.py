@@ -1,0 +1,117 @@
+"""Prometheus exposition: a custom collector that reads the books at scrape time.
+
+Reading at scrape time (instead of setting gauges per event) means a worker only ever exports
+the queues it owns right now: after a rebalance the moved queues simply stop appearing here and
+appear on the new owner, with no stale series left behind.
+"""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+from .core.live import agents_view, live_now, live_view
+from .core.stats import WAIT_BUCKETS_MS
+
+if TYPE_CHECKING:
+    from .app import Runtime
+
+WINDOWED_COUNTS = ("offered", "answered", "abandoned", "short_abandoned", "flowed_out", "handled")
+WINDOWED_SECONDS = {
+    "asa_seconds": ("contact_queue_asa_seconds", "Average speed of answer: mean wait of answered segments."),
+    "max_wait_seconds": ("contact_queue_max_wait_seconds", "Longest wait among segments ended in the window."),
+    "aht_seconds": ("contact_queue_aht_seconds", "Average handle time (talk + hold + ACW) of legs ended in the window."),
+}
+
+
+class KpiCollector:
+    def __init__(self, rt: "Runtime", app=None) -> None:
+        self.rt = rt
+        self.app = app
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        rt = self.rt
+        now = live_now(rt.queues.stream_ms, int(time.time() * 1000))
+        qc_labels = ["queue", "channel"]
+        win_labels = ["queue", "channel", "window"]
+        waiting = GaugeMetricFamily("contact_queue_waiting", "Contacts waiting in queue now (queue depth).", labels=qc_labels)
+        longest = GaugeMetricFamily("contact_queue_longest_wait_seconds", "Wait of the oldest contact still in queue.", labels=qc_labels)
+        target = GaugeMetricFamily("contact_queue_service_level_target_ratio", "Configured service-level target.", labels=qc_labels)
+        threshold = GaugeMetricFamily("contact_queue_service_level_threshold_seconds", "Configured service-level threshold T.", labels=qc_labels)
+        sl = GaugeMetricFamily("contact_queue_service_level_ratio", "Service level by formula over the window.",
+                               labels=win_labels + ["formula"])
+        abandon = GaugeMetricFamily("contact_queue_abandon_ratio",
+                                    "(abandoned - short abandoned) / (offered - short abandoned) over the window.", labels=win_labels)
+        counts = {name: GaugeMetricFamily(f"contact_queue_{name}", f"Segments {name.replace('_', ' ')} in the window"
+                                          if name != "handled" else "Agent legs ended in the window.", labels=win_labels)
+                  for name in WINDOWED_COUNTS}
+        secs = {key: GaugeMetricFamily(name, doc, labels=win_labels) for key, (name, doc) in WINDOWED_SECONDS.items()}
+        for view in live_view(rt.queues, now):
+            qc = [view["queue_id"], view["channel"]]
+            waiting.add_metric(qc, view["waiting"])
+            longest.add_metric(qc, view["longest_wait_seconds"] or 0.0)
+            target.add_metric(qc, view["service_level_target"])
+            threshold.add_metric(qc, view["threshold_seconds"])
+            for window, fig in view["windows"].items():
+                labels = qc + [window]
+                for formula, value in fig["service_level"].items():
+                    if value is not None:
+                        sl.add_metric(labels + [formula], value)
+                if fig["abandon_rate"] is not None:
+                    abandon.add_metric(labels, fig["abandon_rate"])
+                for name in WINDOWED_COUNTS:
+                    counts[name].add_metric(labels, fig[name])
+                for key, family in secs.items():
+                    if fig[key] is not None:
+                        family.add_metric(labels, fig[key])
+        yield from (waiting, longest, target, threshold, sl, abandon, *counts.values(), *secs.values())
+
+        hist = HistogramMetricFamily("contact_queue_wait_seconds", "Waits of ended queue segments.", labels=qc_labels)
+        for (queue, channel), h in sorted(rt.queues.wait_histograms.items()):
+            hist.add_metric([queue, channel], h.cumulative(), h.sum_ms / 1000)
+        yield hist
+
+        agents = GaugeMetricFamily("contact_agents", "Agents serving the queue, by presence state.", labels=["queue", "state"])
+        for queue, by_state in agents_view(rt.queues).items():
+            for state, n in sorted(by_state.items()):
+                agents.add_metric([queue, state], n)
+        yield agents
+        yield from self._health()
+
+    def _health(self):
+        h = self.rt.health
+        yield CounterMetricFamily("kpi_events_processed", "Valid lifecycle events processed.", value=h.events)
+        yield CounterMetricFamily("kpi_events_duplicate", "Events ignored as duplicates of an event_id already seen.", value=h.duplicates)
+        dl = CounterMetricFamily("kpi_events_dead_lettered", "Events sent to the dead-letter topic, by reason.", labels=["reason"])
+        for reason, n in sorted(h.dead_letters.items()):
+            dl.add_metric([reason], n)
+        yield dl
+        yield CounterMetricFamily("kpi_rollups_published", "Rollup records published (all versions).", value=h.rollups)
+        age = GaugeMetricFamily("kpi_last_event_age_seconds", "Wall-clock time since the newest event's event time.")
+        if h.last_event_ts_ms:
+            age.add_metric([], max(0.0, time.time() - h.last_event_ts_ms / 1000))
+        yield age
+        stream = GaugeMetricFamily("kpi_stream_time_seconds", "Stream time (newest event time seen), Unix seconds.")
+        stream.add_metric([], self.rt.contacts.stream_ms / 1000)
+        yield stream
+        yield self._lag()
+
+    def _lag(self):
+        lag = GaugeMetricFamily("kpi_consumer_lag_messages", "Messages behind the end of each owned partition.",
+                                labels=["topic", "partition"])
+        consumer = getattr(self.app, "consumer", None) if self.app is not None else None
+        if consumer is None:
+            return lag
+        for (topic, partition), offset in sorted(self.rt.health.offsets.items()):
+            try:
+                from faust.types import TP
+                hw = consumer.highwater(TP(topic, partition))
+            except Exception:  # partition not assigned (any more) or consumer not started
+                continue
+            if hw is not None:
+                lag.add_metric([topic, str(partition)], max(0, hw - offset - 1))
+        return lag
