@@ -94,7 +94,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     rollups_topic = app.topic(k.rollup_topic, partitions=k.partitions, value_serializer="raw", key_serializer="raw")
     dlq_topic = app.topic(k.dead_letter_topic, partitions=k.partitions, value_serializer="raw", key_serializer="raw")
 
-    table_opts = dict(partitions=k.partitions, key_serializer="json", value_serializer="json")
+    table_opts = dict(partitions=k.partitions)  # keys and values are JSON (Faust default for tables)
     contacts_table = app.Table("contacts", **table_opts)
     agents_table = app.Table("agents", **table_opts)
     facts_table = app.Table("queue-facts", **table_opts)
@@ -195,7 +195,8 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
 
     @app.page("/metrics")
     async def metrics(web, request):
-        return web.bytes(generate_latest(rt.registry), content_type=CONTENT_TYPE_LATEST)
+        # aiohttp refuses a charset inside content_type, so the exposition type goes in as a header.
+        return web.bytes(generate_latest(rt.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @app.page("/healthz")
     async def healthz(web, request):

@@ -1,0 +1,222 @@
+"""Fast runtime decoder: one raw Kafka message value to a validated `Event`, or `BadEvent`.
+
+The per-type JSON Schemas in the repo's `schemas/events/` are the single source of truth; they are
+compiled once, at import, by fastjsonschema. Steps, cheapest first:
+
+1. size (`too_large`), 2. UTF-8 + JSON, NaN/Infinity rejected (`not_json`), 3. a JSON object
+(`not_object`), 4. a known `type` (`unknown_type`), 5. the type's schema (`invalid_field`, or
+`bad_timestamp` when the failing field is `ts`), 6. `ts` parsed to epoch ms (`bad_timestamp`),
+7. rules a schema cannot express (`invalid_field`: survey `score` > `scale_max`).
+
+Fields that the contract does not define for an event's type are extensions: accepted and ignored.
+An optional field sent as JSON null is treated as absent.
+"""
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
+
+import fastjsonschema
+
+from .core.events import AGENT_TYPES, CUSTOMER_TYPES, EVENT_TYPES, Event, parse_ts_ms
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+MAX_EVENT_BYTES = 64 * 1024
+REASONS = ("too_large", "not_json", "not_object", "unknown_type", "invalid_field", "bad_timestamp")
+ROLLUP_KINDS = ("queue_interval", "experience_interval", "resolution_day", "agent_interval")
+
+
+class BadEvent(Exception):
+    """A message that cannot become an Event. `reason` is a bounded label (see REASONS), `detail` human text."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def load_schema(relative: str) -> dict:
+    """A schema of the repo's `schemas/` folder, e.g. `load_schema("events/qa.scored.schema.json")`."""
+    return json.loads((SCHEMA_DIR / relative).read_text(encoding="utf-8"))
+
+
+def _compile(schema: dict) -> Callable[[Any], Any]:
+    # use_default=False: the decoder must never mutate the message it validates.
+    return fastjsonschema.compile(schema, use_default=False)
+
+
+EVENT_SCHEMAS: dict[str, dict] = {t: load_schema(f"events/{t}.schema.json") for t in EVENT_TYPES}
+_VALIDATORS: dict[str, Callable[[Any], Any]] = {t: _compile(s) for t, s in EVENT_SCHEMAS.items()}
+_REQUIRED: dict[str, tuple[str, ...]] = {t: tuple(s["required"]) for t, s in EVENT_SCHEMAS.items()}
+
+
+@lru_cache(maxsize=1)
+def _rollup_validators() -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+    return tuple((k, _compile(load_schema(f"rollups/{k}.schema.json"))) for k in ROLLUP_KINDS)
+
+
+def load_rollup_validators() -> dict[str, Callable[[Any], Any]]:
+    """Compiled validators of the four rollup kinds (compiled on first call, then cached).
+
+    Each returns the record when valid and raises fastjsonschema.JsonSchemaValueException otherwise.
+    """
+    return dict(_rollup_validators())
+
+
+# ------------------------------------------------------------------------------- building Events
+
+def _int(v: Any) -> int | None:
+    # The schema accepts 2.0 as an integer (JSON Schema semantics); the core wants a real int.
+    return v if v is None or v.__class__ is int else int(v)
+
+
+_NO_CONTACT = frozenset(AGENT_TYPES + CUSTOMER_TYPES)
+
+
+def _simple(*names: str) -> Callable[[dict, str, int], Event]:
+    """Builder for types whose own fields are required strings copied as they are."""
+    if not names:
+        return lambda o, t, ms: Event(o["event_id"], t, ms, o["contact_id"])
+    if names == ("agent_id",):
+        return lambda o, t, ms: Event(o["event_id"], t, ms, o["contact_id"], agent_id=o["agent_id"])
+    if names == ("queue_id",):
+        return lambda o, t, ms: Event(o["event_id"], t, ms, o["contact_id"], queue_id=o["queue_id"])
+    return lambda o, t, ms: Event(o["event_id"], t, ms, o["contact_id"], **{n: o[n] for n in names})
+
+
+_BUILDERS: dict[str, Callable[[dict, str, int], Event]] = {
+    "contact.created": lambda o, t, ms: Event(
+        o["event_id"], t, ms, o["contact_id"], channel=o["channel"], customer_id=o["customer_id"],
+        issue=o.get("issue")),
+    "contact.queued": lambda o, t, ms: Event(
+        o["event_id"], t, ms, o["contact_id"], queue_id=o["queue_id"], priority=_int(o.get("priority"))),
+    "contact.answered": _simple("queue_id", "agent_id"),
+    "contact.abandoned": _simple("queue_id"),
+    "contact.flowed_out": _simple("queue_id", "reason"),
+    "contact.hold_started": _simple("agent_id"),
+    "contact.hold_ended": _simple("agent_id"),
+    "contact.transferred": _simple("agent_id", "to_queue_id"),
+    "contact.wrapup_started": _simple("agent_id"),
+    "contact.wrapup_ended": _simple("agent_id"),
+    "contact.resolved": _simple(),
+    "contact.reopened": _simple(),
+    "message.agent_replied": lambda o, t, ms: Event(
+        o["event_id"], t, ms, o["contact_id"], agent_id=o["agent_id"], automated=o.get("automated") is True),
+    "message.customer_replied": _simple(),
+    "survey.responded": lambda o, t, ms: Event(
+        o["event_id"], t, ms, o["contact_id"], survey=o["survey"], score=float(o["score"]),
+        scale_max=float(o["scale_max"])),
+    "qa.scored": lambda o, t, ms: Event(
+        o["event_id"], t, ms, o["contact_id"], agent_id=o["agent_id"], score=float(o["score"])),
+    "agent.state_changed": lambda o, t, ms: Event(
+        o["event_id"], t, ms, agent_id=o["agent_id"], state=o["state"], queues=tuple(o["queues"]),
+        capacity=_int(o.get("capacity"))),
+    "customer.churned": lambda o, t, ms: Event(o["event_id"], t, ms, customer_id=o["customer_id"]),
+}
+assert _BUILDERS.keys() == set(EVENT_TYPES) and _NO_CONTACT <= _BUILDERS.keys()
+
+# Per type: (schema validator, builder, required fields). One dict lookup per event.
+_BY_TYPE = {t: (_VALIDATORS[t], _BUILDERS[t], _REQUIRED[t]) for t in EVENT_TYPES}
+
+
+# ------------------------------------------------------------------------------- decoding
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_loads = _DECODER.decode
+_scan_once = _DECODER.scan_once  # the C scanner: skips JSONDecoder.decode's Python-level wrapping
+_trailing_ws = json.decoder.WHITESPACE.match
+# A JSON escape of a UTF-16 surrogate; a lone one cannot be encoded as UTF-8 (Kafka, Redis, /metrics).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+_SchemaError = fastjsonschema.JsonSchemaValueException
+
+
+def _schema_error(e: fastjsonschema.JsonSchemaValueException, obj: dict, required: tuple[str, ...]) -> BadEvent:
+    name = e.name or "data"
+    field = name[5:] if name.startswith("data.") else ""
+    if e.rule == "required":
+        missing = ", ".join(k for k in required if k not in obj)
+        return BadEvent("invalid_field", f"missing required field {missing}")
+    if field == "ts":
+        if e.rule == "pattern":  # the value is at most 40 characters here (maxLength is checked first)
+            why = f"{obj['ts']!r} is not RFC 3339 with a UTC offset"
+        else:
+            why = e.message[len(name):].strip()
+        return BadEvent("bad_timestamp", f"ts {why} (expected e.g. 2026-11-23T09:00:05.120Z)")
+    why = e.message[len(name):].strip() if e.message.startswith(name) else e.message
+    return BadEvent("invalid_field", f"{field or 'event'} {why}")
+
+
+def decode(raw: bytes | str) -> Event:
+    """Decode and validate one message value. Raises BadEvent; never anything else for any input."""
+    if raw.__class__ is not bytes:
+        if isinstance(raw, str):
+            if len(raw) > MAX_EVENT_BYTES:  # a character is at least one byte
+                raise BadEvent("too_large", f"message is over {MAX_EVENT_BYTES} bytes")
+            try:
+                raw = raw.encode("utf-8")
+            except UnicodeEncodeError:
+                raise BadEvent("not_json", "text is not valid Unicode (lone surrogate)") from None
+        elif isinstance(raw, (bytearray, memoryview)):
+            raw = bytes(raw)
+        elif raw is None:
+            raise BadEvent("not_json", "message has no value (null / tombstone)")
+        else:
+            raise BadEvent("not_json", f"message value is a {type(raw).__name__}, not bytes or str")
+    if len(raw) > MAX_EVENT_BYTES:
+        raise BadEvent("too_large", f"message is {len(raw)} bytes, over {MAX_EVENT_BYTES}")
+    try:
+        text = raw.decode("utf-8")
+        try:
+            obj, end = _scan_once(text, 0)
+        except StopIteration:  # no value at 0 (leading whitespace, empty...): the full decoder says why
+            obj = _loads(text)
+        else:
+            if end != len(text) and _trailing_ws(text, end).end() != len(text):
+                raise ValueError(f"extra data after the JSON value at char {end}")
+    except RecursionError:
+        raise BadEvent("not_json", "JSON nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, NaN/Infinity, int too long
+        raise BadEvent("not_json", str(exc)[:200]) from None
+    if obj.__class__ is not dict:
+        raise BadEvent("not_object", f"JSON value is {type(obj).__name__}, not an object")
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text):
+        try:
+            json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadEvent("not_json", "string with a lone UTF-16 surrogate escape") from None
+        except RecursionError:
+            raise BadEvent("not_json", "JSON nested too deeply") from None
+
+    t = obj.get("type")
+    entry = _BY_TYPE.get(t) if t.__class__ is str else None
+    if entry is None:
+        if t.__class__ is str:
+            raise BadEvent("unknown_type", f"unknown event type {t[:100]!r}")
+        if "type" not in obj:
+            raise BadEvent("invalid_field", "missing required field type")
+        raise BadEvent("invalid_field", f"type must be string, not {type(t).__name__}")
+    validate, build, required = entry
+    try:
+        validate(obj)
+    except _SchemaError as e:
+        raise _schema_error(e, obj, required) from None
+
+    ts = obj["ts"]
+    try:
+        ms = parse_ts_ms(ts)
+    except (ValueError, OverflowError):
+        try:
+            ms = parse_ts_ms(ts.upper())  # RFC 3339 allows a lower-case 't' and 'z'
+        except (ValueError, OverflowError) as exc:
+            raise BadEvent("bad_timestamp", f"ts {ts!r}: {exc}") from None
+
+    if t == "survey.responded" and obj["score"] > obj["scale_max"]:
+        raise BadEvent("invalid_field", "score is greater than scale_max")
+    return build(obj, t, ms)
