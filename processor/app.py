@@ -30,6 +30,7 @@ log = logging.getLogger("processor")
 
 TICK_SECONDS = 1.0
 EXPIRE_SECONDS = 30.0
+IDLE_SECONDS = 5.0  # an input partition with nothing read for this long stops holding the watermark
 
 
 @dataclass
@@ -37,12 +38,37 @@ class Runtime:
     """Everything the agents share inside one worker process."""
 
     settings: Settings
-    contacts: ContactBook
-    queues: QueueBook
     health: Health
     registry: CollectorRegistry
-    stage_one_partitions: set[int] = field(default_factory=set)
-    stage_two_partitions: set[int] = field(default_factory=set)
+    # One ContactBook per owned input partition: each partition keeps its own stream time, as a
+    # Kafka Streams task does, so a backlog on one partition is never judged late against another.
+    contacts: dict[int, ContactBook] = field(default_factory=dict)
+    last_read: dict[int, float] = field(default_factory=dict)  # input partition -> wall time of last event
+    # One QueueBook per owned facts partition: a watermark read on one facts partition says nothing
+    # about facts still in flight on another, so each partition closes its own queues' intervals.
+    queues: dict[int, QueueBook] = field(default_factory=dict)
+
+    def book(self, partition: int) -> ContactBook:
+        b = self.contacts.get(partition)
+        if b is None:
+            b = self.contacts[partition] = ContactBook(self.settings.engine())
+        return b
+
+    def queue_book(self, partition: int) -> QueueBook:
+        b = self.queues.get(partition)
+        if b is None:
+            b = self.queues[partition] = _queue_book(self.settings.engine(), self.settings.kafka.partitions)
+        return b
+
+    @property
+    def watermark_ms(self) -> int:
+        """The slowest owned facts partition's watermark: intervals before it are closed."""
+        return min((b.stream_ms for b in self.queues.values()), default=0)
+
+    @property
+    def stream_ms(self) -> int:
+        """Newest event time read on any owned input partition."""
+        return max((b.stream_ms for b in self.contacts.values()), default=0)
 
 
 def _kafka_security(settings: Settings) -> dict:
@@ -85,7 +111,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         stream_wait_empty=False,
         **_kafka_security(settings),
     )
-    rt = Runtime(settings, ContactBook(engine), QueueBook(engine), Health(), CollectorRegistry(auto_describe=True))
+    rt = Runtime(settings, Health(), CollectorRegistry(auto_describe=True))
     rt.registry.register(KpiCollector(rt, app))
 
     events_topic = app.topic(k.input_topic, partitions=k.partitions, value_serializer="raw")
@@ -114,7 +140,9 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                 rt.health.dead_letter(exc.reason, exc.detail)
                 await dlq_topic.send(key=msg.key, value=deadletter.dumps(deadletter.from_raw(exc.reason, exc.detail, raw)))
                 continue
-            res = rt.contacts.ingest(ev)
+            book = rt.book(part)
+            rt.last_read[part] = time.monotonic()
+            res = book.ingest(ev)
             rt.health.processed(ev.ts_ms, res.duplicate)
             for dl in res.dead_letters:
                 rt.health.dead_letter(dl.reason, dl.detail)
@@ -124,8 +152,8 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                 for fact_id, queue, fact in res.deltas:
                     by_queue[queue].append([fact_id, list(fact) if fact is not None else None])
                 for queue, deltas in by_queue.items():
-                    await facts_topic.send(key=queue.encode(), value={"wm": rt.contacts.stream_ms, "d": deltas})
-            dirty_contacts, dirty_agents = rt.contacts.take_dirty()
+                    await facts_topic.send(key=queue.encode(), value={"src": part, "wm": book.stream_ms, "d": deltas})
+            dirty_contacts, dirty_agents = book.take_dirty()
             _persist(contacts_table, dirty_contacts, part)
             _persist(agents_table, dirty_agents, part)
 
@@ -137,61 +165,77 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
             part = msg.partition
             rt.health.observe_offset(msg.topic, part, msg.offset)
             value = event.value or {}
+            book = rt.queue_book(part)
             for fact_id, fact in value.get("d", ()):
-                rt.queues.apply(fact_id, tuple(fact) if fact is not None else None)
-            rt.queues.observe(int(value.get("wm", 0)))
-            for rec in rt.queues.advance():
+                book.apply(fact_id, tuple(fact) if fact is not None else None)
+            book.observe(int(value.get("wm", 0)), int(value.get("src", 0)), bool(value.get("idle")))
+            for rec in book.advance():
                 key = f"{rec['queue_id']}|{rec['channel']}|{rec['interval_start']}".encode()
                 await rollups_topic.send(key=key, value=deadletter.dumps(rec))
                 rt.health.rollup_published()
-            dirty_facts, dirty_published = rt.queues.take_dirty()
+            dirty_facts, dirty_published = book.take_dirty()
             _persist(facts_table, dirty_facts, part)
             _persist(published_table, dirty_published, part)
 
     # -- stream time for idle partitions, and housekeeping ------------------------------------
     @app.timer(TICK_SECONDS)
     async def tick():
-        """Carry stage-one stream time to every stage-two partition, so quiet queues still close intervals."""
-        if not rt.stage_one_partitions or rt.contacts.stream_ms == 0:
-            return
-        for p in range(k.partitions):
-            await facts_topic.send(partition=p, key=b"", value={"wm": rt.contacts.stream_ms, "d": []})
+        """Repeat each owned input partition's stream time to every stage-two partition.
+
+        Quiet queues still close their intervals, and a partition with nothing to read is marked
+        idle so that it no longer holds the watermark back.
+        """
+        now = time.monotonic()
+        for src, book in list(rt.contacts.items()):
+            idle = now - rt.last_read.setdefault(src, now) >= IDLE_SECONDS
+            if book.stream_ms == 0 and not idle:
+                continue  # just assigned and not read yet: say nothing rather than "time zero"
+            for p in range(k.partitions):
+                await facts_topic.send(partition=p, key=b"", value={"src": src, "wm": book.stream_ms, "idle": idle, "d": []})
 
     @app.timer(EXPIRE_SECONDS)
     async def housekeeping():
         # Expiry only marks keys dirty; they are deleted from the tables by the next event of the stage.
-        rt.contacts.expire()
-        rt.queues.expire()
+        for book in list(rt.contacts.values()):
+            book.expire()
+        for book in list(rt.queues.values()):
+            book.expire()
 
     # -- recovery: rebuild the books from the tables for exactly the partitions we own ----------
     @contacts_table.on_recover
     async def _recover_stage_one():
         owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == k.input_topic}
-        rt.stage_one_partitions = owned
-        book = ContactBook(engine)
+        books = {p: ContactBook(engine) for p in owned}
         for cid, (p, state) in contacts_table.items():
-            if p in owned and state is not None:
-                book.restore_contact(cid, state)
+            if p in books and state is not None:
+                books[p].restore_contact(cid, state)
         for aid, (p, state) in agents_table.items():
-            if p in owned and state is not None:
-                book.restore_agent(aid, state)
-        rt.contacts = book
-        log.info("stage one rebuilt: %d contacts, %d agents, partitions %s", len(book.contacts), len(book.agents), sorted(owned))
+            if p in books and state is not None:
+                books[p].restore_agent(aid, state)
+        rt.contacts = books
+        now = time.monotonic()
+        rt.last_read = {p: rt.last_read.get(p, now) for p in owned}
+        log.info("stage one rebuilt: %d contacts, %d agents, partitions %s",
+                 sum(len(b.contacts) for b in books.values()), sum(len(b.agents) for b in books.values()), sorted(owned))
 
     @facts_table.on_recover
     async def _recover_stage_two():
         owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == k.facts_topic}
-        rt.stage_two_partitions = owned
-        book = QueueBook(engine)
+        books = {p: _queue_book(engine, k.partitions) for p in owned}
         for fid, (p, fact) in facts_table.items():
-            if p in owned and fact is not None:
-                book.restore_fact(fid, fact)
+            if p in books and fact is not None:
+                books[p].restore_fact(fid, fact)
         for key, (p, value) in published_table.items():
-            if p in owned and value is not None:
-                book.restore_published(key, value)
-        book.observe(rt.queues.stream_ms)
-        rt.queues = book
-        log.info("stage two rebuilt: %d facts, queues %s, partitions %s", len(book.facts), book.queues(), sorted(owned))
+            if p in books and value is not None:
+                books[p].restore_published(key, value)
+        for p, book in books.items():
+            old = rt.queues.get(p)
+            if old is not None:  # kept through the rebalance: keep its clock too
+                book.sources, book.heard = dict(old.sources), set(old.heard)
+                book.stream_ms, book.latest_ms = old.stream_ms, old.latest_ms
+        rt.queues = books
+        log.info("stage two rebuilt: %d facts, partitions %s",
+                 sum(len(b.facts) for b in books.values()), sorted(owned))
 
     @app.page("/metrics")
     async def metrics(web, request):
@@ -200,11 +244,17 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
 
     @app.page("/healthz")
     async def healthz(web, request):
-        return web.json({"status": "ok", "stream_time_ms": rt.contacts.stream_ms,
+        return web.json({"status": "ok", "stream_time_ms": rt.stream_ms, "watermark_ms": rt.watermark_ms,
                          "uptime_seconds": round(time.monotonic() - rt.health.started, 1)})
 
     app.kpi_runtime = rt  # for tests and the CLI
     return app, rt
+
+
+def _queue_book(engine, input_partitions: int) -> QueueBook:
+    book = QueueBook(engine)
+    book.expected_sources = input_partitions
+    return book
 
 
 def _persist(table, dirty: dict, partition: int) -> None:

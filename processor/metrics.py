@@ -35,7 +35,8 @@ class KpiCollector:
 
     def collect(self):
         rt = self.rt
-        now = live_now(rt.queues.stream_ms, int(time.time() * 1000))
+        books = list(rt.queues.values())
+        now = live_now(max((b.latest_ms for b in books), default=0), int(time.time() * 1000))
         qc_labels = ["queue", "channel"]
         win_labels = ["queue", "channel", "window"]
         waiting = GaugeMetricFamily("contact_queue_waiting", "Contacts waiting in queue now (queue depth).", labels=qc_labels)
@@ -50,7 +51,7 @@ class KpiCollector:
                                           if name != "handled" else "Agent legs ended in the window.", labels=win_labels)
                   for name in WINDOWED_COUNTS}
         secs = {key: GaugeMetricFamily(name, doc, labels=win_labels) for key, (name, doc) in WINDOWED_SECONDS.items()}
-        for view in live_view(rt.queues, now):
+        for view in (v for b in books for v in live_view(b, now)):
             qc = [view["queue_id"], view["channel"]]
             waiting.add_metric(qc, view["waiting"])
             longest.add_metric(qc, view["longest_wait_seconds"] or 0.0)
@@ -71,12 +72,12 @@ class KpiCollector:
         yield from (waiting, longest, target, threshold, sl, abandon, *counts.values(), *secs.values())
 
         hist = HistogramMetricFamily("contact_queue_wait_seconds", "Waits of ended queue segments.", labels=qc_labels)
-        for (queue, channel), h in sorted(rt.queues.wait_histograms.items()):
+        for (queue, channel), h in sorted(item for b in books for item in b.wait_histograms.items()):
             hist.add_metric([queue, channel], h.cumulative(), h.sum_ms / 1000)
         yield hist
 
         agents = GaugeMetricFamily("contact_agents", "Agents serving the queue, by presence state.", labels=["queue", "state"])
-        for queue, by_state in agents_view(rt.queues).items():
+        for queue, by_state in sorted(item for b in books for item in agents_view(b).items()):
             for state, n in sorted(by_state.items()):
                 agents.add_metric([queue, state], n)
         yield agents
@@ -96,8 +97,12 @@ class KpiCollector:
             age.add_metric([], max(0.0, time.time() - h.last_event_ts_ms / 1000))
         yield age
         stream = GaugeMetricFamily("kpi_stream_time_seconds", "Stream time (newest event time seen), Unix seconds.")
-        stream.add_metric([], self.rt.contacts.stream_ms / 1000)
+        stream.add_metric([], self.rt.stream_ms / 1000)
         yield stream
+        wm = GaugeMetricFamily("kpi_watermark_seconds",
+                               "Event-time watermark that closes intervals (slowest active input partition), Unix seconds.")
+        wm.add_metric([], self.rt.watermark_ms / 1000)
+        yield wm
         yield self._lag()
 
     def _lag(self):

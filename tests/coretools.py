@@ -1,0 +1,128 @@
+"""Small builders shared by the core's unit and property tests (no conftest magic).
+
+Times are written as wall-clock strings on one test day, 2026-11-23, in UTC unless a full
+RFC 3339 string is given: at("10:14:59.999"), at("2026-11-23T23:30:00-05:00").
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from processor.core.events import Event, parse_ts_ms
+from processor.core.pipeline import Pipeline
+from processor.core.settings import EngineSettings, QueueSettings
+
+DAY = "2026-11-23"
+_ids = itertools.count(1)
+
+
+def at(text: str) -> int:
+    """'10:00:05' or '10:00:05.120' on the test day (UTC), or any full RFC 3339 time, to epoch ms."""
+    if "T" not in text:
+        text = f"{DAY}T{text}Z"
+    return parse_ts_ms(text)
+
+
+def ms(t: int | str) -> int:
+    return t if isinstance(t, int) else at(t)
+
+
+def ev(type_: str, t: int | str, contact_id: str | None = None, *, event_id: str | None = None, **fields) -> Event:
+    """One Event with a fresh unique id unless one is given."""
+    return Event(event_id=event_id or f"e{next(_ids)}", type=type_, ts_ms=ms(t), contact_id=contact_id, **fields)
+
+
+@dataclass
+class Contact:
+    """Fluent builder of one contact's lifecycle events (in the order written)."""
+
+    contact_id: str
+    channel: str | None = "voice"
+    created: int | str | None = None
+    customer_id: str = "cust"
+    events: list[Event] = field(default_factory=list)
+    agent: str = "a1"
+
+    def __post_init__(self) -> None:
+        if self.created is not None and self.channel is not None:
+            self.events.append(ev("contact.created", self.created, self.contact_id,
+                                  channel=self.channel, customer_id=self.customer_id))
+
+    def _add(self, type_: str, t, **fields) -> "Contact":
+        self.events.append(ev(type_, t, self.contact_id, **fields))
+        return self
+
+    def queued(self, queue: str, t) -> "Contact":
+        return self._add("contact.queued", t, queue_id=queue)
+
+    def answered(self, queue: str, t, agent: str | None = None) -> "Contact":
+        return self._add("contact.answered", t, queue_id=queue, agent_id=agent or self.agent)
+
+    def abandoned(self, queue: str, t) -> "Contact":
+        return self._add("contact.abandoned", t, queue_id=queue)
+
+    def flowed_out(self, queue: str, t, reason: str = "timeout") -> "Contact":
+        return self._add("contact.flowed_out", t, queue_id=queue, reason=reason)
+
+    def hold(self, start, end) -> "Contact":
+        self._add("contact.hold_started", start, agent_id=self.agent)
+        return self._add("contact.hold_ended", end, agent_id=self.agent)
+
+    def transferred(self, to_queue: str, t) -> "Contact":
+        return self._add("contact.transferred", t, agent_id=self.agent, to_queue_id=to_queue)
+
+    def wrapup(self, start, end) -> "Contact":
+        self._add("contact.wrapup_started", start, agent_id=self.agent)
+        return self._add("contact.wrapup_ended", end, agent_id=self.agent)
+
+
+def engine(interval_minutes: int = 15, lateness_s: float = 30, retention_s: float = 7200,
+           queues: dict[str, QueueSettings] | None = None, **default) -> EngineSettings:
+    return EngineSettings(
+        interval_minutes=interval_minutes,
+        lateness_ms=round(lateness_s * 1000),
+        retention_ms=round(retention_s * 1000),
+        default_queue=QueueSettings(**default),
+        queues=tuple(sorted((queues or {}).items())),
+    )
+
+
+@dataclass
+class Run:
+    pipeline: Pipeline
+    records: list[dict]          # every record, in publication order
+    dead: list                   # every DeadLetter
+
+    def latest(self) -> dict[tuple[str, str, str], dict]:
+        """Highest version of each (queue, channel, interval_start)."""
+        out: dict[tuple[str, str, str], dict] = {}
+        for r in self.records:
+            k = (r["queue_id"], r["channel"], r["interval_start"])
+            if k not in out or r["version"] > out[k]["version"]:
+                out[k] = r
+        return out
+
+    def record(self, queue: str, start: str, channel: str = "voice") -> dict:
+        return self.latest()[(queue, channel, f"{DAY}T{start}.000Z" if "T" not in start else start)]
+
+
+def run(events, settings: EngineSettings | None = None, flush: bool = True) -> Run:
+    """Feed the events in the given (arrival) order through a fresh Pipeline."""
+    p = Pipeline(settings or engine())
+    records, dead = [], []
+    for e in events:
+        recs, dls = p.feed(e)
+        records += recs
+        dead += dls
+    records += p.finish(flush=flush)
+    return Run(p, records, dead)
+
+
+def by_time(*contacts: Contact) -> list[Event]:
+    """All events of the contacts in event-time order (stable)."""
+    return sorted((e for c in contacts for e in c.events), key=lambda e: e.ts_ms)
+
+
+def tick(t, contact_id: str = "tick") -> Event:
+    """An event that only advances stream time (a resolved on an unrelated contact creates no fact)."""
+    return ev("contact.resolved", t, contact_id)
