@@ -52,7 +52,27 @@ def derive_facts(contact_id: str, events: list[Event]) -> tuple[dict[str, Fact],
         talk_ms = talk_end - leg.answered_ms - leg.hold_ms
         facts[f"l|{contact_id}|{leg.answered_ms}"] = ("leg", leg.queue, channel, ts, talk_ms, leg.hold_ms, acw_ms)
 
-    for e in events:
+    def in_lifecycle_order():
+        # Same-millisecond ties follow TYPE_RANK, which puts an answer before a transfer. When a
+        # leg is connected and its transfer shares a timestamp with the answer in the next queue
+        # (common with one-second timestamps), the transfer ends that leg: defer the answers.
+        i, n = 0, len(events)
+        while i < n:
+            e = events[i]
+            if e.type == "contact.answered" and leg is not None:
+                j = i
+                while j < n and events[j].ts_ms == e.ts_ms:
+                    j += 1
+                group = events[i:j]
+                if any(g.type == "contact.transferred" for g in group):
+                    yield from [g for g in group if g.type != "contact.answered"]
+                    yield from [g for g in group if g.type == "contact.answered"]
+                    i = j
+                    continue
+            yield e
+            i += 1
+
+    for e in in_lifecycle_order():
         t = e.type
         if t == "contact.queued":
             if e.queue_id in open_segments:

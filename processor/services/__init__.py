@@ -30,6 +30,8 @@ _EXPORTS = {
     "PrometheusServer": ".prometheus",
     "RedisServer": ".redis",
     "TansuBroker": ".tansu",
+    "KpiWorker": ".worker",
+    "parse_metrics": ".worker",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -38,6 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._proc import ManagedProcess, ServiceError, free_port, wait_for_port
     from .kafka import DEFAULT_KAFKA_VERSION, ApacheKafka, ensure_kafka_jars
     from .prometheus import PrometheusServer
+    from .worker import KpiWorker, parse_metrics
     from .redis import RedisServer
     from .tansu import TansuBroker
 

@@ -70,19 +70,7 @@ def _roundtrip(bootstrap: str, topic: str, value: bytes, *, group: str | None = 
     return asyncio.run(go())
 
 
-# -- Apache Kafka --------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def kafka(tmp_path_factory):
-    broker = ApacheKafka(tmp_path_factory.mktemp("kafka-data"))
-    t0 = time.monotonic()
-    broker.start(timeout=120)
-    print(f"\nApache Kafka ready at {broker.bootstrap} in {time.monotonic() - t0:.1f}s")
-    try:
-        yield broker
-    finally:
-        broker.stop()
-
-
+# -- Apache Kafka (the session broker from conftest.py) ----------------------------------
 def test_apache_kafka_produce_consume(kafka):
     topic = f"t-{uuid.uuid4().hex[:8]}"
     assert _roundtrip(kafka.bootstrap, topic, b"hello kafka", group="g1") == [b"hello kafka"]

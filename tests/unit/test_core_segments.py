@@ -176,3 +176,30 @@ def test_too_late_is_dead_lettered_at_retention_boundary():
     late = book.ingest(ev("contact.queued", "10:59:59.999", "c2", queue_id="Q1"))
     assert [d.reason for d in late.dead_letters] == ["too_late"]
     assert late.deltas == [] and "c2" not in book.contacts
+
+
+def test_transfer_and_answer_in_the_next_queue_in_the_same_second():
+    # one-second timestamps: the transfer, the queued in Q2 and the answer in Q2 all carry 10:01:00,
+    # and the hold on the first leg ends at that same second
+    c = (Contact("c1", created="10:00:00").queued("Q1", "10:00:00").answered("Q1", "10:00:10")
+         .hold("10:00:40", "10:01:00").transferred("Q2", "10:01:00")
+         .queued("Q2", "10:01:00").answered("Q2", "10:01:00", agent="a2").wrapup("10:03:00", "10:03:30"))
+    facts, orphans = facts_of(c)
+    assert orphans == []
+    assert legs(facts) == [
+        # Q1: 10:00:10 -> 10:01:00 = 50 s, 20 s on hold -> talk 30, no ACW
+        ("leg", "Q1", "voice", at("10:01:00"), 30_000, 20_000, 0),
+        # Q2: answered with a 0 s wait, talk 10:01:00 -> 10:03:00 = 120 s, ACW 30 s
+        ("leg", "Q2", "voice", at("10:03:30"), 120_000, 0, 30_000),
+    ]
+    assert [(f[1], f[4] - f[3]) for f in segs(facts)] == [("Q1", 10_000), ("Q2", 0)]
+
+
+def test_answer_and_immediate_transfer_in_the_same_millisecond():
+    # a zero-length leg: answered and transferred at once (no earlier leg connected)
+    c = (Contact("c1", created="10:00:00").queued("Q1", "10:00:00").answered("Q1", "10:00:10")
+         .transferred("Q2", "10:00:10").queued("Q2", "10:00:10").abandoned("Q2", "10:00:40"))
+    facts, orphans = facts_of(c)
+    assert orphans == []
+    assert legs(facts) == [("leg", "Q1", "voice", at("10:00:10"), 0, 0, 0)]
+    assert [(f[1], f[5]) for f in segs(facts)] == [("Q1", "answered"), ("Q2", "abandoned")]
