@@ -109,6 +109,8 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         broker_commit_every=1000,
         broker_commit_interval=1.0,
         stream_wait_empty=False,
+        broker_session_timeout=k.session_timeout_seconds,
+        broker_heartbeat_interval=k.session_timeout_seconds / 3,
         **_kafka_security(settings),
     )
     rt = Runtime(settings, Health(), CollectorRegistry(auto_describe=True))

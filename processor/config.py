@@ -54,6 +54,8 @@ class KafkaConfig(BaseModel):
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     ssl_cafile: Path | None = None
+    # How long the group waits for a crashed worker before handing its partitions over.
+    session_timeout_seconds: float = Field(10.0, ge=6, le=300)
 
 
 class Settings(BaseSettings):

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from processor.services import ApacheKafka
+from scenario import make_feed
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +23,9 @@ def kafka(tmp_path_factory):
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def feed(tmp_path_factory):
+    """The shared input and what `kpi replay` computes from it (scenario.py)."""
+    return make_feed(tmp_path_factory.mktemp("feed"))

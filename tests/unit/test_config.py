@@ -70,6 +70,7 @@ def test_kafka_defaults():
     assert k.security_protocol == "PLAINTEXT"
     assert k.sasl_mechanism == "PLAIN"
     assert k.sasl_username is None and k.sasl_password is None and k.ssl_cafile is None
+    assert k.session_timeout_seconds == 10.0
 
 
 def test_engine_view_of_the_defaults():
@@ -244,6 +245,7 @@ def test_engine_queues_are_sorted_and_hashable():
         ("lateness_seconds: -1\n", "lateness_seconds", "greater than or equal to 0"),
         ("web_port: 70000\n", "web_port", "less than or equal to 65535"),
         ("kafka:\n  partitions: 0\n", "kafka.partitions", "greater than or equal to 1"),
+        ("kafka:\n  session_timeout_seconds: 1\n", "kafka.session_timeout_seconds", "greater than or equal to 6"),
         ("kafka:\n  processing_guarantee: maybe_once\n", "kafka.processing_guarantee", "'at_least_once' or 'exactly_once'"),
         ("queues:\n  sales:\n    threshold: 20\n", "queues.sales.threshold", "Extra inputs are not permitted"),
         ("kafka:\n  bootstrap_servers: x:9092\n", "kafka.bootstrap_servers", "Extra inputs are not permitted"),
@@ -280,6 +282,15 @@ def test_env_validation_error_names_the_variable_path(monkeypatch):
     lines = error_lines(exc)
     assert lines[0] == "invalid configuration (environment only):"
     assert any(line.startswith("  - defaults.service_level_target: ") for line in lines[1:]), lines
+
+
+@pytest.mark.xfail(strict=True, reason="config.py: load_settings catches pydantic's ValidationError only; a "
+                   "pydantic_settings.SettingsError (malformed JSON in a mapping-valued KPI_* variable) escapes "
+                   "as a traceback; remove this marker once that is fixed")
+def test_malformed_json_in_env_is_a_config_error(monkeypatch):
+    monkeypatch.setenv("KPI_QUEUES", "{not json")
+    with pytest.raises(ConfigError, match="queues"):
+        load_settings()
 
 
 @pytest.mark.parametrize(
@@ -390,3 +401,12 @@ def test_compose_commands_parse(monkeypatch):
     assert commands == {"cmd_worker", "cmd_simulate"}
     feed = next(args for fn, args in seen if fn == "cmd_simulate")
     assert feed.bootstrap == "kafka:9092" and feed.output is None
+
+
+def test_readme_documents_every_setting():
+    readme = README.read_text()
+    names = [f"KPI_{name.upper()}" for name in Settings.model_fields if name not in ("kafka", "defaults", "queues")]
+    names += [f"KPI_KAFKA__{name.upper()}" for name in KafkaConfig.model_fields]
+    names += [f"KPI_DEFAULTS__{name.upper()}" for name in QueueConfig.model_fields]
+    missing = [n for n in names if f"`{n}`" not in readme]
+    assert not missing, f"README.md's configuration table lacks {missing}"

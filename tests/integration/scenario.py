@@ -1,0 +1,173 @@
+"""The shared integration input: a seeded simulated hour and a half of two queues, a hand-built
+"billing" queue whose figures are worked out by hand, two malformed messages and one duplicate;
+and small Kafka helpers to produce it and read topics back.
+"""
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from datetime import datetime
+
+from processor.config import load_settings
+from processor.core.events import parse_ts_ms
+from processor.replay import replay_lines
+from processor.simulator import Simulation, sorted_events
+
+DAY = "2026-03-02"
+CONFIG = """\
+queues:
+  billing:
+    threshold_seconds: 20
+    short_abandon_seconds: 5
+    service_level_target: 0.8
+    time_zone: Europe/Berlin
+"""
+
+
+def _ev(n: int, type_: str, hms: str, **fields) -> dict:
+    return {"event_id": f"b{n}", "type": type_, "ts": f"{DAY}T{hms}Z", **fields}
+
+
+def billing_events() -> list[dict]:
+    """Five voice segments in queue billing, 10:00-10:04 UTC (threshold 20 s, short abandon 5 s).
+
+    c1 answered after 10 s, 30 s hold, ACW 30 s: handle 10:00:10 -> 10:03:40 = 210 s
+    c2 answered after 40 s, ACW 20 s:              handle 10:01:40 -> 10:04:00 = 140 s
+    c3 abandoned after 3 s (short abandon), c4 abandoned after 30 s, c5 flowed out after 60 s.
+    """
+    e, n = [], iter(range(1, 100))
+    for cid in ("bc1", "bc2", "bc3", "bc4", "bc5"):
+        start = {"bc1": "10:00:00", "bc2": "10:01:00", "bc3": "10:02:00", "bc4": "10:02:00", "bc5": "10:03:00"}[cid]
+        e.append(_ev(next(n), "contact.created", start, contact_id=cid, channel="voice", customer_id=f"u-{cid}"))
+        e.append(_ev(next(n), "contact.queued", start, contact_id=cid, queue_id="billing"))
+    e += [
+        _ev(next(n), "contact.answered", "10:00:10", contact_id="bc1", queue_id="billing", agent_id="b-a1"),
+        _ev(next(n), "contact.hold_started", "10:01:00", contact_id="bc1", agent_id="b-a1"),
+        _ev(next(n), "contact.hold_ended", "10:01:30", contact_id="bc1", agent_id="b-a1"),
+        _ev(next(n), "contact.wrapup_started", "10:03:10", contact_id="bc1", agent_id="b-a1"),
+        _ev(next(n), "contact.wrapup_ended", "10:03:40", contact_id="bc1", agent_id="b-a1"),
+        _ev(next(n), "contact.answered", "10:01:40", contact_id="bc2", queue_id="billing", agent_id="b-a2"),
+        _ev(next(n), "contact.wrapup_started", "10:03:40", contact_id="bc2", agent_id="b-a2"),
+        _ev(next(n), "contact.wrapup_ended", "10:04:00", contact_id="bc2", agent_id="b-a2"),
+        _ev(next(n), "contact.abandoned", "10:02:03", contact_id="bc3", queue_id="billing"),
+        _ev(next(n), "contact.abandoned", "10:02:30", contact_id="bc4", queue_id="billing"),
+        _ev(next(n), "contact.flowed_out", "10:04:00", contact_id="bc5", queue_id="billing", reason="timeout"),
+        _ev(next(n), "agent.state_changed", "10:00:00", agent_id="b-a1", state="available", queues=["billing"]),
+        _ev(next(n), "agent.state_changed", "10:00:00", agent_id="b-a2", state="busy", queues=["billing"]),
+        _ev(next(n), "agent.state_changed", "10:00:00", agent_id="b-a3", state="away", queues=["billing"]),
+    ]
+    return e
+
+
+# Hand-computed "today" figures of billing (all five segments ended on the same Berlin day).
+BILLING_TODAY = {
+    'contact_queue_offered{queue="billing",channel="voice",window="today"}': 5,       # 2 + 2 + 1
+    'contact_queue_answered{queue="billing",channel="voice",window="today"}': 2,
+    'contact_queue_abandoned{queue="billing",channel="voice",window="today"}': 2,
+    'contact_queue_short_abandoned{queue="billing",channel="voice",window="today"}': 1,  # c3, 3 s < 5 s
+    'contact_queue_flowed_out{queue="billing",channel="voice",window="today"}': 1,
+    # answered within 20 s: c1 only -> 1 / (5 - 1)
+    'contact_queue_service_level_ratio{queue="billing",channel="voice",window="today",formula="answered_over_offered"}': 0.25,
+    # 1 / 2 answered
+    'contact_queue_service_level_ratio{queue="billing",channel="voice",window="today",formula="answered_over_answered"}': 0.5,
+    # (1 answered within + 1 abandoned within (c3)) / (2 + 2)
+    'contact_queue_service_level_ratio{queue="billing",channel="voice",window="today",formula="abandons_positive"}': 0.5,
+    'contact_queue_asa_seconds{queue="billing",channel="voice",window="today"}': 25.0,   # (10 + 40) / 2
+    'contact_queue_abandon_ratio{queue="billing",channel="voice",window="today"}': 0.25,  # (2 - 1) / (5 - 1)
+    'contact_queue_max_wait_seconds{queue="billing",channel="voice",window="today"}': 60.0,  # c5
+    'contact_queue_handled{queue="billing",channel="voice",window="today"}': 2,
+    'contact_queue_aht_seconds{queue="billing",channel="voice",window="today"}': 175.0,  # (210 + 140) / 2
+    'contact_queue_waiting{queue="billing",channel="voice"}': 0,
+    'contact_queue_service_level_target_ratio{queue="billing",channel="voice"}': 0.8,
+    'contact_queue_wait_seconds_count{queue="billing",channel="voice"}': 5,
+    'contact_queue_wait_seconds_sum{queue="billing",channel="voice"}': 143.0,  # 10 + 40 + 3 + 30 + 60
+    'contact_agents{queue="billing",state="available"}': 1,
+    'contact_agents{queue="billing",state="busy"}': 1,
+    'contact_agents{queue="billing",state="away"}': 1,
+}
+
+BAD_MESSAGES = [b"this is not json", b'{"event_id": "x1", "type": "contact.teleported", "ts": "2026-03-02T10:00:00Z"}']
+
+
+def make_feed(work) -> dict:
+    """The input (as produced, in order) and what replay computes from it."""
+    start = datetime.fromisoformat(f"{DAY}T09:00:00+00:00").timestamp()
+    events = sorted_events(Simulation(seed=11, start=start, duration_seconds=5400)) + billing_events()
+    events.sort(key=lambda ev: parse_ts_ms(ev["ts"]))  # stable: ties keep their order
+    events.append(billing_events()[2])  # bc2's contact.created again, same event_id: a duplicate
+    config = work / "queues.yaml"
+    config.write_text(CONFIG)
+    lines = [json.dumps(ev).encode() for ev in events] + BAD_MESSAGES
+    engine = load_settings(config).engine()
+    out, dead = io.StringIO(), io.StringIO()
+    pipeline = replay_lines(lines, engine, out, dead, flush=False)
+    replayed = [json.loads(line) for line in out.getvalue().splitlines()]
+    dead_letters = [json.loads(line) for line in dead.getvalue().splitlines()]
+    return {"events": events, "lines": lines, "config": config, "pipeline": pipeline,
+            "rollups": replayed, "dead_letters": dead_letters, "work": work}
+
+
+def unique_topics() -> dict[str, str]:
+    """KPI_* settings giving a test its own topics and consumer group on the shared broker."""
+    suffix = uuid.uuid4().hex[:6]
+    topics = {"INPUT_TOPIC": f"events-{suffix}", "ROLLUP_TOPIC": f"rollups-{suffix}",
+              "DEAD_LETTER_TOPIC": f"dead-{suffix}", "FACTS_TOPIC": f"facts-{suffix}"}
+    return {f"KPI_KAFKA__{k}": v for k, v in topics.items()} | {"KPI_APP_ID": f"kpi-test-{suffix}"}
+
+
+async def produce(bootstrap: str, topic: str, events: list[dict], raw: list[bytes] = ()) -> None:
+    """Events keyed as the contract says (contact_id, else agent_id), then any raw messages."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        for ev in events:
+            key = ev.get("contact_id") or ev.get("agent_id") or ""
+            await producer.send(topic, json.dumps(ev).encode(), key=key.encode())
+        for message in raw:
+            await producer.send(topic, message, key=b"raw")
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def read_all(bootstrap: str, topic: str, quiet_ms: int = 3000) -> list[tuple[bytes, bytes]]:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    out = []
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=quiet_ms)
+            if not batch:
+                return out
+            for records in batch.values():
+                out.extend((r.key, r.value) for r in records)
+    finally:
+        await consumer.stop()
+
+
+def latest(records: list[dict]) -> dict[tuple, dict]:
+    """The record consumers keep: the highest version per (queue, channel, interval)."""
+    best: dict[tuple, dict] = {}
+    for r in records:
+        key = (r["queue_id"], r["channel"], r["interval_start"])
+        if key not in best or r["version"] > best[key]["version"]:
+            best[key] = r
+    return best
+
+
+def settled(s: dict[str, float], events: int, records: int) -> bool:
+    """Both stages caught up: every event read, no lag on either topic, the watermark at stream time."""
+    lags = [v for k, v in s.items() if k.startswith("kpi_consumer_lag_messages")]
+    return (s.get("kpi_events_processed_total") == events and s.get("kpi_rollups_published_total", 0) >= records
+            and len(lags) >= 2 and not any(lags)
+            and s.get("kpi_watermark_seconds") == s.get("kpi_stream_time_seconds"))
+
+
+def without_version(r: dict) -> dict:
+    return {k: v for k, v in r.items() if k != "version"}
