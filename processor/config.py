@@ -13,9 +13,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from .core.settings import EngineSettings, QueueSettings
+
+
+INTERVAL_CHOICES = (5, 10, 15, 30, 60)
 
 
 class ConfigError(Exception):
@@ -68,11 +71,32 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./.kpi-data")
     store: str = "memory://"
     redis_url: SecretStr | None = None
-    interval_minutes: Literal[5, 10, 15, 30, 60] = 15
+    interval_minutes: int = 15
     lateness_seconds: float = Field(30.0, ge=0, le=3600)
     retention_seconds: float = Field(7200.0, ge=60, le=7 * 86400)
     defaults: QueueConfig = QueueConfig()
     queues: dict[str, QueueConfig] = {}
+
+    @field_validator("interval_minutes")
+    @classmethod
+    def _interval_divides_the_hour(cls, v: int) -> int:
+        if v not in INTERVAL_CHOICES:
+            raise ValueError("must be 5, 10, 15, 30 or 60 (minutes)")
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _queues_inherit_defaults(cls, data: Any) -> Any:
+        """A queue entry names only what differs: the rest comes from `defaults`, then the built-ins."""
+        if not isinstance(data, dict):
+            return data
+        defaults, queues = data.get("defaults"), data.get("queues")
+        if isinstance(defaults, BaseModel):
+            defaults = defaults.model_dump()
+        if isinstance(defaults, dict) and isinstance(queues, dict):
+            data = dict(data)
+            data["queues"] = {name: ({**defaults, **q} if isinstance(q, dict) else q) for name, q in queues.items()}
+        return data
 
     @model_validator(mode="after")
     def _intervals_align_with_local_days(self) -> "Settings":
@@ -130,14 +154,27 @@ class _YamlSource(PydanticBaseSettingsSource):
 
 
 def load_settings(config_path: str | Path | None = None, **overrides: Any) -> Settings:
-    """Read and validate the settings; raise ConfigError with every problem listed."""
+    """Read and validate the settings; raise ConfigError with every problem listed.
+
+    ``config_path`` wins over KPI_CONFIG for this call only.
+    """
+    saved = os.environ.get("KPI_CONFIG")
     if config_path is not None:
         os.environ["KPI_CONFIG"] = str(config_path)
+    source = os.environ.get("KPI_CONFIG") or "environment only"
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        lines = [f"invalid configuration ({os.environ.get('KPI_CONFIG') or 'environment only'}):"]
+        lines = [f"invalid configuration ({source}):"]
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"]) or "(top level)"
             lines.append(f"  - {where}: {err['msg']}")
         raise ConfigError("\n".join(lines)) from None
+    except SettingsError as exc:  # e.g. malformed JSON in a mapping-valued KPI_* variable
+        raise ConfigError(f"invalid configuration ({source}): {exc}") from None
+    finally:
+        if config_path is not None:
+            if saved is None:
+                os.environ.pop("KPI_CONFIG", None)
+            else:
+                os.environ["KPI_CONFIG"] = saved

@@ -23,7 +23,9 @@ import fastjsonschema
 
 from .core.events import AGENT_TYPES, CUSTOMER_TYPES, EVENT_TYPES, Event, parse_ts_ms
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+# In the repo (and editable installs) the top-level schemas/; in a wheel, its copy processor/schemas.
+SCHEMA_DIR = next(p for p in (Path(__file__).resolve().parent / "schemas", Path(__file__).resolve().parent.parent / "schemas")
+                  if p.is_dir())
 MAX_EVENT_BYTES = 64 * 1024
 REASONS = ("too_large", "not_json", "not_object", "unknown_type", "invalid_field", "bad_timestamp")
 ROLLUP_KINDS = ("queue_interval", "experience_interval", "resolution_day", "agent_interval")

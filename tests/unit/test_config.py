@@ -105,9 +105,6 @@ def test_env_overrides_top_level_and_nested_keys(monkeypatch):
     assert e.default_queue.threshold_ms == 15_000
 
 
-@pytest.mark.xfail(strict=True, reason="config.py: interval_minutes is a Literal of ints, and pydantic does not "
-                   "coerce the environment's string '5' to it, so KPI_INTERVAL_MINUTES is always rejected; "
-                   "remove this marker once that is fixed")
 def test_env_sets_the_interval(monkeypatch):
     monkeypatch.setenv("KPI_INTERVAL_MINUTES", "5")
     assert load_settings().interval_minutes == 5
@@ -284,9 +281,6 @@ def test_env_validation_error_names_the_variable_path(monkeypatch):
     assert any(line.startswith("  - defaults.service_level_target: ") for line in lines[1:]), lines
 
 
-@pytest.mark.xfail(strict=True, reason="config.py: load_settings catches pydantic's ValidationError only; a "
-                   "pydantic_settings.SettingsError (malformed JSON in a mapping-valued KPI_* variable) escapes "
-                   "as a traceback; remove this marker once that is fixed")
 def test_malformed_json_in_env_is_a_config_error(monkeypatch):
     monkeypatch.setenv("KPI_QUEUES", "{not json")
     with pytest.raises(ConfigError, match="queues"):
@@ -410,3 +404,21 @@ def test_readme_documents_every_setting():
     names += [f"KPI_DEFAULTS__{name.upper()}" for name in QueueConfig.model_fields]
     missing = [n for n in names if f"`{n}`" not in readme]
     assert not missing, f"README.md's configuration table lacks {missing}"
+
+
+def test_queue_entries_inherit_the_defaults(tmp_path):
+    path = tmp_path / "kpi.yaml"
+    path.write_text("defaults:\n  threshold_seconds: 30\n  time_zone: Europe/Paris\n"
+                    "queues:\n  vip:\n    threshold_seconds: 10\n")
+    s = load_settings(path)
+    assert s.queues["vip"].threshold_seconds == 10       # its own value
+    assert s.queues["vip"].time_zone == "Europe/Paris"   # from defaults
+    assert s.queues["vip"].short_abandon_seconds == 5    # built-in, as defaults does not say
+
+
+def test_load_settings_path_does_not_leak_into_later_calls(tmp_path, monkeypatch):
+    monkeypatch.delenv("KPI_CONFIG", raising=False)
+    path = tmp_path / "kpi.yaml"
+    path.write_text("defaults:\n  threshold_seconds: 30\n")
+    assert load_settings(path).defaults.threshold_seconds == 30
+    assert load_settings().defaults.threshold_seconds == 20
