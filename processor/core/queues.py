@@ -55,6 +55,10 @@ class QueueBook:
         self.dirty_facts: set[str] = set()
         self.dirty_published: set[tuple[str, str, int]] = set()
         self._changed_closed: set[tuple[str, str, int]] = set()
+        # Intervals never published yet, and the earliest start among them: advance() looks at
+        # them only when the watermark has passed that start, not on every message.
+        self._pending: set[tuple[str, str, int]] = set()
+        self._next_close: float = float("inf")
         self._floor: dict[str, int] = {}  # queue -> end time below which facts were expired
 
     # -- facts -----------------------------------------------------------------
@@ -142,6 +146,11 @@ class QueueBook:
         ib = i.get(interval)
         if ib is None:
             ib = i[interval] = SegmentStats()
+            key = (qc[0], qc[1], interval)
+            if key not in self.published:
+                self._pending.add(key)
+                if interval < self._next_close:
+                    self._next_close = interval
         return mb, ib
 
     def _touch(self, qc: QC, end_ms: int) -> None:
@@ -172,11 +181,11 @@ class QueueBook:
         """Records due now: intervals newly closed by stream time, and corrections of published ones."""
         out: list[dict] = []
         closed_before = self.stream_ms - self.settings.lateness_ms - self.settings.interval_ms
-        for (queue, channel), buckets in self.intervals.items():
-            for start in buckets:
-                key = (queue, channel, start)
-                if start <= closed_before and key not in self.published:
-                    self._changed_closed.add(key)
+        if closed_before >= self._next_close:
+            due = [key for key in self._pending if key[2] <= closed_before]
+            self._pending.difference_update(due)
+            self._changed_closed.update(key for key in due if key not in self.published)
+            self._next_close = min((key[2] for key in self._pending), default=float("inf"))
         for key in sorted(self._changed_closed):
             rec = self._publish(key)
             if rec is not None:
@@ -198,10 +207,9 @@ class QueueBook:
 
     def flush_all(self) -> list[dict]:
         """End of input (replay): publish every interval not yet published, as if the watermark were +inf."""
-        for (queue, channel), buckets in self.intervals.items():
-            for start in buckets:
-                if (queue, channel, start) not in self.published:
-                    self._changed_closed.add((queue, channel, start))
+        self._changed_closed.update(key for key in self._pending if key not in self.published)
+        self._pending.clear()
+        self._next_close = float("inf")
         return self.advance()
 
     # -- live view -------------------------------------------------------------
