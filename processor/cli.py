@@ -37,6 +37,9 @@ def cmd_worker(args) -> int:
 
     from .app import create_app
 
+    from .topics import ensure_topics
+
+    ensure_topics(s)
     app, _ = create_app(s)
     print(f"worker {s.app_id}: consuming {s.kafka.input_topic} on {s.kafka.bootstrap}; "
           f"gauges at http://{s.web_host}:{s.web_port}/metrics; rollups to {s.kafka.rollup_topic}; "
@@ -58,14 +61,13 @@ def cmd_simulate(args) -> int:
                 fh.write(json.dumps(ev, separators=(",", ":")) + "\n")
         print(f"wrote {len(events):,} events to {args.output}", file=sys.stderr)
         return 0
-    return asyncio.run(_produce(events, args.bootstrap or _settings(args).kafka.bootstrap,
-                                args.topic or _settings(args).kafka.input_topic, args.speed))
+    s = _settings(args)
+    return asyncio.run(_produce(events, s, args.bootstrap, args.topic, args.speed))
 
 
 def cmd_produce(args) -> int:
     events = [json.loads(line) for line in open(args.input) if line.strip()]
-    s = _settings(args)
-    return asyncio.run(_produce(events, args.bootstrap or s.kafka.bootstrap, args.topic or s.kafka.input_topic, args.speed))
+    return asyncio.run(_produce(events, _settings(args), args.bootstrap, args.topic, args.speed))
 
 
 def _start_epoch(text: str | None) -> float:
@@ -75,11 +77,18 @@ def _start_epoch(text: str | None) -> float:
     return parse_ts_ms(text) / 1000
 
 
-async def _produce(events: list[dict], bootstrap: str, topic: str, speed: float) -> int:
+async def _produce(events: list[dict], settings, bootstrap: str | None, topic: str | None, speed: float) -> int:
     """Send events keyed as the contract says; speed 0 = as fast as possible, 1 = real time."""
     from aiokafka import AIOKafkaProducer
 
     from .core.events import parse_ts_ms
+    from .topics import ensure_topics
+
+    if bootstrap:
+        settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"bootstrap": bootstrap})})
+    bootstrap, topic = settings.kafka.bootstrap, topic or settings.kafka.input_topic
+    if topic == settings.kafka.input_topic:
+        ensure_topics(settings)
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
     await producer.start()
@@ -103,8 +112,13 @@ async def _produce(events: list[dict], bootstrap: str, topic: str, speed: float)
     return 0
 
 
+def _terminate_as_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def cmd_run(args) -> int:
     """The main job: a broker (embedded Tansu unless --bootstrap), a worker, and the simulated feed."""
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)  # `kill` cleans up like Ctrl-C
     broker = None
     bootstrap = args.bootstrap
     if not bootstrap:

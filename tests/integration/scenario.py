@@ -116,6 +116,15 @@ def unique_topics() -> dict[str, str]:
     return {f"KPI_KAFKA__{k}": v for k, v in topics.items()} | {"KPI_APP_ID": f"kpi-test-{suffix}"}
 
 
+def create_topics(bootstrap: str, env: dict[str, str]) -> None:
+    """The processor's topics with their configured partitions, as `kpi produce` and workers do."""
+    from processor.config import Settings
+    from processor.topics import ensure_topics
+
+    kafka = {k.removeprefix("KPI_KAFKA__").lower(): v for k, v in env.items() if k.startswith("KPI_KAFKA__")}
+    ensure_topics(Settings(kafka={"bootstrap": bootstrap, **kafka}))
+
+
 async def produce(bootstrap: str, topic: str, events: list[dict], raw: list[bytes] = ()) -> None:
     """Events keyed as the contract says (contact_id, else agent_id), then any raw messages."""
     from aiokafka import AIOKafkaProducer

@@ -11,7 +11,7 @@ import pytest
 from processor.core.live import live_view
 from processor.services import KpiWorker
 from processor.services.worker import series_key
-from scenario import BAD_MESSAGES, BILLING_TODAY, latest, produce, read_all, unique_topics, without_version
+from scenario import create_topics, BAD_MESSAGES, BILLING_TODAY, latest, produce, read_all, unique_topics, without_version
 
 pytestmark = pytest.mark.integration
 
@@ -27,6 +27,7 @@ def test_kill_9_mid_stream_then_restart_loses_and_doubles_nothing(kafka, feed, t
     topic = env["KPI_KAFKA__INPUT_TOPIC"]
     events = feed["events"]
     half = len(events) // 2
+    create_topics(kafka.bootstrap, env)
     asyncio.run(produce(kafka.bootstrap, topic, events[:half]))
 
     first = KpiWorker(kafka.bootstrap, work_dir=tmp_path / "first", config=feed["config"], env=env).start()

@@ -13,7 +13,7 @@ from processor.core.live import live_view
 from processor.decode import decode
 from processor.services import KpiWorker, PrometheusServer
 from processor.services.worker import series_key
-from scenario import (BAD_MESSAGES, BILLING_TODAY, latest, produce, read_all, settled, unique_topics,
+from scenario import (create_topics, BAD_MESSAGES, BILLING_TODAY, latest, produce, read_all, settled, unique_topics,
                       without_version)
 
 pytestmark = pytest.mark.integration
@@ -22,6 +22,7 @@ def test_worker_on_apache_kafka_matches_hand_figures_promql_and_replay(kafka, fe
     env = unique_topics()
     valid = sum(1 for line in feed["lines"] if line not in BAD_MESSAGES)
 
+    create_topics(kafka.bootstrap, env)
     asyncio.run(produce(kafka.bootstrap, env["KPI_KAFKA__INPUT_TOPIC"], feed["events"], BAD_MESSAGES))
     worker = KpiWorker(kafka.bootstrap, work_dir=feed["work"] / "worker", config=feed["config"], env=env)
     with PrometheusServer([f"127.0.0.1:{worker.port}"], scrape_interval="1s") as prom:

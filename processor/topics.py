@@ -1,0 +1,65 @@
+"""Create the processor's topics with the configured partition count before anything writes to them.
+
+A producer that writes first would otherwise have the broker auto-create the input topic with its
+own default (often one partition), and the processor could then never scale past one worker.
+kafka-python's admin client is used because this is a one-off, synchronous call at start.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from .config import Settings
+
+log = logging.getLogger("processor")
+
+
+def processor_topics(settings: Settings) -> list[str]:
+    k = settings.kafka
+    return [k.input_topic, k.facts_topic, k.rollup_topic, k.dead_letter_topic]
+
+
+def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """Create any missing processor topic; returns the names created. Existing topics are left alone."""
+    k = settings.kafka
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=k.bootstrap, client_id=f"{settings.app_id}-admin",
+                                     request_timeout_ms=10_000, **_security(settings))
+            break
+        except KafkaError:  # broker not reachable yet
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    try:
+        existing = set(admin.list_topics())
+        missing = [t for t in processor_topics(settings) if t not in existing]
+        if missing:
+            new = [NewTopic(t, num_partitions=k.partitions, replication_factor=k.replication_factor) for t in missing]
+            try:
+                admin.create_topics(new, timeout_ms=10_000, raise_errors=False)
+            except TopicAlreadyExistsError:  # a concurrent start created it first
+                pass
+            log.info("created topics %s with %d partitions", missing, k.partitions)
+        return missing
+    except KafkaError as exc:
+        raise RuntimeError(f"cannot create topics on {k.bootstrap}: {exc}") from exc
+    finally:
+        admin.close()
+
+
+def _security(settings: Settings) -> dict:
+    k = settings.kafka
+    if k.security_protocol == "PLAINTEXT":
+        return {}
+    opts: dict = {"security_protocol": k.security_protocol}
+    if k.ssl_cafile:
+        opts["ssl_cafile"] = str(k.ssl_cafile)
+    if k.security_protocol.startswith("SASL"):
+        opts.update(sasl_mechanism=k.sasl_mechanism, sasl_plain_username=k.sasl_username,
+                    sasl_plain_password=k.sasl_password.get_secret_value() if k.sasl_password else None)
+    return opts
