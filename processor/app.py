@@ -30,7 +30,9 @@ log = logging.getLogger("processor")
 
 TICK_SECONDS = 1.0
 EXPIRE_SECONDS = 30.0
-IDLE_SECONDS = 5.0  # an input partition with nothing read for this long stops holding the watermark
+IDLE_SECONDS = 5.0
+BATCH_MAX = 1000              # events handled together by an agent (Faust's per-message cost is the limit)
+BATCH_WITHIN_SECONDS = 0.05   # ...or whatever arrived within this time, so latency stays low  # an input partition with nothing read for this long stops holding the watermark
 
 
 @dataclass
@@ -47,6 +49,7 @@ class Runtime:
     # One QueueBook per owned facts partition: a watermark read on one facts partition says nothing
     # about facts still in flight on another, so each partition closes its own queues' intervals.
     queues: dict[int, QueueBook] = field(default_factory=dict)
+    snapshot: object | None = None  # processor.snapshot.RedisSnapshot when redis_url is set
 
     def book(self, partition: int) -> ContactBook:
         b = self.contacts.get(partition)
@@ -122,62 +125,78 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     rollups_topic = app.topic(k.rollup_topic, partitions=k.partitions, value_serializer="raw", key_serializer="raw")
     dlq_topic = app.topic(k.dead_letter_topic, partitions=k.partitions, value_serializer="raw", key_serializer="raw")
 
-    table_opts = dict(partitions=k.partitions)  # keys and values are JSON (Faust default for tables)
-    contacts_table = app.Table("contacts", **table_opts)
-    agents_table = app.Table("agents", **table_opts)
-    facts_table = app.Table("queue-facts", **table_opts)
-    published_table = app.Table("published", **table_opts)
+    def table(name: str) -> "PartitionTable":  # keys and values are JSON (Faust default for tables)
+        return app.tables.add(PartitionTable(app, name=name, partitions=k.partitions, beacon=app.tables.beacon))
+
+    contacts_table = table("contacts")
+    agents_table = table("agents")
+    facts_table = table("queue-facts")
+    published_table = table("published")
 
     # -- stage one ---------------------------------------------------------------------------
     @app.agent(events_topic, concurrency=1)
     async def stage_one(stream):
-        async for event in stream.events():
-            msg = event.message
-            part = msg.partition
-            rt.health.observe_offset(msg.topic, part, msg.offset)
-            raw = event.value if event.value is not None else b""
-            try:
-                ev = decode(raw)
-            except BadEvent as exc:
-                rt.health.dead_letter(exc.reason, exc.detail)
-                await dlq_topic.send(key=msg.key, value=deadletter.dumps(deadletter.from_raw(exc.reason, exc.detail, raw)))
-                continue
-            book = rt.book(part)
-            rt.last_read[part] = time.monotonic()
-            res = book.ingest(ev)
-            rt.health.processed(ev.ts_ms, res.duplicate)
-            for dl in res.dead_letters:
-                rt.health.dead_letter(dl.reason, dl.detail)
-                await dlq_topic.send(key=msg.key, value=deadletter.dumps(deadletter.from_core(dl)))
-            if res.deltas:
-                by_queue: dict[str, list] = defaultdict(list)
+        # Batches, not single events: deltas of a batch are coalesced per fact and sent as one
+        # message per queue, and each touched contact is written to its table once per batch.
+        async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_SECONDS):
+            deltas: dict[int, dict[str, tuple]] = defaultdict(dict)  # input partition -> fact id -> (queue, fact)
+            for event in batch:
+                msg = event.message
+                part = msg.partition
+                rt.health.observe_offset(msg.topic, part, msg.offset)
+                raw = event.value if event.value is not None else b""
+                try:
+                    ev = decode(raw)
+                except BadEvent as exc:
+                    rt.health.dead_letter(exc.reason, exc.detail)
+                    await dlq_topic.send(key=msg.key, value=deadletter.dumps(deadletter.from_raw(exc.reason, exc.detail, raw)))
+                    continue
+                book = rt.book(part)
+                res = book.ingest(ev)
+                rt.health.processed(ev.ts_ms, res.duplicate)
+                for dl in res.dead_letters:
+                    rt.health.dead_letter(dl.reason, dl.detail)
+                    await dlq_topic.send(key=msg.key, value=deadletter.dumps(deadletter.from_core(dl)))
+                mine = deltas[part]
                 for fact_id, queue, fact in res.deltas:
+                    mine[fact_id] = (queue, fact)
+            now = time.monotonic()
+            for part, mine in deltas.items():
+                book = rt.book(part)
+                rt.last_read[part] = now
+                by_queue: dict[str, list] = defaultdict(list)
+                for fact_id, (queue, fact) in mine.items():
                     by_queue[queue].append([fact_id, list(fact) if fact is not None else None])
-                for queue, deltas in by_queue.items():
-                    await facts_topic.send(key=queue.encode(), value={"src": part, "wm": book.stream_ms, "d": deltas})
-            dirty_contacts, dirty_agents = book.take_dirty()
-            _persist(contacts_table, dirty_contacts, part)
-            _persist(agents_table, dirty_agents, part)
+                for queue, items in by_queue.items():
+                    await facts_topic.send(key=queue.encode(), value={"src": part, "wm": book.stream_ms, "d": items})
+                dirty_contacts, dirty_agents = book.take_dirty()
+                _persist(contacts_table, dirty_contacts, part)
+                _persist(agents_table, dirty_agents, part)
 
     # -- stage two ---------------------------------------------------------------------------
     @app.agent(facts_topic, concurrency=1)
     async def stage_two(stream):
-        async for event in stream.events():
-            msg = event.message
-            part = msg.partition
-            rt.health.observe_offset(msg.topic, part, msg.offset)
-            value = event.value or {}
-            book = rt.queue_book(part)
-            for fact_id, fact in value.get("d", ()):
-                book.apply(fact_id, tuple(fact) if fact is not None else None)
-            book.observe(int(value.get("wm", 0)), int(value.get("src", 0)), bool(value.get("idle")))
-            for rec in book.advance():
-                key = f"{rec['queue_id']}|{rec['channel']}|{rec['interval_start']}".encode()
-                await rollups_topic.send(key=key, value=deadletter.dumps(rec))
-                rt.health.rollup_published()
-            dirty_facts, dirty_published = book.take_dirty()
-            _persist(facts_table, dirty_facts, part)
-            _persist(published_table, dirty_published, part)
+        async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_SECONDS):
+            touched: set[int] = set()
+            for event in batch:
+                msg = event.message
+                part = msg.partition
+                rt.health.observe_offset(msg.topic, part, msg.offset)
+                value = event.value or {}
+                book = rt.queue_book(part)
+                touched.add(part)
+                for fact_id, fact in value.get("d", ()):
+                    book.apply(fact_id, tuple(fact) if fact is not None else None)
+                book.observe(int(value.get("wm", 0)), int(value.get("src", 0)), bool(value.get("idle")))
+            for part in sorted(touched):
+                book = rt.queue_book(part)
+                for rec in book.advance():
+                    key = f"{rec['queue_id']}|{rec['channel']}|{rec['interval_start']}".encode()
+                    await rollups_topic.send(key=key, value=deadletter.dumps(rec))
+                    rt.health.rollup_published()
+                dirty_facts, dirty_published = book.take_dirty()
+                _persist(facts_table, dirty_facts, part)
+                _persist(published_table, dirty_published, part)
 
     # -- stream time for idle partitions, and housekeeping ------------------------------------
     @app.timer(TICK_SECONDS)
@@ -194,6 +213,18 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                 continue  # just assigned and not read yet: say nothing rather than "time zero"
             for p in range(k.partitions):
                 await facts_topic.send(partition=p, key=b"", value={"src": src, "wm": book.stream_ms, "idle": idle, "d": []})
+
+    if settings.redis_url is not None:  # the live snapshot for the wallboard (processor/snapshot.py)
+        from .snapshot import SNAPSHOT_SECONDS, RedisSnapshot
+        snap = rt.snapshot = RedisSnapshot(settings.redis_url.get_secret_value())
+
+        @app.timer(SNAPSHOT_SECONDS)
+        async def redis_snapshot():
+            snap.offer(rt.queues)  # computes only; a background task writes, never blocking this
+
+        @app.task
+        async def redis_snapshot_writer():
+            await snap.run()  # until the worker stops (cancelled), then closes the connection
 
     @app.timer(EXPIRE_SECONDS)
     async def housekeeping():
@@ -259,10 +290,29 @@ def _queue_book(engine, input_partitions: int) -> QueueBook:
     return book
 
 
-def _persist(table, dirty: dict, partition: int) -> None:
-    for key, value in dirty.items():
-        if value is None:
-            if key in table:
-                del table[key]
-        else:
-            table[key] = [partition, value]
+class PartitionTable(faust.Table):
+    """A table whose writes name their changelog partition.
+
+    Faust takes it from the event being processed; an agent that handles a batch spanning
+    several partitions must say which partition each key belongs to.
+    """
+
+    _write_partition: int | None = None
+
+    def partition_for_key(self, key):
+        if self._write_partition is not None:
+            return self._write_partition
+        return super().partition_for_key(key)
+
+
+def _persist(table: PartitionTable, dirty: dict, partition: int) -> None:
+    table._write_partition = partition
+    try:
+        for key, value in dirty.items():
+            if value is None:
+                if key in table:
+                    del table[key]
+            else:
+                table[key] = [partition, value]
+    finally:
+        table._write_partition = None

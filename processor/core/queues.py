@@ -67,8 +67,10 @@ class QueueBook:
         old = self.facts.get(fact_id)
         if old == fact:
             return
-        if old is None and fact is not None and (_end_ms(fact) or 0) < self._floor.get(fact[1], -1):
-            return  # its interval was already expired; stage one dead-letters such events as too late
+        if old is None and fact is not None:
+            end = _end_ms(fact)  # None for open segments and agent presence: never below the floor
+            if end is not None and end < self._floor.get(fact[1], -1):
+                return  # its interval was already expired; stage one dead-letters such events as too late
         if old is not None:
             self._account(fact_id, old, -1)
         if fact is None:

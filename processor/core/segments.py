@@ -52,27 +52,11 @@ def derive_facts(contact_id: str, events: list[Event]) -> tuple[dict[str, Fact],
         talk_ms = talk_end - leg.answered_ms - leg.hold_ms
         facts[f"l|{contact_id}|{leg.answered_ms}"] = ("leg", leg.queue, channel, ts, talk_ms, leg.hold_ms, acw_ms)
 
-    def in_lifecycle_order():
-        # Same-millisecond ties follow TYPE_RANK, which puts an answer before a transfer. When a
-        # leg is connected and its transfer shares a timestamp with the answer in the next queue
-        # (common with one-second timestamps), the transfer ends that leg: defer the answers.
-        i, n = 0, len(events)
-        while i < n:
-            e = events[i]
-            if e.type == "contact.answered" and leg is not None:
-                j = i
-                while j < n and events[j].ts_ms == e.ts_ms:
-                    j += 1
-                group = events[i:j]
-                if any(g.type == "contact.transferred" for g in group):
-                    yield from [g for g in group if g.type != "contact.answered"]
-                    yield from [g for g in group if g.type == "contact.answered"]
-                    i = j
-                    continue
-            yield e
-            i += 1
+    consumed: list[Event] = []  # events already accounted for by an earlier one (rare: see below)
 
-    for e in in_lifecycle_order():
+    for e in events:
+        if consumed and any(c is e for c in consumed):
+            continue
         t = e.type
         if t == "contact.queued":
             if e.queue_id in open_segments:
@@ -88,6 +72,19 @@ def derive_facts(contact_id: str, events: list[Event]) -> tuple[dict[str, Fact],
             facts[f"s|{contact_id}|{e.queue_id}|{start}"] = ("seg", e.queue_id, channel, start, e.ts_ms, outcome)
             if outcome == "answered":
                 if leg is not None:  # answered again before the previous leg ended: that leg ends here, no ACW
+                    # With one-second timestamps, the transfer that ended that leg (and the end of its
+                    # hold) can share this timestamp yet sort after the answer: they end it here.
+                    transfer = hold_end = False
+                    j = next(k for k, x in enumerate(events) if x is e) + 1
+                    while j < len(events) and events[j].ts_ms == e.ts_ms:
+                        tj = events[j].type
+                        if tj == "contact.transferred" and not transfer:
+                            transfer = True
+                            consumed.append(events[j])
+                        elif tj == "contact.hold_ended" and not hold_end and leg.hold_start is not None:
+                            hold_end = True
+                            consumed.append(events[j])
+                        j += 1
                     leg.close_hold(e.ts_ms)
                     leg.wrap_start = None
                     end_leg(e.ts_ms, 0)

@@ -74,8 +74,12 @@ def contact_history(draw, cid: str) -> list[tuple[int, str, dict]]:
     agent = f"{cid}-agent"
     segments = draw(st.integers(1, 3))
     transferred = False
+    last_in: dict[str, int] = {}  # queue -> time of the last event of a stay in it
     for k in range(segments):
         last = k == segments - 1
+        if last_in.get(q) == t:
+            # two stays in one queue inside one millisecond cannot be told apart: keep them 1 ms apart
+            t += 1
         out.append((t, "contact.queued", {"queue_id": q}))
         # after a transfer, often answered in the same millisecond (one-second sources)
         t += draw(st.one_of(st.just(0), waits)) if transferred else draw(waits)
@@ -83,6 +87,7 @@ def contact_history(draw, cid: str) -> list[tuple[int, str, dict]]:
         outcome = draw(st.sampled_from(["answered", "answered", "answered", "abandoned", "flowed_out", "waiting"]))
         if outcome == "waiting":
             break
+        last_in[q] = t
         if outcome == "abandoned":
             out.append((t, "contact.abandoned", {"queue_id": q}))
             break
@@ -91,8 +96,7 @@ def contact_history(draw, cid: str) -> list[tuple[int, str, dict]]:
             nxt = draw(st.sampled_from(QUEUES))
             if last or not draw(st.booleans()):
                 break
-            # re-entering the very same queue in the same millisecond is ambiguous: keep 1 ms apart
-            t += draw(gaps) + (1 if nxt == q else 0)
+            t += draw(gaps)
             q = nxt
             continue
         out.append((t, "contact.answered", {"queue_id": q, "agent_id": agent}))

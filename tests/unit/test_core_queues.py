@@ -223,9 +223,6 @@ def test_yaml_defaults_and_queue_overrides_reach_the_core(yaml_engine):
     assert (support["threshold_seconds"], support["service_level_target"]) == (30.0, 0.7)
 
 
-@pytest.mark.xfail(reason="processor/config.py: a queue entry falls back to the contract defaults (20 s / 5 s / "
-                          "0.80 / UTC), not to the YAML `defaults:` section, for the keys it does not set",
-                   strict=False)
 def test_yaml_queue_entry_inherits_unset_keys_from_yaml_defaults(tmp_path, monkeypatch):
     path = tmp_path / "kpi.yaml"
     path.write_text("defaults:\n  threshold_seconds: 30\n  short_abandon_seconds: 10\n"
@@ -333,3 +330,32 @@ def test_thirty_minute_intervals():
     first, second = r.record("Q1", "10:00:00"), r.record("Q1", "10:30:00")
     assert (first["interval_end"], first["answered"], second["answered"]) == ("2026-11-23T10:30:00.000Z", 1, 1)
     assert first["max_wait_seconds"] == 1799.999   # 29 min 59.999 s
+
+
+def test_records_match_the_published_schema():
+    from processor.decode import load_rollup_validators
+    validate = load_rollup_validators()["queue_interval"]
+    r = run(by_time(*mixed_interval(),
+                    # a leg-only interval: every segment ratio is null
+                    Contact("x", created="10:14:00").queued("Q1", "10:14:00").answered("Q1", "10:14:30")
+                    .wrapup("10:16:00", "10:17:00")))
+    assert len(r.records) == 2
+    for rec in r.records:
+        validate(rec)
+
+
+def test_lateness_boundary_decides_between_version_1_and_a_correction():
+    base = Contact("c1", created="10:00:00").queued("Q1", "10:00:00").answered("Q1", "10:00:10").events
+    straggler = Contact("c2", created="10:14:40").queued("Q1", "10:14:40")
+    # abandoned at 10:14:59.999 (wait 19.999 s), arriving when stream time is exactly 30 s later:
+    # still in time, the first publication already counts it
+    on_time = base + straggler.events + [tick("10:15:29.999"),
+                                        ev("contact.abandoned", "10:14:59.999", "c2", queue_id="Q1"),
+                                        tick("10:15:30")]
+    r = run(on_time, flush=False)
+    assert [(x["version"], x["offered"], x["abandoned_within_threshold"]) for x in r.records] == [(1, 2, 1)]
+    # one millisecond later the interval is already out (10:15:00 + 30 s): version 1 without it, then version 2
+    late = base + straggler.events + [tick("10:15:30"), ev("contact.abandoned", "10:14:59.999", "c2", queue_id="Q1")]
+    r = run(late, flush=False)
+    assert [(x["version"], x["offered"]) for x in r.records] == [(1, 1), (2, 2)]
+    assert r.dead == []
