@@ -274,6 +274,12 @@ class QueueBook:
                 del self.facts[fid]
                 self.dirty_facts.add(fid)
                 dropped += 1
+        # A queue with nothing waiting and nothing in any window (not even today) leaves the book,
+        # so it stops being exported instead of showing zeros forever (e.g. a mistyped queue id).
+        for qc in [qc for qc in self.queues()
+                   if not self.open.get(qc) and not self.minutes.get(qc) and not self.intervals.get(qc)]:
+            for book in (self.open, self.minutes, self.intervals, self.wait_histograms):
+                book.pop(qc, None)
         return dropped
 
     def take_dirty(self) -> tuple[dict[str, list | None], dict[str, list | None]]:

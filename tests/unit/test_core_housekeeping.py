@@ -53,3 +53,28 @@ def test_expiry_across_midnight_keeps_corrections_today_and_too_late_consistent(
     # an event older than the retention is dead-lettered and changes nothing
     recs, dead = p.feed(ev("contact.queued", "2026-11-23T23:29:59.999Z", "c4", queue_id="Q1"))
     assert recs == [] and [d.reason for d in dead] == ["too_late"]
+
+
+def test_a_queue_that_went_quiet_leaves_the_book_after_its_day():
+    """A queue seen once (say a mistyped id) must not stay exported as zeros forever."""
+    from processor.core.pipeline import Pipeline
+    from processor.core.events import Event, parse_ts_ms
+
+    eng = engine()
+    p = Pipeline(eng)
+
+    def feed(i, type_, ts, **kw):
+        p.feed(Event(event_id=f"q{i}", type=type_, ts_ms=parse_ts_ms(ts), **kw))
+
+    feed(1, "contact.created", "2026-03-02T10:00:00Z", contact_id="x1", channel="voice", customer_id="u1")
+    feed(2, "contact.queued", "2026-03-02T10:00:00Z", contact_id="x1", queue_id="typo")
+    feed(3, "contact.abandoned", "2026-03-02T10:00:30Z", contact_id="x1", queue_id="typo")
+    assert ("typo", "voice") in p.queues.queues()
+    # Two days later, traffic on another queue moves stream time; housekeeping runs.
+    feed(4, "contact.created", "2026-03-04T10:00:00Z", contact_id="x2", channel="voice", customer_id="u2")
+    feed(5, "contact.queued", "2026-03-04T10:00:00Z", contact_id="x2", queue_id="sales")
+    p.contacts.expire()
+    p.queues.expire()
+    assert ("typo", "voice") not in p.queues.queues()
+    assert ("typo", "voice") not in p.queues.wait_histograms
+    assert ("sales", "voice") in p.queues.queues()  # still waiting: stays
