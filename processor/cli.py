@@ -50,19 +50,34 @@ def cmd_worker(args) -> int:
 
 
 def cmd_simulate(args) -> int:
-    from .simulator import Simulation, sorted_events
+    from .simulator import DEFAULT_MODEL, ModelError, Simulation, delivered_events, dumps, load_model
 
-    sim = Simulation(seed=args.seed, start=_start_epoch(args.start), duration_seconds=args.hours * 3600,
-                     duplicate_probability=args.duplicates)
-    events = sorted_events(sim)
+    for name in ("duplicates", "disorder", "hours", "speed"):
+        if getattr(args, name) < 0 or (name == "duplicates" and args.duplicates > 1):
+            print(f"--{name}: out of range ({getattr(args, name)})", file=sys.stderr)
+            return 2
+    try:
+        model = load_model(args.model) if args.model else DEFAULT_MODEL
+    except ModelError as exc:
+        print(f"invalid simulation model {args.model}: {exc}", file=sys.stderr)
+        return 2
+    settings = _settings(args) if (args.truth or not args.output) else None
+    sim = Simulation(model, seed=args.seed, start=_start_epoch(args.start), duration_seconds=args.hours * 3600,
+                     duplicate_probability=args.duplicates, disorder_seconds=args.disorder)
+    events = delivered_events(sim)
+    if args.truth:
+        truth = sim.truth(settings.engine())
+        with open(args.truth, "w") as fh:
+            for rec in truth:
+                fh.write(json.dumps(rec, separators=(",", ":")) + "\n")
+        print(f"wrote {len(truth):,} ground-truth queue_interval records to {args.truth}", file=sys.stderr)
     if args.output:
         with open(args.output, "w") as fh:
             for ev in events:
-                fh.write(json.dumps(ev, separators=(",", ":")) + "\n")
+                fh.write(dumps(ev) + "\n")
         print(f"wrote {len(events):,} events to {args.output}", file=sys.stderr)
         return 0
-    s = _settings(args)
-    return asyncio.run(_produce(events, s, args.bootstrap, args.topic, args.speed))
+    return asyncio.run(_produce(events, settings, args.bootstrap, args.topic, args.speed))
 
 
 def cmd_produce(args) -> int:
@@ -157,6 +172,25 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_wallboard(args) -> int:
+    """Serve the wallboard page, fed from the Redis live snapshot that the workers write."""
+    url = args.redis_url
+    if not url:
+        secret = _settings(args).redis_url
+        url = secret.get_secret_value() if secret else None
+    if not url:
+        print("kpi wallboard: no Redis to read: pass --redis-url or set KPI_REDIS_URL (or redis_url in "
+              "the settings file); the workers need the same setting to write the snapshot", file=sys.stderr)
+        return 2
+    import logging
+
+    from .wallboard import run
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run(url, host=args.host, port=args.port, stale_after=args.stale_after)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="kpi", description="Real-time contact-center KPI processor")
     sub = p.add_subparsers(dest="command", required=True)
@@ -185,6 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     sm.add_argument("--start", help="event time of the first event (RFC 3339); default now")
     sm.add_argument("--speed", type=float, default=1.0, help="1 = real time, 0 = as fast as possible")
     sm.add_argument("--duplicates", type=float, default=0.0, help="probability of re-sending an event")
+    sm.add_argument("--model", help="simulation model YAML (see deploy/config/simulation.example.yaml); "
+                                    "default: the built-in sales/support center")
+    sm.add_argument("--truth", help="also write the simulator's own queue_interval figures here (JSON lines)")
+    sm.add_argument("--disorder", type=float, default=0.0,
+                    help="deliver events out of order by up to this many seconds (keep it under the lateness)")
     sm.set_defaults(fn=cmd_simulate)
 
     pr = sub.add_parser("produce", help="send a JSON-lines event file to the input topic")
@@ -202,6 +241,15 @@ def main(argv: list[str] | None = None) -> int:
     rn.add_argument("--speed", type=float, default=1.0)
     rn.add_argument("--hours", type=float, default=8.0)
     rn.set_defaults(fn=cmd_run)
+
+    wb = sub.add_parser("wallboard", help="serve the live wallboard page (reads the Redis snapshot)")
+    wb.add_argument("--config")
+    wb.add_argument("--redis-url", help="redis://host:port/db (default: the redis_url setting, KPI_REDIS_URL)")
+    wb.add_argument("--host", default="127.0.0.1")
+    wb.add_argument("--port", type=int, default=8080)
+    wb.add_argument("--stale-after", type=float, default=10.0,
+                    help="seconds without confirmation before the page shows a queue as stale")
+    wb.set_defaults(fn=cmd_wallboard)
 
     args = p.parse_args(argv)
     return args.fn(args)

@@ -104,6 +104,19 @@ class KpiCollector:
         wm.add_metric([], self.rt.watermark_ms / 1000)
         yield wm
         yield self._lag()
+        yield from self._redis()
+
+    def _redis(self):
+        """Health of the live snapshot (processor/snapshot.py); no samples when redis_url is not set."""
+        snap = getattr(self.rt, "snapshot", None)
+        up = GaugeMetricFamily("kpi_redis_up", "1 when the last live-snapshot write to Redis succeeded, else 0.")
+        writes = CounterMetricFamily("kpi_redis_snapshot_writes", "Queue hashes written to the Redis live snapshot.")
+        errors = CounterMetricFamily("kpi_redis_snapshot_errors", "Live-snapshot writes to Redis that failed.")
+        if snap is not None:
+            up.add_metric([], 1.0 if snap.up else 0.0)
+            writes.add_metric([], snap.writes)
+            errors.add_metric([], snap.errors)
+        yield from (up, writes, errors)
 
     def _lag(self):
         lag = GaugeMetricFamily("kpi_consumer_lag_messages", "Messages behind the end of each owned partition.",

@@ -39,11 +39,12 @@ declare -A PKG_FOR=(
     [redis-server]=redis-server
     [prometheus]=prometheus
     [chromium]=chromium
+    [chromedriver]=chromium-driver
     [java]=default-jre-headless
     [mvn]=maven
 )
 missing=()
-for cmd in redis-server prometheus chromium java mvn; do
+for cmd in redis-server prometheus chromium chromedriver java mvn; do
     if command -v "$cmd" >/dev/null 2>&1; then
         info "ok       $cmd ($(command -v "$cmd"))"
     else
