@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from .core.live import agents_view, live_now, live_view
-from .core.stats import WAIT_BUCKETS_MS
 
 if TYPE_CHECKING:
     from .app import Runtime

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import weakref
@@ -17,11 +19,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 __all__ = [
+    "LocalServer",
     "ManagedProcess",
     "ServiceError",
     "free_port",
     "port_is_open",
     "wait_for_port",
+    "wait_until",
 ]
 
 
@@ -211,3 +215,98 @@ class ManagedProcess:
     def __repr__(self) -> str:
         state = "running" if self.running else f"exited={self.returncode}"
         return f"<ManagedProcess {self.name} pid={self.pid} {state}>"
+
+
+def wait_until(check, timeout: float, what: str, process: ManagedProcess, interval: float = 0.05) -> None:
+    """Poll ``check()`` until true; TimeoutError after ``timeout`` s or as soon as ``process`` exits."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if not process.running or time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(interval)
+
+
+class LocalServer:
+    """A server of ours: one child process in a work folder, waited for until usable, stopped at the end.
+
+    Subclasses give ``label`` (for messages), ``address`` and :meth:`_command`/:meth:`_wait_ready`.
+    A work folder the caller did not give is temporary and removed by :meth:`stop`.
+    """
+
+    label = "server"
+    log_name = "server.log"
+    work_prefix = "kpi-server-"
+    stop_wait = 5.0
+
+    def __init__(self, work_dir: str | os.PathLike[str] | None) -> None:
+        self._own_work_dir = work_dir is None
+        self.work_dir = Path(work_dir) if work_dir else None
+        self._proc: ManagedProcess | None = None
+
+    # -- to override -------------------------------------------------------------
+    @property
+    def address(self) -> str:
+        raise NotImplementedError
+
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _wait_ready(self, timeout: float) -> None:
+        raise NotImplementedError
+
+    # -- state -------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.running
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def log_path(self) -> Path | None:
+        return self._proc.log_path if self._proc else None
+
+    def log_tail(self, lines: int = 40) -> str:
+        return self._proc.log_tail(lines) if self._proc else ""
+
+    # -- lifecycle ---------------------------------------------------------------
+    def start(self, timeout: float = 30):
+        if self.running:
+            return self
+        if self.work_dir is None:
+            self.work_dir = Path(tempfile.mkdtemp(prefix=self.work_prefix))
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self._proc = ManagedProcess(self._command(), self.work_dir / self.log_name, name=self.label, cwd=self.work_dir)
+        self._proc.start()
+        try:
+            self._wait_ready(timeout)
+        except Exception as exc:
+            tail = self._proc.log_tail()
+            self._proc.stop(timeout=self.stop_wait)
+            raise ServiceError(f"{self.label} did not become ready at {self.address}: {exc}\n{tail}") from exc
+        except BaseException:  # Ctrl-C while waiting: do not leave it running
+            self._proc.stop(timeout=self.stop_wait)
+            raise
+        return self
+
+    def stop(self, timeout: float = 10) -> None:
+        if self._proc is not None:
+            self._proc.stop(timeout=timeout)
+        if self._own_work_dir and self.work_dir is not None:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+            self.work_dir = None
+
+    def kill(self) -> None:
+        """SIGKILL at once, like a crash."""
+        if self._proc is not None:
+            self._proc.kill()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.address} running={self.running}>"

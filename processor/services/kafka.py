@@ -27,7 +27,7 @@ import time
 import uuid
 from pathlib import Path
 
-from ._proc import ManagedProcess, ServiceError, free_port, wait_for_port
+from ._proc import LocalServer, ManagedProcess, ServiceError, free_port, wait_for_port
 
 __all__ = [
     "DEFAULT_KAFKA_VERSION",
@@ -239,7 +239,7 @@ def wait_for_kafka(
 
 
 # -- the broker ----------------------------------------------------------------------
-class ApacheKafka:
+class ApacheKafka(LocalServer):
     """Single-node Apache Kafka (KRaft, broker+controller) bound to 127.0.0.1.
 
     Everything lives under ``data_dir``: ``server.properties``,
@@ -249,6 +249,10 @@ class ApacheKafka:
     :meth:`kill`, or from a new instance) keeps every topic and message.
     Ports are chosen once per instance and kept across restarts.
     """
+
+    label = "Apache Kafka"
+    log_name = "kafka.log"
+    stop_wait = 10.0
 
     def __init__(
         self,
@@ -273,20 +277,19 @@ class ApacheKafka:
         self.log_dirs = self.data_dir / "kraft-logs"
         self.config_path = self.data_dir / "server.properties"
         self.log4j_path = self.data_dir / "log4j.properties"
-        self.log_path = self.data_dir / "kafka.log"
-        self._proc: ManagedProcess | None = None
+        super().__init__(self.data_dir)  # the data folder is the caller's: never removed
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.running
+    def address(self) -> str:
+        return self.bootstrap
 
     @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
+    def log_path(self) -> Path:
+        return self.data_dir / self.log_name
 
     def _server_properties(self) -> str:
         props = {
@@ -356,49 +359,23 @@ class ApacheKafka:
 
     def start(self, timeout: float = 90) -> "ApacheKafka":
         """Start the broker (formatting storage on first use) and wait until it serves metadata."""
-        if self.running:
-            return self
+        return super().start(timeout)
+
+    def _command(self) -> list[str]:
         libs = ensure_kafka_jars(self.version, self.cache_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_dirs.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(self._server_properties())
         self.log4j_path.write_text(_LOG4J_PROPERTIES)
         self._format_storage_if_needed(libs)
-        cmd = self._java(
-            libs, "kafka.Kafka", str(self.config_path),
-            jvm_opts=(f"-Xmx{self.heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20"),
-        )
-        self._proc = ManagedProcess(cmd, self.log_path, name="kafka", cwd=self.data_dir)
-        self._proc.start()
-        try:
-            wait_for_kafka(self.bootstrap, timeout, process=self._proc)
-        except Exception as exc:
-            tail = self._proc.log_tail()
-            self._proc.stop(timeout=10)
-            raise ServiceError(f"Apache Kafka did not become ready at {self.bootstrap}: {exc}\n{tail}") from exc
-        except BaseException:  # Ctrl-C while waiting: do not leave it running
-            self._proc.stop(timeout=10)
-            raise
-        return self
+        return self._java(libs, "kafka.Kafka", str(self.config_path),
+                          jvm_opts=(f"-Xmx{self.heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20"))
+
+    def _wait_ready(self, timeout: float) -> None:
+        wait_for_kafka(self.bootstrap, timeout, process=self._proc)
 
     def stop(self, timeout: float = 30) -> None:
-        """Controlled shutdown (SIGTERM); SIGKILL after ``timeout`` seconds."""
-        if self._proc is not None:
-            self._proc.stop(timeout=timeout)
-
-    def kill(self) -> None:
-        """SIGKILL the broker at once, like a crash (storage stays, recovery on next start)."""
-        if self._proc is not None:
-            self._proc.kill()
-
-    def log_tail(self, lines: int = 40) -> str:
-        return self._proc.log_tail(lines) if self._proc else ""
-
-    def __enter__(self) -> "ApacheKafka":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        """Controlled shutdown (SIGTERM); SIGKILL after ``timeout`` seconds. Storage stays."""
+        super().stop(timeout)
 
     def __repr__(self) -> str:
         return f"<ApacheKafka {self.bootstrap} data_dir={self.data_dir} running={self.running}>"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -14,7 +13,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from ._proc import ManagedProcess, ServiceError, free_port, wait_for_port
+from ._proc import LocalServer, ServiceError, free_port, wait_for_port, wait_until
 
 __all__ = ["PrometheusServer"]
 
@@ -37,7 +36,7 @@ def _split_target(target: str) -> tuple[str, str, str]:
     return u.scheme, u.netloc, u.path or "/metrics"
 
 
-class PrometheusServer:
+class PrometheusServer(LocalServer):
     """Prometheus on ``127.0.0.1:port`` scraping ``targets`` every ``scrape_interval``.
 
     ``targets`` are ``host:port`` strings (scraped at ``/metrics`` under job
@@ -46,6 +45,10 @@ class PrometheusServer:
     TSDB and log (``prometheus.log``) live in ``work_dir``, by default a
     temporary folder removed by :meth:`stop`.
     """
+
+    label = "Prometheus"
+    log_name = "prometheus.log"
+    work_prefix = "kpi-prometheus-"
 
     def __init__(
         self,
@@ -67,21 +70,15 @@ class PrometheusServer:
         self.job_name = job_name
         self.binary = binary or (DEFAULT_PROMETHEUS if os.path.exists(DEFAULT_PROMETHEUS)
                                  else shutil.which("prometheus") or DEFAULT_PROMETHEUS)
-        self._own_work_dir = work_dir is None
-        self.work_dir = Path(work_dir) if work_dir else None
-        self._proc: ManagedProcess | None = None
+        super().__init__(work_dir)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.running
-
-    @property
-    def log_path(self) -> Path | None:
-        return self._proc.log_path if self._proc else None
+    def address(self) -> str:
+        return self.url
 
     # -- config ----------------------------------------------------------------
     def config_yaml(self, rule_paths: Iterable[Path] = ()) -> str:
@@ -117,13 +114,11 @@ class PrometheusServer:
     # -- lifecycle -------------------------------------------------------------
     def start(self, timeout: float = 30) -> "PrometheusServer":
         """Write the config, start Prometheus and wait until ``/-/ready`` answers 200."""
-        if self.running:
-            return self
-        if not os.path.exists(self.binary):
+        if not self.running and not os.path.exists(self.binary):
             raise ServiceError(f"{self.binary} not found; run scripts/setup.sh (apt-get install prometheus)")
-        if self.work_dir is None:
-            self.work_dir = Path(tempfile.mkdtemp(prefix="kpi-prometheus-"))
-        self.work_dir.mkdir(parents=True, exist_ok=True)
+        return super().start(timeout)
+
+    def _command(self) -> list[str]:
         rules_dir = self.work_dir / "rules"
         rule_paths = []
         for i, src in enumerate(self.rule_files):
@@ -133,7 +128,7 @@ class PrometheusServer:
             rule_paths.append(dst)
         config = self.work_dir / "prometheus.yml"
         config.write_text(self.config_yaml(rule_paths))
-        cmd = [
+        return [
             self.binary,
             f"--config.file={config}",
             f"--storage.tsdb.path={self.work_dir / 'data'}",
@@ -141,24 +136,10 @@ class PrometheusServer:
             "--web.enable-lifecycle",
             "--log.level=warn",
         ]
-        self._proc = ManagedProcess(cmd, self.work_dir / "prometheus.log", name="prometheus",
-                                    cwd=self.work_dir)
-        self._proc.start()
-        deadline = time.monotonic() + timeout
-        try:
-            wait_for_port("127.0.0.1", self.port, timeout, process=self._proc)
-            while not self._ready():
-                if not self._proc.running or time.monotonic() > deadline:
-                    raise TimeoutError(f"{self.url}/-/ready not OK")
-                time.sleep(0.1)
-        except Exception as exc:
-            tail = self._proc.log_tail()
-            self._proc.stop(timeout=5)
-            raise ServiceError(f"Prometheus did not become ready at {self.url}: {exc}\n{tail}") from exc
-        except BaseException:  # Ctrl-C while waiting: do not leave it running
-            self._proc.stop(timeout=5)
-            raise
-        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        wait_for_port("127.0.0.1", self.port, timeout, process=self._proc)
+        wait_until(self._ready, timeout, f"{self.url}/-/ready not OK", self._proc, interval=0.1)
 
     def _ready(self) -> bool:
         try:
@@ -168,15 +149,7 @@ class PrometheusServer:
             return False
 
     def stop(self, timeout: float = 15) -> None:
-        if self._proc is not None:
-            self._proc.stop(timeout=timeout)
-        if self._own_work_dir and self.work_dir is not None:
-            shutil.rmtree(self.work_dir, ignore_errors=True)
-            self.work_dir = None
-
-    def kill(self) -> None:
-        if self._proc is not None:
-            self._proc.kill()
+        super().stop(timeout)
 
     # -- HTTP API --------------------------------------------------------------
     def api(self, path: str, **params: str) -> Any:

@@ -55,6 +55,11 @@ class KpiWorker:
     def running(self) -> bool:
         return self._proc.running
 
+    @property
+    def pid(self) -> int | None:
+        """Process id of the worker (None before start)."""
+        return self._proc.pid
+
     def start(self, timeout: float = 60) -> "KpiWorker":
         self._proc.start()
         deadline = time.monotonic() + timeout
