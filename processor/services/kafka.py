@@ -168,8 +168,14 @@ def ensure_kafka_jars(
 
 
 def _random_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, url-safe base64 without padding (22 chars)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A KRaft cluster id: 16 random bytes, url-safe base64 without padding (22 chars).
+
+    One starting with '-' would be read as an option by StorageTool, so those are drawn again.
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 # -- readiness -------------------------------------------------------------------
