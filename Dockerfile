@@ -18,10 +18,8 @@ COPY processor ./processor
 COPY schemas ./schemas
 RUN pip install .
 
-# processor/decode.py reads the JSON Schemas from <package>/../schemas, and the wheel built by
-# `pip install .` does not carry schemas/. Importing the package from the source tree keeps
-# schemas/ next to it; the installed copy still provides the `kpi` script and the dependencies.
-ENV PYTHONPATH=/app
+# The wheel carries schemas/ as processor/schemas (see pyproject.toml), so the installed package
+# is self-contained.
 
 # Inside a container the worker must listen on all interfaces for Prometheus to reach it.
 ENV KPI_WEB_HOST=0.0.0.0 \
