@@ -6,7 +6,7 @@ environment: KPI_KAFKA__BOOTSTRAP=127.0.0.1:9092. The YAML file is KPI_CONFIG or
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -15,7 +15,8 @@ import yaml
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
-from .core.settings import EngineSettings, QueueSettings
+from .core.calendar import WEEKDAYS, parse_ranges
+from .core.settings import DAY_MS, Calendar, EngineSettings, QueueSettings
 
 
 INTERVAL_CHOICES = (5, 10, 15, 30, 60)
@@ -25,12 +26,49 @@ class ConfigError(Exception):
     """Raised with a readable, multi-line explanation of what is wrong in the configuration."""
 
 
+class CalendarConfig(BaseModel):
+    """Business hours of a queue in its time zone: weekday -> list of "HH:MM-HH:MM" ranges, and holidays.
+
+    hours:
+      monday: ["08:00-12:00", "13:00-17:00"]
+      saturday: ["09:00-13:00"]          # days not listed are closed
+    holidays: [2026-12-25, 2027-01-01]
+    """
+
+    model_config = {"extra": "forbid"}
+    hours: dict[str, list[str]] = {}
+    holidays: list[date] = []
+
+    @field_validator("hours")
+    @classmethod
+    def _weekdays_and_ranges(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for day, ranges in v.items():
+            if day.lower() not in WEEKDAYS and day.lower() not in {d[:3] for d in WEEKDAYS}:
+                raise ValueError(f"{day!r} is not a weekday (monday ... sunday, or mon ... sun)")
+            parse_ranges(ranges)  # raises ValueError with the reason
+        return v
+
+    def core(self) -> Calendar:
+        by_day: list[tuple] = [()] * 7
+        for day, ranges in self.hours.items():
+            d = day.lower()
+            i = WEEKDAYS.index(d) if d in WEEKDAYS else [w[:3] for w in WEEKDAYS].index(d)
+            by_day[i] = tuple(sorted(set(by_day[i]) | set(parse_ranges(ranges))))
+        return Calendar(hours=tuple(by_day), holidays=frozenset(h.isoformat() for h in self.holidays))
+
+
 class QueueConfig(BaseModel):
     model_config = {"extra": "forbid"}
     threshold_seconds: float = Field(20.0, gt=0, le=86400)
     short_abandon_seconds: float = Field(5.0, ge=0, le=3600)
     service_level_target: float = Field(0.80, gt=0, le=1)
     time_zone: str = "UTC"
+    # Optional: business hours (FRT / TTR in business time), agent-hour cost (cost per contact),
+    # and the capacity model's planning factors.
+    calendar: CalendarConfig | None = None
+    agent_hour_cost: float | None = Field(None, ge=0, le=1_000_000)
+    availability: float = Field(1.0, gt=0, le=1)
+    occupancy_target: float = Field(0.85, gt=0, le=1)
 
     @field_validator("time_zone")
     @classmethod
@@ -60,6 +98,11 @@ class KafkaConfig(BaseModel):
     # How long the group waits for a crashed worker before handing its partitions over.
     session_timeout_seconds: float = Field(10.0, ge=6, le=300)
 
+    @property
+    def journeys_topic(self) -> str:
+        """Internal topic of journey facts keyed by customer: named after the facts topic, not a setting."""
+        return f"{self.facts_topic}-journeys"
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KPI_", env_nested_delimiter="__", extra="forbid")
@@ -74,6 +117,7 @@ class Settings(BaseSettings):
     interval_minutes: int = 15
     lateness_seconds: float = Field(30.0, ge=0, le=3600)
     retention_seconds: float = Field(7200.0, ge=60, le=7 * 86400)
+    recontact_window_days: float = Field(7.0, gt=0, le=90)
     defaults: QueueConfig = QueueConfig()
     queues: dict[str, QueueConfig] = {}
 
@@ -123,13 +167,17 @@ class Settings(BaseSettings):
     def engine(self) -> EngineSettings:
         """The pure core's view of these settings."""
         def qs(c: QueueConfig) -> QueueSettings:
-            return QueueSettings(c.threshold_seconds, c.short_abandon_seconds, c.service_level_target, c.time_zone)
+            return QueueSettings(c.threshold_seconds, c.short_abandon_seconds, c.service_level_target, c.time_zone,
+                                 calendar=c.calendar.core() if c.calendar is not None else None,
+                                 agent_hour_cost=c.agent_hour_cost, availability=c.availability,
+                                 occupancy_target=c.occupancy_target)
         return EngineSettings(
             interval_minutes=self.interval_minutes,
             lateness_ms=round(self.lateness_seconds * 1000),
             retention_ms=round(self.retention_seconds * 1000),
             default_queue=qs(self.defaults),
             queues=tuple(sorted((name, qs(c)) for name, c in self.queues.items())),
+            recontact_window_ms=round(self.recontact_window_days * DAY_MS),
         )
 
 

@@ -29,6 +29,8 @@ SCHEMA_DIR = next(p for p in (Path(__file__).resolve().parent / "schemas", Path(
 MAX_EVENT_BYTES = 64 * 1024
 REASONS = ("too_large", "not_json", "not_object", "unknown_type", "invalid_field", "bad_timestamp")
 ROLLUP_KINDS = ("queue_interval", "experience_interval", "resolution_day", "agent_interval")
+# Rollup kinds beyond the contract's four (backward-compatible extensions), with their schemas in schemas/rollups/.
+EXTENSION_ROLLUP_KINDS = ("retention_day",)
 
 
 class BadEvent(Exception):
@@ -57,11 +59,11 @@ _REQUIRED: dict[str, tuple[str, ...]] = {t: tuple(s["required"]) for t, s in EVE
 
 @lru_cache(maxsize=1)
 def _rollup_validators() -> tuple[tuple[str, Callable[[Any], Any]], ...]:
-    return tuple((k, _compile(load_schema(f"rollups/{k}.schema.json"))) for k in ROLLUP_KINDS)
+    return tuple((k, _compile(load_schema(f"rollups/{k}.schema.json"))) for k in ROLLUP_KINDS + EXTENSION_ROLLUP_KINDS)
 
 
 def load_rollup_validators() -> dict[str, Callable[[Any], Any]]:
-    """Compiled validators of the four rollup kinds (compiled on first call, then cached).
+    """Compiled validators of the four rollup kinds and the extensions (compiled on first call, then cached).
 
     Each returns the record when valid and raises fastjsonschema.JsonSchemaValueException otherwise.
     """

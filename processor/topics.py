@@ -19,7 +19,7 @@ log = logging.getLogger("processor")
 
 def processor_topics(settings: Settings) -> list[str]:
     k = settings.kafka
-    return [k.input_topic, k.facts_topic, k.rollup_topic, k.dead_letter_topic]
+    return [k.input_topic, k.facts_topic, k.journeys_topic, k.rollup_topic, k.dead_letter_topic]
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:

@@ -42,11 +42,12 @@ class Contact:
     customer_id: str = "cust"
     events: list[Event] = field(default_factory=list)
     agent: str = "a1"
+    issue: str | None = None
 
     def __post_init__(self) -> None:
         if self.created is not None and self.channel is not None:
             self.events.append(ev("contact.created", self.created, self.contact_id,
-                                  channel=self.channel, customer_id=self.customer_id))
+                                  channel=self.channel, customer_id=self.customer_id, issue=self.issue))
 
     def _add(self, type_: str, t, **fields) -> "Contact":
         self.events.append(ev(type_, t, self.contact_id, **fields))
@@ -75,23 +76,51 @@ class Contact:
         self._add("contact.wrapup_started", start, agent_id=self.agent)
         return self._add("contact.wrapup_ended", end, agent_id=self.agent)
 
+    def replied(self, t, automated: bool = False) -> "Contact":
+        return self._add("message.agent_replied", t, agent_id=self.agent, automated=automated)
+
+    def resolved(self, t) -> "Contact":
+        return self._add("contact.resolved", t)
+
+    def reopened(self, t) -> "Contact":
+        return self._add("contact.reopened", t)
+
+    def survey(self, kind: str, score: float, scale_max: float, t) -> "Contact":
+        return self._add("survey.responded", t, survey=kind, score=float(score), scale_max=float(scale_max))
+
+    def qa(self, score: float, t) -> "Contact":
+        return self._add("qa.scored", t, agent_id=self.agent, score=float(score))
+
+
+def agent_state(agent: str, state: str, t, queues: tuple[str, ...] = ("Q1",), capacity: int | None = None) -> Event:
+    return ev("agent.state_changed", t, agent_id=agent, state=state, queues=queues, capacity=capacity)
+
+
+def churned(customer: str, t) -> Event:
+    return ev("customer.churned", t, customer_id=customer)
+
 
 def engine(interval_minutes: int = 15, lateness_s: float = 30, retention_s: float = 7200,
-           queues: dict[str, QueueSettings] | None = None, **default) -> EngineSettings:
+           queues: dict[str, QueueSettings] | None = None, window_days: float = 7, **default) -> EngineSettings:
     return EngineSettings(
         interval_minutes=interval_minutes,
         lateness_ms=round(lateness_s * 1000),
         retention_ms=round(retention_s * 1000),
         default_queue=QueueSettings(**default),
         queues=tuple(sorted((queues or {}).items())),
+        recontact_window_ms=round(window_days * 86_400_000),
     )
 
 
 @dataclass
 class Run:
     pipeline: Pipeline
-    records: list[dict]          # every record, in publication order
+    records: list[dict]          # every queue_interval record, in publication order
     dead: list                   # every DeadLetter
+    all_records: list[dict] = field(default_factory=list)  # every record of every kind, in publication order
+
+    def of(self, kind: str) -> list[dict]:
+        return [r for r in self.all_records if r["kind"] == kind]
 
     def latest(self) -> dict[tuple[str, str, str], dict]:
         """Highest version of each (queue, channel, interval_start)."""
@@ -105,6 +134,24 @@ class Run:
     def record(self, queue: str, start: str, channel: str = "voice") -> dict:
         return self.latest()[(queue, channel, f"{DAY}T{start}.000Z" if "T" not in start else start)]
 
+    def latest_of(self, kind: str) -> dict[tuple, dict]:
+        """Highest version of each record of a kind, keyed by its identifying fields."""
+        out: dict[tuple, dict] = {}
+        for r in self.of(kind):
+            k = record_key(r)
+            if k not in out or r["version"] > out[k]["version"]:
+                out[k] = r
+        return out
+
+
+def record_key(r: dict) -> tuple:
+    """What identifies a record of any kind (the highest version of each key wins)."""
+    if r["kind"] == "agent_interval":
+        return (r["kind"], r["agent_id"], r["interval_start"])
+    if r["kind"] == "retention_day":
+        return (r["kind"], r["queue_id"], r["channel"], r["interval_start"], r["horizon_days"])
+    return (r["kind"], r["queue_id"], r["channel"], r["interval_start"])
+
 
 def run(events, settings: EngineSettings | None = None, flush: bool = True) -> Run:
     """Feed the events in the given (arrival) order through a fresh Pipeline."""
@@ -115,7 +162,7 @@ def run(events, settings: EngineSettings | None = None, flush: bool = True) -> R
         records += recs
         dead += dls
     records += p.finish(flush=flush)
-    return Run(p, records, dead)
+    return Run(p, [r for r in records if r["kind"] == "queue_interval"], dead, records)
 
 
 def by_time(*contacts: Contact) -> list[Event]:

@@ -1,8 +1,11 @@
 """Stage one: per-contact and per-agent state, keyed as the input topic is (contact_id / agent_id).
 
-Turns lifecycle events into fact changes ("deltas") for stage two, which is keyed by queue.
-A delta is (fact_id, queue_id, fact or None); None deletes the fact. Deltas are idempotent
-upserts, so re-sending them (after a crash, or for a duplicate event) never double counts.
+Turns lifecycle events into fact changes ("deltas") for the books downstream. A delta is
+(fact_id, routing key, fact or None); None deletes the fact. Deltas are idempotent upserts, so
+re-sending them (after a crash, or for a duplicate event) never double counts. Three routes:
+  deltas           by queue: segments, legs, agent presence per queue, experience facts (stage two)
+  agent_deltas     by agent: state changes and handled legs of each agent (stage two, agent_interval)
+  journey_deltas   by customer: each contact's journey and churns (the journey book: resolution, retention)
 """
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import bisect
 from dataclasses import dataclass, field
 
 from .events import CONTACT_TYPES, Event, event_from_state, event_to_state
+from .profile import compact, is_profile_event, profile_facts
 from .segments import Fact, derive_facts, is_settled
 from .settings import EngineSettings
 
@@ -28,30 +32,68 @@ class StageOneResult:
     deltas: list[Delta] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     duplicate: bool = False
+    agent_deltas: list[Delta] = field(default_factory=list)
+    journey_deltas: list[Delta] = field(default_factory=list)
 
 
 class ContactState:
-    """A contact's deduplicated events in event-time order, and the facts last sent downstream."""
+    """A contact's deduplicated events in event-time order, and the facts last sent downstream.
 
-    __slots__ = ("events", "ids", "facts", "last_ms")
+    `events` are the events of the contact in progress (kept for the retention once settled);
+    `cold` the profile events kept after that (see profile.py), for the recontact window.
+    `facts` (queue facts), `afacts` (agent legs) and `pfacts` (experience and journey facts) are
+    what was last sent on each route.
+    """
+
+    __slots__ = ("events", "ids", "facts", "last_ms", "cold", "afacts", "pfacts")
 
     def __init__(self) -> None:
         self.events: list[Event] = []
         self.ids: set[str] = set()
         self.facts: dict[str, Fact] = {}
         self.last_ms = 0
+        self.cold: list[Event] = []
+        self.afacts: dict[str, Fact] = {}
+        self.pfacts: dict[str, Fact] = {}
+
+    def profile_events(self) -> list[Event]:
+        hot = [e for e in self.events if is_profile_event(e)]
+        if not self.cold:
+            return hot
+        return sorted(self.cold + hot, key=Event.sort_key)
+
+    def channel_hint(self) -> str | None:
+        """The channel of a contact.created seen before its in-progress state was expired."""
+        for e in self.cold:
+            if e.type == "contact.created" and e.channel:
+                return e.channel
+        return None
 
     def to_state(self) -> dict:
-        return {"events": [event_to_state(e) for e in self.events],
-                "facts": {k: list(v) for k, v in self.facts.items()}}
+        d = {"events": [event_to_state(e) for e in self.events],
+             "facts": {k: list(v) for k, v in self.facts.items()}}
+        if self.cold:
+            d["cold"] = [event_to_state(e) for e in self.cold]
+        if self.afacts:
+            d["afacts"] = {k: list(v) for k, v in self.afacts.items()}
+        if self.pfacts:
+            d["pfacts"] = {k: list(v) for k, v in self.pfacts.items()}
+        if not self.events:
+            d["last_ms"] = self.last_ms
+        return d
 
     @classmethod
     def from_state(cls, d: dict) -> "ContactState":
         s = cls()
         s.events = [event_from_state(e) for e in d["events"]]
-        s.ids = {e.event_id for e in s.events}
+        s.cold = [event_from_state(e) for e in d.get("cold", ())]
+        s.ids = {e.event_id for e in s.events} | {e.event_id for e in s.cold}
         s.facts = {k: tuple(v) for k, v in d["facts"].items()}
-        s.last_ms = max((e.ts_ms for e in s.events), default=0)
+        s.afacts = {k: tuple(v) for k, v in d.get("afacts", {}).items()}
+        s.pfacts = {k: tuple(v) for k, v in d.get("pfacts", {}).items()}
+        s.last_ms = max((e.ts_ms for e in s.events), default=d.get("last_ms", 0))
+        if s.cold:
+            s.last_ms = max(s.last_ms, max(e.ts_ms for e in s.cold))
         return s
 
 
@@ -71,13 +113,28 @@ class AgentState:
         return cls(d[0], d[1], d[2], tuple(d[3]), d[4])
 
 
+def split_profile(deltas: list[Delta], res: "StageOneResult") -> None:
+    """Profile deltas go by queue (experience facts), by agent (scores of an agent) or by customer (journey facts)."""
+    for d in deltas:
+        fid = d[0]
+        if fid.startswith("j|"):
+            res.journey_deltas.append(d)
+        elif fid.startswith(("av|", "ak|")):
+            res.agent_deltas.append(d)
+        else:
+            res.deltas.append(d)
+
+
 def diff(contact_id: str, old: dict[str, Fact], new: dict[str, Fact]) -> list[Delta]:
     out: list[Delta] = []
     for fid, fact in old.items():
         if fid not in new:
             out.append((fid, fact[1], None))
     for fid, fact in new.items():
-        if old.get(fid) != fact:
+        was = old.get(fid)
+        if was != fact:
+            if was is not None and was[1] != fact[1]:
+                out.append((fid, was[1], None))  # moved to another route: delete it where it was first
             out.append((fid, fact[1], fact))
     return out
 
@@ -93,9 +150,12 @@ class ContactBook:
         self.settings = settings
         self.contacts: dict[str, ContactState] = {}
         self.agents: dict[str, AgentState] = {}
+        # Contacts no longer in progress whose profile is kept for the recontact window (events == []).
+        self.profiles: dict[str, ContactState] = {}
         self.stream_ms = 0
         self.dirty_contacts: set[str] = set()
         self.dirty_agents: set[str] = set()
+        self.dirty_profiles: set[str] = set()
         self._with_orphans: set[str] = set()
 
     # -- input -----------------------------------------------------------------
@@ -110,20 +170,31 @@ class ContactBook:
             self._ingest_contact(e, res)
         elif e.type == "agent.state_changed":
             self._ingest_agent(e, res)
-        # customer.* carries no queue fact for stage two.
+        elif e.type == "customer.churned":
+            # No state: the churn is a fact of its own, idempotent by event id.
+            res.journey_deltas.append((f"ch|{e.event_id}", e.customer_id, ("churn", e.customer_id, e.ts_ms)))
         self._expire_orphans(res)
         return res
 
     def _ingest_contact(self, e: Event, res: StageOneResult) -> None:
         cid = e.contact_id
         st = self.contacts.get(cid)
-        if st is None:
-            st = self.contacts[cid] = ContactState()
-        elif e.event_id in st.ids:
+        cold = st is None and cid in self.profiles
+        if cold:
+            st = self.profiles[cid]
+        if st is not None and e.event_id in st.ids:
             res.duplicate = True
             # Re-assert current facts: harmless downstream, and repairs a send lost in a crash.
             res.deltas.extend((fid, f[1], f) for fid, f in st.facts.items())
+            res.agent_deltas.extend((fid, f[1], f) for fid, f in st.afacts.items())
+            split_profile([(fid, f[1], f) for fid, f in st.pfacts.items()], res)
             return
+        if st is None:
+            st = self.contacts[cid] = ContactState()
+        elif cold:  # seen before, no longer in progress: in progress again, with its profile
+            del self.profiles[cid]
+            self.dirty_profiles.add(cid)
+            self.contacts[cid] = st
         st.ids.add(e.event_id)
         key = e.sort_key()
         if not st.events or st.events[-1].sort_key() <= key:
@@ -133,16 +204,32 @@ class ContactBook:
         if e.ts_ms > st.last_ms:
             st.last_ms = e.ts_ms
         self._rederive(cid, st, res)
+        if is_profile_event(e):
+            self._reprofile(cid, st, res)
 
     def _rederive(self, cid: str, st: ContactState, res: StageOneResult) -> None:
-        facts, orphans = derive_facts(cid, st.events)
+        leg_agents: dict[str, str] = {}
+        facts, orphans = derive_facts(cid, st.events, channel=st.channel_hint() if st.cold else None,
+                                      leg_agents=leg_agents)
         res.deltas.extend(diff(cid, st.facts, facts))
         st.facts = facts
+        afacts = {"al" + fid[1:]: ("aleg", leg_agents[fid], f[3], f[4] + f[5] + f[6])
+                  for fid, f in facts.items() if f[0] == "leg"}
+        if afacts != st.afacts:
+            res.agent_deltas.extend(diff(cid, st.afacts, afacts))
+            st.afacts = afacts
         if orphans:
             self._with_orphans.add(cid)
         else:
             self._with_orphans.discard(cid)
         self.dirty_contacts.add(cid)
+
+    def _reprofile(self, cid: str, st: ContactState, res: StageOneResult) -> None:
+        exp, journey = profile_facts(cid, st.profile_events())
+        exp.update(journey)
+        if exp != st.pfacts:
+            split_profile(diff(cid, st.pfacts, exp), res)
+            st.pfacts = exp
 
     def _expire_orphans(self, res: StageOneResult) -> None:
         """Events still unmatched once the lateness has passed are impossible orders: dead-letter them."""
@@ -159,8 +246,13 @@ class ContactBook:
                 res.dead_letters.append(DeadLetter(e, "impossible_order", why))
                 st.events.remove(e)
             self._rederive(cid, st, res)
+            if any(is_profile_event(e) for e, _ in expired):
+                self._reprofile(cid, st, res)
 
     def _ingest_agent(self, e: Event, res: StageOneResult) -> None:
+        # Every state change is a point of the agent's timeline (agent_interval), even one older
+        # than the presence held here: idempotent by event id.
+        res.agent_deltas.append((f"as|{e.agent_id}|{e.event_id}", e.agent_id, ("ast", e.agent_id, e.ts_ms, e.state)))
         old = self.agents.get(e.agent_id)
         if old is not None and (old.ts_ms, old.event_id) >= (e.ts_ms, e.event_id):
             res.duplicate = old.event_id == e.event_id
@@ -172,17 +264,31 @@ class ContactBook:
         for q in old_queues - set(new.queues):
             res.deltas.append((f"a|{e.agent_id}|{q}", q, None))
         for q in new.queues:
-            res.deltas.append((f"a|{e.agent_id}|{q}", q, ("agent", q, e.agent_id, e.state, e.ts_ms)))
+            res.deltas.append((f"a|{e.agent_id}|{q}", q, ("agent", q, e.agent_id, e.state, e.ts_ms, e.capacity)))
 
     # -- housekeeping ----------------------------------------------------------
     def expire(self) -> int:
-        """Forget settled contacts whose last event is older than the retention. Returns how many."""
+        """Forget settled contacts whose last event is older than the retention. Returns how many.
+
+        What their experience and resolution figures still need (the profile) is kept until the
+        contact's last event is the recontact window W (at least the retention) behind stream time.
+        """
         cutoff = self.stream_ms - self.settings.retention_ms
         gone = [cid for cid, st in self.contacts.items()
                 if st.last_ms < cutoff and cid not in self._with_orphans and is_settled(st.facts, st.events)]
         for cid in gone:
-            del self.contacts[cid]
+            st = self.contacts.pop(cid)
             self.dirty_contacts.add(cid)
+            st.cold = compact(st.profile_events())
+            if st.cold or st.pfacts:
+                st.events, st.facts, st.afacts = [], {}, {}
+                st.ids = {e.event_id for e in st.cold}
+                self.profiles[cid] = st
+                self.dirty_profiles.add(cid)
+        horizon = self.stream_ms - max(self.settings.recontact_window_ms, self.settings.retention_ms)
+        for cid in [cid for cid, st in self.profiles.items() if st.last_ms < horizon]:
+            del self.profiles[cid]
+            self.dirty_profiles.add(cid)
         return len(gone)
 
     def take_dirty(self) -> tuple[dict[str, dict | None], dict[str, list | None]]:
@@ -192,6 +298,15 @@ class ContactBook:
         self.dirty_contacts.clear()
         self.dirty_agents.clear()
         return contacts, agents
+
+    def take_dirty_profiles(self) -> dict[str, dict | None]:
+        out = {cid: (self.profiles[cid].to_state() if cid in self.profiles else None) for cid in self.dirty_profiles}
+        self.dirty_profiles.clear()
+        return out
+
+    def restore_profile(self, cid: str, state: dict) -> None:
+        st = self.profiles[cid] = ContactState.from_state(state)
+        self.stream_ms = max(self.stream_ms, st.last_ms)
 
     def restore_contact(self, cid: str, state: dict) -> None:
         st = self.contacts[cid] = ContactState.from_state(state)

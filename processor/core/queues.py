@@ -11,8 +11,11 @@ import hashlib
 import json
 from datetime import datetime, timedelta
 
+from .agents import AGENT_KINDS, AgentBook
 from .events import format_ts
+from .experience import EXPERIENCE_KINDS, ExperienceBook
 from .figures import segment_figures
+from .resolution import RESOLUTION_KINDS, ResolutionBook
 from .segments import Fact
 from .settings import MINUTE_MS, EngineSettings, zone
 from .stats import SegmentStats, WaitHistogram
@@ -36,7 +39,14 @@ def _digest(record: dict) -> str:
 
 
 class QueueBook:
-    """Stage-two state of one partition (any number of queues)."""
+    """Stage-two state of one partition (any number of queues).
+
+    Also the entry point of the partition's other books: experience facts (routed by queue) go to
+    `experience`, agent facts (routed by agent) to `agent_book`, resolution and retention
+    contributions (routed by queue, from the journey book) to `resolution`; `apply`, `advance`,
+    `expire`, `take_dirty` and the restores dispatch on the fact kind, so the shell handles one
+    book, one facts table and one published table per partition.
+    """
 
     def __init__(self, settings: EngineSettings) -> None:
         self.settings = settings
@@ -45,6 +55,12 @@ class QueueBook:
         self.minutes: dict[QC, dict[int, SegmentStats]] = {}
         self.intervals: dict[QC, dict[int, SegmentStats]] = {}
         self.agents: dict[str, dict[str, str]] = {}        # queue -> agent -> state
+        self.agent_capacity: dict[str, dict[str, int]] = {}  # queue -> agent -> concurrent contacts (1 if not given)
+        # queue -> agent -> [(since, state)], latest last: presence history for staffed time (cost per contact)
+        self.presence: dict[str, dict[str, list[tuple[int, str]]]] = {}
+        self.experience = ExperienceBook(settings)
+        self.agent_book = AgentBook(settings)
+        self.resolution = ResolutionBook(settings)
         self.wait_histograms: dict[QC, WaitHistogram] = {}  # cumulative since this book was built
         self.published: dict[tuple[str, str, int], list] = {}  # (queue, channel, start) -> [version, digest]
         self.stream_ms = 0    # watermark clock: closes intervals and expires state
@@ -62,8 +78,21 @@ class QueueBook:
         self._floor: dict[str, int] = {}  # queue -> end time below which facts were expired
 
     # -- facts -----------------------------------------------------------------
-    def apply(self, fact_id: str, fact: Fact | None) -> None:
-        """Upsert (or delete, with None) one fact. Re-applying the same fact changes nothing."""
+    def apply(self, fact_id: str, fact: Fact | None, route: str | None = None) -> None:
+        """Upsert (or delete, with None) one fact. Re-applying the same fact changes nothing.
+
+        A delete names the route (queue, agent) the fact was on: it deletes only a fact still on
+        that route, so a fact that moved to another route of this partition stays, whatever the
+        order the delete and the upsert arrived in.
+        """
+        sub = self._sub_book(fact_id, fact)
+        if fact is None and route is not None:
+            stored = (sub.facts if sub is not None else self.facts).get(fact_id)
+            if stored is None or stored[1] != route:
+                return
+        if sub is not None:
+            sub.apply(fact_id, fact)
+            return
         old = self.facts.get(fact_id)
         if old == fact:
             return
@@ -75,10 +104,27 @@ class QueueBook:
             self._account(fact_id, old, -1)
         if fact is None:
             del self.facts[fact_id]
+            if old is not None and old[0] == "agent":  # the agent no longer serves the queue
+                self.presence.get(old[1], {}).pop(old[2], None)
         else:
             self.facts[fact_id] = fact
             self._account(fact_id, fact, +1)
         self.dirty_facts.add(fact_id)
+
+    def _sub_book(self, fact_id: str, fact: Fact | None):
+        if fact is not None:
+            kind = fact[0]
+            if kind in EXPERIENCE_KINDS:
+                return self.experience
+            if kind in AGENT_KINDS:
+                return self.agent_book
+            if kind in RESOLUTION_KINDS:
+                return self.resolution
+            return None
+        for sub in (self.experience, self.agent_book, self.resolution):
+            if fact_id in sub.facts:
+                return sub
+        return None
 
     def observe(self, stream_ms: int, source: int = 0, idle: bool = False) -> None:
         """Stream time of one upstream partition (facts carry it; ticks repeat it for quiet partitions).
@@ -91,7 +137,7 @@ class QueueBook:
         self.heard.add(source)
         if idle:
             self.sources.pop(source, None)
-        elif stream_ms > self.sources.get(source, 0):
+        elif stream_ms > self.sources.get(source, -1):  # a source at 0 (no clock yet) holds the clock at 0
             self.sources[source] = stream_ms
         if stream_ms > self.latest_ms:
             self.latest_ms = stream_ms
@@ -129,12 +175,21 @@ class QueueBook:
                 bucket.add_leg(talk, hold, acw, sign)
             self._touch(qc, end)
         elif kind == "agent":
-            _, queue, agent, state, _since = f
+            queue, agent, state, since = f[1], f[2], f[3], f[4]
+            capacity = f[5] if len(f) > 5 and f[5] is not None else 1
             members = self.agents.setdefault(queue, {})
+            caps = self.agent_capacity.setdefault(queue, {})
             if sign > 0:
                 members[agent] = state
+                caps[agent] = capacity
+                history = self.presence.setdefault(queue, {}).setdefault(agent, [])
+                if not history or since > history[-1][0]:
+                    history.append((since, state))
+                elif since == history[-1][0]:
+                    history[-1] = (since, state)
             else:
                 members.pop(agent, None)
+                caps.pop(agent, None)
 
     def _buckets(self, qc: QC, end_ms: int) -> tuple[SegmentStats, SegmentStats]:
         minute = end_ms - end_ms % MINUTE_MS
@@ -193,6 +248,9 @@ class QueueBook:
             if rec is not None:
                 out.append(rec)
         self._changed_closed.clear()
+        out += self.experience.advance(self.stream_ms)
+        out += self.agent_book.advance(self.stream_ms)
+        out += self.resolution.advance(self.stream_ms)
         return out
 
     def _publish(self, key: tuple[str, str, int]) -> dict | None:
@@ -212,7 +270,11 @@ class QueueBook:
         self._changed_closed.update(key for key in self._pending if key not in self.published)
         self._pending.clear()
         self._next_close = float("inf")
-        return self.advance()
+        out = self.advance()
+        out += self.experience.flush()
+        out += self.agent_book.flush(self.latest_ms)
+        out += self.resolution.flush()
+        return out
 
     # -- live view -------------------------------------------------------------
     def queues(self) -> list[QC]:
@@ -280,22 +342,68 @@ class QueueBook:
                    if not self.open.get(qc) and not self.minutes.get(qc) and not self.intervals.get(qc)]:
             for book in (self.open, self.minutes, self.intervals, self.wait_histograms):
                 book.pop(qc, None)
+        horizon = self.stream_ms - 61 * MINUTE_MS - self.settings.lateness_ms
+        for agents in self.presence.values():
+            for history in agents.values():
+                while len(history) > 1 and history[1][0] <= horizon:
+                    del history[0]
+        self.experience.expire(self.stream_ms)
+        self.agent_book.expire(self.stream_ms)
+        self.resolution.expire(self.stream_ms)
         return dropped
 
     def take_dirty(self) -> tuple[dict[str, list | None], dict[str, list | None]]:
+        """Changed facts (all books) and published entries; the other kinds' keys end with |exp, |agt, |res, |ret."""
         facts = {fid: (list(self.facts[fid]) if fid in self.facts else None) for fid in self.dirty_facts}
+        for sub in (self.experience, self.agent_book, self.resolution):
+            for fid in sub.dirty_facts:
+                facts[fid] = list(sub.facts[fid]) if fid in sub.facts else None
+            sub.dirty_facts.clear()
         published = {"|".join(map(str, k)): self.published.get(k) for k in self.dirty_published}
+        for k, v in self.experience.publisher.take_dirty().items():
+            published["|".join(map(str, k)) + "|exp"] = v
+        for k, v in self.agent_book.publisher.take_dirty().items():
+            published["|".join(map(str, k)) + "|agt"] = v
+        for k, v in self.resolution.resolution.take_dirty().items():
+            published["|".join(map(str, k)) + "|res"] = v
+        for k, v in self.resolution.retention.take_dirty().items():
+            published["|".join(map(str, k)) + "|ret"] = v
         self.dirty_facts.clear()
         self.dirty_published.clear()
         return facts, published
 
+    def clear_dirty(self) -> None:
+        """Nothing persists (replay): forget which keys changed."""
+        self.dirty_facts.clear()
+        self.dirty_published.clear()
+        for sub in (self.experience, self.agent_book, self.resolution):
+            sub.dirty_facts.clear()
+        for publisher in (self.experience.publisher, self.agent_book.publisher, self.resolution.resolution,
+                          self.resolution.retention):
+            publisher.dirty.clear()
+
     def restore_fact(self, fid: str, fact: list) -> None:
-        self.apply(fid, tuple(fact))
-        self.dirty_facts.discard(fid)
+        f = tuple(fact)
+        self.apply(fid, f)
+        sub = self._sub_book(fid, f)
+        (sub.dirty_facts if sub is not None else self.dirty_facts).discard(fid)
 
     def restore_published(self, key: str, value: list) -> None:
-        queue, channel, start = key.rsplit("|", 2)
-        self.published[(queue, channel, int(start))] = list(value)
+        if key.endswith("|exp"):
+            queue, channel, start = key[:-4].rsplit("|", 2)
+            self.experience.publisher.published[(queue, channel, int(start))] = list(value)
+        elif key.endswith("|agt"):
+            agent, start = key[:-4].rsplit("|", 1)
+            self.agent_book.publisher.published[(agent, int(start))] = list(value)
+        elif key.endswith("|res"):
+            queue, channel, start = key[:-4].rsplit("|", 2)
+            self.resolution.resolution.published[(queue, channel, int(start))] = list(value)
+        elif key.endswith("|ret"):
+            queue, channel, start, h = key[:-4].rsplit("|", 3)
+            self.resolution.retention.published[(queue, channel, int(start), int(h))] = list(value)
+        else:
+            queue, channel, start = key.rsplit("|", 2)
+            self.published[(queue, channel, int(start))] = list(value)
 
 
 def _end_ms(f: Fact) -> int | None:

@@ -17,11 +17,12 @@ Fact = tuple
 
 
 class _Leg:
-    __slots__ = ("queue", "answered_ms", "hold_ms", "hold_start", "wrap_start")
+    __slots__ = ("queue", "answered_ms", "hold_ms", "hold_start", "wrap_start", "agent")
 
-    def __init__(self, queue: str, answered_ms: int) -> None:
+    def __init__(self, queue: str, answered_ms: int, agent: str | None = None) -> None:
         self.queue = queue
         self.answered_ms = answered_ms
+        self.agent = agent
         self.hold_ms = 0
         self.hold_start: int | None = None
         self.wrap_start: int | None = None
@@ -32,16 +33,22 @@ class _Leg:
             self.hold_start = None
 
 
-def derive_facts(contact_id: str, events: list[Event]) -> tuple[dict[str, Fact], list[tuple[Event, str]]]:
+def derive_facts(contact_id: str, events: list[Event], channel: str | None = None,
+                 leg_agents: dict[str, str] | None = None) -> tuple[dict[str, Fact], list[tuple[Event, str]]]:
     """Facts by id, and the events that fit nowhere (with why) for the caller to hold or dead-letter.
 
-    `events` must be sorted by Event.sort_key and free of duplicates.
+    `events` must be sorted by Event.sort_key and free of duplicates. `channel` is used when no
+    contact.created is among them (one seen earlier, kept in the contact's profile). When
+    `leg_agents` is given, it receives the answering agent of each leg, by leg fact id.
     """
-    channel = UNKNOWN_CHANNEL
+    fallback, channel = channel, UNKNOWN_CHANNEL
     for e in events:
         if e.type == "contact.created" and e.channel:
             channel = e.channel
             break
+    else:
+        if fallback:
+            channel = fallback
     facts: dict[str, Fact] = {}
     orphans: list[tuple[Event, str]] = []
     open_segments: dict[str, int] = {}
@@ -50,7 +57,10 @@ def derive_facts(contact_id: str, events: list[Event]) -> tuple[dict[str, Fact],
     def end_leg(ts: int, acw_ms: int) -> None:
         talk_end = leg.wrap_start if leg.wrap_start is not None else ts
         talk_ms = talk_end - leg.answered_ms - leg.hold_ms
-        facts[f"l|{contact_id}|{leg.answered_ms}"] = ("leg", leg.queue, channel, ts, talk_ms, leg.hold_ms, acw_ms)
+        fid = f"l|{contact_id}|{leg.answered_ms}"
+        facts[fid] = ("leg", leg.queue, channel, ts, talk_ms, leg.hold_ms, acw_ms)
+        if leg_agents is not None:
+            leg_agents[fid] = leg.agent or ""
 
     consumed: list[Event] = []  # events already accounted for by an earlier one (rare: see below)
 
@@ -88,7 +98,7 @@ def derive_facts(contact_id: str, events: list[Event]) -> tuple[dict[str, Fact],
                     leg.close_hold(e.ts_ms)
                     leg.wrap_start = None
                     end_leg(e.ts_ms, 0)
-                leg = _Leg(e.queue_id, e.ts_ms)
+                leg = _Leg(e.queue_id, e.ts_ms, e.agent_id)
         elif t == "contact.hold_started":
             if leg is None or leg.hold_start is not None or leg.wrap_start is not None:
                 orphans.append((e, "hold_started outside a connected leg or while already on hold"))

@@ -10,13 +10,30 @@ DAY_MS = 86_400_000
 
 
 @dataclass(frozen=True, slots=True)
+class Calendar:
+    """Business hours of a queue, in the queue's local time zone.
+
+    hours: seven entries, Monday first; each a sorted tuple of non-overlapping (start, end) local
+    times in minutes after midnight, 0 <= start < end <= 1440 (1440 = 24:00). An empty day is closed.
+    holidays: ISO dates (YYYY-MM-DD, local) on which the queue is closed all day.
+    """
+
+    hours: tuple[tuple[tuple[int, int], ...], ...] = ((),) * 7
+    holidays: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
 class QueueSettings:
-    """Service-level parameters of one queue (contract §2 defaults)."""
+    """Parameters of one queue (contract §2 defaults), plus the optional calendar and capacity model."""
 
     threshold_seconds: float = 20.0
     short_abandon_seconds: float = 5.0
     service_level_target: float = 0.80
     time_zone: str = "UTC"
+    calendar: Calendar | None = None          # business hours for FRT / TTR; None = no calendar
+    agent_hour_cost: float | None = None      # cost of one staffed agent-hour; None = no cost figures
+    availability: float = 1.0                 # capacity model: share of staffed time agents can take contacts
+    occupancy_target: float = 0.85            # capacity model: planned occupancy
 
     @property
     def threshold_ms(self) -> int:
@@ -33,6 +50,9 @@ class EngineSettings:
 
     lateness: how long a record waits for stragglers before version 1 is published.
     retention: how far behind stream time an event may still correct figures; older is "too late".
+    recontact window W: FCR / repeat / reopen horizon; also how long a contact's context
+    (created time, channel, customer, queues) is kept after its last event.
+    retention_horizons_days: post-contact retention horizons (customers not churned within them).
     """
 
     interval_minutes: int = 15
@@ -40,6 +60,8 @@ class EngineSettings:
     retention_ms: int = 2 * 3_600_000
     default_queue: QueueSettings = field(default_factory=QueueSettings)
     queues: tuple[tuple[str, QueueSettings], ...] = ()
+    recontact_window_ms: int = 7 * DAY_MS
+    retention_horizons_days: tuple[int, ...] = (30, 60, 90)
 
     @property
     def interval_ms(self) -> int:

@@ -160,11 +160,22 @@ async def read_all(bootstrap: str, topic: str, quiet_ms: int = 3000) -> list[tup
         await consumer.stop()
 
 
+def record_key(r: dict) -> tuple:
+    """What identifies a rollup record of any kind."""
+    if r["kind"] == "agent_interval":
+        return (r["kind"], r["agent_id"], r["interval_start"])
+    if r["kind"] == "retention_day":
+        return (r["kind"], r["queue_id"], r["channel"], r["interval_start"], r["horizon_days"])
+    if r["kind"] == "queue_interval":  # the historical key: (queue, channel, interval)
+        return (r["queue_id"], r["channel"], r["interval_start"])
+    return (r["kind"], r["queue_id"], r["channel"], r["interval_start"])
+
+
 def latest(records: list[dict]) -> dict[tuple, dict]:
-    """The record consumers keep: the highest version per (queue, channel, interval)."""
+    """The record consumers keep: the highest version per record key (queue_interval: queue, channel, interval)."""
     best: dict[tuple, dict] = {}
     for r in records:
-        key = (r["queue_id"], r["channel"], r["interval_start"])
+        key = record_key(r)
         if key not in best or r["version"] > best[key]["version"]:
             best[key] = r
     return best

@@ -85,7 +85,7 @@ def test_worker_on_apache_kafka_matches_hand_figures_promql_and_replay(kafka, fe
     republished = sum(1 for r in streamed if r["version"] > 1)
     print(f"rollups: {len(streamed)} streamed records ({republished} republished), {len(want)} intervals, "
           f"all equal to replay")
-    billing = [r for r in got.values() if r["queue_id"] == "billing"]
+    billing = [r for r in got.values() if r["kind"] == "queue_interval" and r["queue_id"] == "billing"]
     assert [(r["interval_start"], r["offered"], r["answered"], r["aht_seconds"]) for r in billing] == [
         ("2026-03-02T10:00:00.000Z", 5, 2, 175.0)]
     assert sorted(json.loads(v)["reason"] for _k, v in dead) == ["not_json", "unknown_type"]

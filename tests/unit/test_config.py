@@ -338,12 +338,20 @@ def test_example_queues_file_loads():
     assert set(s.queues) == {"sales", "support"}
     e = s.engine()
     assert e.queue("sales") == QueueSettings(20.0, 5.0, 0.8, "Europe/Paris")
-    assert e.queue("support") == QueueSettings(30.0, 8.0, 0.9, "America/New_York")
+    support = e.queue("support")
+    assert (support.threshold_seconds, support.short_abandon_seconds, support.service_level_target,
+            support.time_zone) == (30.0, 8.0, 0.9, "America/New_York")
+    assert (support.agent_hour_cost, support.availability, support.occupancy_target) == (42.0, 0.9, 0.85)
+    assert support.calendar.hours[0] == ((480, 720), (780, 1080)) and support.calendar.hours[5] == ()
+    assert "2026-12-25" in support.calendar.holidays
+    assert s.recontact_window_days == 7
     assert e.queue("other") == QueueSettings(20.0, 5.0, 0.8, "UTC")
-    # every queue sets every field (see the comment in the file)
+    # every queue sets every service-level field (see the comment in the file); calendar, cost and
+    # capacity-model fields are optional
     raw = yaml.safe_load(EXAMPLE.read_text())
     for name, q in raw["queues"].items():
-        assert set(q) == set(QueueConfig.model_fields), name
+        assert {"threshold_seconds", "short_abandon_seconds", "service_level_target", "time_zone"} <= set(q), name
+        assert set(q) <= set(QueueConfig.model_fields), name
 
 
 def test_readme_shows_the_example_file_verbatim():

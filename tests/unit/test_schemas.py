@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from processor.core.events import AGENT_STATES, AGENT_TYPES, CHANNELS, CUSTOMER_TYPES, EVENT_TYPES
-from processor.decode import ROLLUP_KINDS, decode, load_rollup_validators
+from processor.decode import EXTENSION_ROLLUP_KINDS, ROLLUP_KINDS, decode, load_rollup_validators
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 EXAMPLES = SCHEMAS / "examples"
@@ -120,7 +120,7 @@ def test_one_schema_per_contract_type_and_kind():
     assert {p.name.removesuffix(".schema.json") for p in (SCHEMAS / "events").glob("*.schema.json")} == (
         set(EVENT_TYPES) | {"envelope"})
     assert {p.name.removesuffix(".schema.json") for p in (SCHEMAS / "rollups").glob("*.schema.json")} == set(
-        ROLLUP_KINDS)
+        ROLLUP_KINDS) | set(EXTENSION_ROLLUP_KINDS)
     assert set(CONTRACT_EVENT_FIELDS) == set(EVENT_TYPES)
 
 
@@ -207,7 +207,7 @@ def test_ts_pattern_rejects_everything_else(ts):
 
 def test_every_type_and_kind_has_an_example():
     assert {p.stem for p in EVENT_EXAMPLES} == set(EVENT_TYPES)
-    assert {p.stem for p in ROLLUP_EXAMPLES} == set(ROLLUP_KINDS)
+    assert {p.stem for p in ROLLUP_EXAMPLES} == set(ROLLUP_KINDS) | set(EXTENSION_ROLLUP_KINDS)
 
 
 @pytest.mark.parametrize("path", EVENT_EXAMPLES, ids=lambda p: p.stem)

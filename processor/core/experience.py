@@ -1,0 +1,184 @@
+"""Experience figures per queue, channel and interval (`experience_interval`), in stage two.
+
+Facts (from profile.py, routed by queue): frt / ttr durations attributed to the interval of the
+first reply / first resolution, and survey answers and QA scores attributed to the interval of
+their event. Buckets are additive with retraction (a late contact.created or contact.queued
+re-attributes a fact), durations are kept as multisets of integer milliseconds and the QA sum as
+an exact Fraction, so the figures do not depend on arrival order.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+
+from .calendar import business_ms
+from .events import format_ts
+from .figures import (ces_agrees, csat_top_two_box, duration_percentiles, mean_score, nps_class, nps_points,
+                      share)
+from .publish import Publisher
+from .settings import EngineSettings
+
+EXPERIENCE_KINDS = frozenset({"frt", "ttr", "svy", "qa"})
+SURVEYS = ("csat", "ces", "nps", "complaint")
+
+
+def _multiset_add(m: dict[int, int], v: int, sign: int) -> None:
+    n = m.get(v, 0) + sign
+    if n:
+        m[v] = n
+    else:
+        del m[v]
+
+
+class ExperienceStats:
+    """Additive counters of one queue, channel and interval."""
+
+    __slots__ = ("frt", "frt_business", "ttr", "ttr_business", "surveys", "qa_count", "qa_sum", "facts")
+
+    def __init__(self) -> None:
+        self.frt: dict[int, int] = {}
+        self.frt_business: dict[int, int] = {}
+        self.ttr: dict[int, int] = {}
+        self.ttr_business: dict[int, int] = {}
+        # survey -> [answers, hits, detractors]: hits are top-two-box (csat, complaint), agrees
+        # (ces) or promoters (nps); detractors only for nps
+        self.surveys: dict[str, list[int]] = {k: [0, 0, 0] for k in SURVEYS}
+        self.qa_count = 0
+        self.qa_sum = Fraction(0)
+        self.facts = 0
+
+    def add_survey(self, survey: str, score: float, scale_max: float, sign: int) -> None:
+        counts = self.surveys.get(survey)
+        if counts is None:
+            return
+        counts[0] += sign
+        if survey == "nps":
+            c = nps_class(score, scale_max)
+            if c > 0:
+                counts[1] += sign
+            elif c < 0:
+                counts[2] += sign
+        elif survey == "ces":
+            counts[1] += sign * ces_agrees(score, scale_max)
+        else:
+            counts[1] += sign * csat_top_two_box(score, scale_max)
+
+    def add_qa(self, score: float, sign: int) -> None:
+        self.qa_count += sign
+        self.qa_sum += sign * Fraction(score)
+
+    def score_figures(self) -> dict:
+        """CSAT, CES, NPS, complaint CSAT and QA, each with its count (per queue, and per agent)."""
+        s = self.surveys
+        return {
+            "csat": share(s["csat"][1], s["csat"][0]),
+            "ces": share(s["ces"][1], s["ces"][0]),
+            "nps": nps_points(s["nps"][1], s["nps"][2], s["nps"][0]),
+            "complaint_csat": share(s["complaint"][1], s["complaint"][0]),
+            "qa_score": mean_score(self.qa_sum, self.qa_count),
+        }
+
+    def figures(self, with_business: bool) -> dict:
+        out = {
+            "frt_seconds": duration_percentiles(self.frt),
+            "ttr_seconds": duration_percentiles(self.ttr),
+            **self.score_figures(),
+        }
+        if with_business:
+            out["frt_business_seconds"] = duration_percentiles(self.frt_business)
+            out["ttr_business_seconds"] = duration_percentiles(self.ttr_business)
+        return out
+
+
+class ExperienceBook:
+    """Experience facts of one stage-two partition, their interval buckets and their publication."""
+
+    def __init__(self, settings: EngineSettings) -> None:
+        self.settings = settings
+        self.facts: dict[str, tuple] = {}
+        self.buckets: dict[tuple[str, str, int], ExperienceStats] = {}
+        self.publisher = Publisher(self._record)
+        self.dirty_facts: set[str] = set()
+        self._floor = -1  # facts ending before this were expired with their interval
+
+    def apply(self, fact_id: str, fact: tuple | None) -> None:
+        old = self.facts.get(fact_id)
+        if old == fact:
+            return
+        if old is None and fact is not None and fact[3] < self._floor:
+            return  # its interval was already expired; stage one dead-letters such events as too late
+        if old is not None:
+            self._account(old, -1)
+        if fact is None:
+            del self.facts[fact_id]
+        else:
+            self.facts[fact_id] = fact
+            self._account(fact, +1)
+        self.dirty_facts.add(fact_id)
+
+    def _account(self, f: tuple, sign: int) -> None:
+        kind, queue, channel, ts = f[0], f[1], f[2], f[3]
+        iv = self.settings.interval_ms
+        start = ts - ts % iv
+        key = (queue, channel, start)
+        b = self.buckets.get(key)
+        if b is None:
+            b = self.buckets[key] = ExperienceStats()
+        b.facts += sign
+        if kind in ("frt", "ttr"):
+            created = f[4]
+            calendar_ms = max(0, ts - created)
+            _multiset_add(b.frt if kind == "frt" else b.ttr, calendar_ms, sign)
+            q = self.settings.queue(queue)
+            if q.calendar is not None:
+                biz = business_ms(created, ts, q.calendar, q.time_zone)
+                _multiset_add(b.frt_business if kind == "frt" else b.ttr_business, biz, sign)
+        elif kind == "svy":
+            b.add_survey(f[4], f[5], f[6], sign)
+        else:  # qa
+            b.add_qa(f[4], sign)
+        if b.facts == 0 and key not in self.publisher.published:
+            del self.buckets[key]
+        self.publisher.touch(key, start + iv)
+
+    def _record(self, key: tuple[str, str, int], version: int) -> dict | None:
+        queue, channel, start = key
+        b = self.buckets.get(key)
+        if b is None:
+            if version == 1:
+                return None
+            b = ExperienceStats()
+        q = self.settings.queue(queue)
+        rec = {
+            "kind": "experience_interval",
+            "version": version,
+            "interval_start": format_ts(start),
+            "interval_end": format_ts(start + self.settings.interval_ms),
+            "queue_id": queue,
+            "channel": channel,
+        }
+        rec.update(b.figures(q.calendar is not None))
+        rec["time_zone"] = q.time_zone
+        return rec
+
+    def advance(self, stream_ms: int) -> list[dict]:
+        return self.publisher.advance(stream_ms - self.settings.lateness_ms)
+
+    def flush(self) -> list[dict]:
+        return self.publisher.flush()
+
+    def expire(self, stream_ms: int) -> int:
+        iv = self.settings.interval_ms
+        cutoff = stream_ms - self.settings.retention_ms
+        floor = cutoff - cutoff % iv
+        if floor <= self._floor:
+            return 0
+        self._floor = floor
+        for key in [k for k in self.buckets if k[2] < floor]:
+            del self.buckets[key]
+        for key in [k for k in list(self.publisher.published) + list(self.publisher.pending) if k[2] < floor]:
+            self.publisher.forget(key)
+        gone = [fid for fid, f in self.facts.items() if f[3] < floor]
+        for fid in gone:
+            del self.facts[fid]
+            self.dirty_facts.add(fid)
+        return len(gone)

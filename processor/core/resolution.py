@@ -1,0 +1,154 @@
+"""`resolution_day` and `retention_day`: the journey book's per-contact and per-customer contributions
+summed per queue, channel and local day, and published once final (stage two).
+
+Facts (from journeys.py, routed by queue):
+  ("res", queue, channel, day_start, day_end, contacts, repeats, first, fcr, resolved, reopened)
+  ("ret", queue, channel, day_start, day_end, churned within each horizon...)   one per customer
+A day's resolution record is published once day end + W is behind the watermark, and its
+retention record for horizon h once day end + h days is; both are corrected (version + 1) by
+late changes until they expire (day end + W, or + the longest horizon, + retention).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+from .events import format_ts
+from .figures import resolution_figures, retention_rate
+from .profile import NO_QUEUE
+from .publish import Publisher
+from .settings import DAY_MS, EngineSettings
+
+RESOLUTION_KINDS = frozenset({"res", "ret"})
+
+Day = tuple[str, str, int]  # (queue, channel, local day start)
+
+
+class ResolutionBook:
+    def __init__(self, settings: EngineSettings) -> None:
+        self.settings = settings
+        self.facts: dict[str, tuple] = {}
+        self.days: dict[Day, list[int]] = {}       # -> [contacts, repeats, first, fcr, resolved, reopened]
+        self.retained: dict[Day, list[int]] = {}   # -> [customers, churned within each horizon...]
+        self.day_ends: dict[Day, int] = {}
+        self.resolution = Publisher(self._resolution_record)
+        self.retention = Publisher(self._retention_record)
+        self.dirty_facts: set[str] = set()
+        self._res_floor = -1
+        self._ret_floor = -1
+
+    def apply(self, fact_id: str, fact: tuple | None) -> None:
+        old = self.facts.get(fact_id)
+        if old == fact:
+            return
+        if old is None and fact is not None and fact[4] <= (self._res_floor if fact[0] == "res" else self._ret_floor):
+            return  # that day was expired: final for good
+        if old is not None:
+            self._account(old, -1)
+        if fact is None:
+            del self.facts[fact_id]
+        else:
+            self.facts[fact_id] = fact
+            self._account(fact, +1)
+        self.dirty_facts.add(fact_id)
+
+    def _account(self, f: tuple, sign: int) -> None:
+        day = (f[1], f[2], f[3])
+        self.day_ends[day] = f[4]
+        if f[0] == "res":
+            counts = self.days.get(day)
+            if counts is None:
+                counts = self.days[day] = [0] * 6
+            for k, v in enumerate(f[5:11]):
+                counts[k] += sign * v
+            self.resolution.touch(day, f[4] + self.settings.recontact_window_ms)
+        else:
+            counts = self.retained.get(day)
+            if counts is None:
+                counts = self.retained[day] = [0] * (1 + len(self.settings.retention_horizons_days))
+            counts[0] += sign
+            for k, v in enumerate(f[5:], 1):
+                counts[k] += sign * v
+            for h in self.settings.retention_horizons_days:
+                self.retention.touch(day + (h,), f[4] + h * DAY_MS)
+
+    # -- records -------------------------------------------------------------------------------
+    def _common(self, kind: str, version: int, day: Day) -> dict:
+        queue, channel, start = day
+        tz = self.settings.queue(queue).time_zone if queue != NO_QUEUE else self.settings.default_queue.time_zone
+        return {"kind": kind, "version": version, "interval_start": format_ts(start),
+                "interval_end": format_ts(self.day_ends[day]), "queue_id": queue, "channel": channel, "time_zone": tz}
+
+    def window_days(self) -> float | int:
+        w = self.settings.recontact_window_ms / DAY_MS
+        return int(w) if w == int(w) else w
+
+    def _resolution_record(self, day: Day, version: int) -> dict | None:
+        counts = self.days.get(day)
+        if counts is None or counts[0] == 0:
+            if version == 1:
+                return None
+            counts = counts or [0] * 6
+        rec = self._common("resolution_day", version, day)
+        rec.update(resolution_figures(*counts))
+        rec["window_days"] = self.window_days()
+        return rec
+
+    def _retention_record(self, key: tuple, version: int) -> dict | None:
+        day, h = key[:3], key[3]
+        counts = self.retained.get(day)
+        if counts is None or counts[0] == 0:
+            if version == 1:
+                return None
+            counts = counts or [0] * (1 + len(self.settings.retention_horizons_days))
+        k = 1 + self.settings.retention_horizons_days.index(h)
+        rec = self._common("retention_day", version, day)
+        rec.update({"horizon_days": h, "customers": counts[0], "churned": counts[k],
+                    "retained": counts[0] - counts[k], "retention_rate": retention_rate(counts[0], counts[k])})
+        return rec
+
+    def advance(self, stream_ms: int) -> list[dict]:
+        if stream_ms <= 0:
+            return []
+        watermark = stream_ms - self.settings.lateness_ms
+        return self.resolution.advance(watermark) + self.retention.advance(watermark)
+
+    def flush(self) -> list[dict]:
+        return self.resolution.flush() + self.retention.flush()
+
+    def provisional(self, stream_ms: int) -> dict[tuple[str, str], dict]:
+        """The open window: per (queue, channel), the resolution figures summed over the days whose
+        record is not final yet (day end + W not behind the watermark). What the gauges show."""
+        watermark = stream_ms - self.settings.lateness_ms
+        w = self.settings.recontact_window_ms
+        sums: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * 6)
+        for day, counts in self.days.items():
+            if self.day_ends[day] + w > watermark:
+                s = sums[day[:2]]
+                for k, v in enumerate(counts):
+                    s[k] += v
+        return {qc: resolution_figures(*s) for qc, s in sorted(sums.items()) if s[0] > 0}
+
+    def expire(self, stream_ms: int) -> int:
+        """A day goes once no event can change it any more: day end + W (or the longest horizon) + retention."""
+        if stream_ms <= 0:
+            return 0
+        ret = self.settings.retention_ms
+        longest = max(self.settings.retention_horizons_days, default=0) * DAY_MS
+        self._res_floor = max(self._res_floor, stream_ms - self.settings.recontact_window_ms - ret)
+        self._ret_floor = max(self._ret_floor, stream_ms - longest - ret)
+        for day in [d for d in self.days if self.day_ends[d] <= self._res_floor]:
+            del self.days[day]
+            self.resolution.forget(day)
+        for day in [d for d in self.retained if self.day_ends[d] <= self._ret_floor]:
+            del self.retained[day]
+            for h in self.settings.retention_horizons_days:
+                self.retention.forget(day + (h,))
+        dropped = 0
+        for fid, f in list(self.facts.items()):
+            if f[4] <= (self._res_floor if f[0] == "res" else self._ret_floor):
+                del self.facts[fid]
+                self.dirty_facts.add(fid)
+                dropped += 1
+        for day in [d for d in self.day_ends if d not in self.days and d not in self.retained]:
+            del self.day_ends[day]
+        return dropped

@@ -1,0 +1,84 @@
+"""Prometheus families of the resolution, capacity and cost figures, read from the books at scrape time.
+
+A second collector next to metrics.KpiCollector (same rules: only what this worker owns now,
+no sample where a ratio's denominator is zero).
+"""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from .core.capacity import capacity_view
+from .core.live import live_now
+
+if TYPE_CHECKING:
+    from .app import Runtime
+
+PROVISIONAL = {
+    "fcr": ("contact_fcr_provisional_ratio",
+            "First-contact resolution over the days whose resolution_day record is not final yet (open window)."),
+    "repeat_rate": ("contact_repeat_provisional_ratio", "Repeat-contact rate over the open window."),
+    "reopen_rate": ("contact_reopen_provisional_ratio", "Reopen rate over the open window."),
+}
+
+
+class ExtraCollector:
+    def __init__(self, rt: "Runtime") -> None:
+        self.rt = rt
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        yield from self._provisional()
+        yield from self._capacity()
+        yield CounterMetricFamily("kpi_input_offset_gaps", "Gaps in the offsets the consumer delivered (messages it "
+                                  "skipped), each read again directly. Normally 0.", value=getattr(self.rt, "offset_gaps", 0))
+
+    def _provisional(self):
+        labels = ["queue", "channel"]
+        ratios = {key: GaugeMetricFamily(name, doc, labels=labels) for key, (name, doc) in PROVISIONAL.items()}
+        contacts = GaugeMetricFamily("contact_resolution_provisional_contacts",
+                                     "Contacts created in the days whose resolution_day record is not final yet.", labels=labels)
+        firsts = GaugeMetricFamily("contact_resolution_provisional_first_contacts",
+                                   "First contacts (not repeats) in the open window.", labels=labels)
+        for book in list(self.rt.queues.values()):
+            for (queue, channel), fig in book.resolution.provisional(book.stream_ms).items():
+                contacts.add_metric([queue, channel], fig["contacts"])
+                firsts.add_metric([queue, channel], fig["first_contacts"])
+                for key, family in ratios.items():
+                    if fig[key] is not None:
+                        family.add_metric([queue, channel], fig[key])
+        yield from (contacts, firsts, *ratios.values())
+
+    def _capacity(self):
+        books = list(self.rt.queues.values())
+        now = live_now(max((b.latest_ms for b in books), default=0), int(time.time() * 1000))
+        staffed = GaugeMetricFamily("contact_capacity_staffed_agents", "Agents serving the queue whose state is not offline.",
+                                    labels=["queue"])
+        slots = GaugeMetricFamily("contact_capacity_slots", "Staffed agents x concurrency (agent capacity, 1 if not given).",
+                                  labels=["queue"])
+        expected = GaugeMetricFamily(
+            "contact_capacity_expected_contacts_per_hour",
+            "Staffed agents x concurrency x 3600 / AHT (60m) x availability x occupancy target.", labels=["queue"])
+        actual = GaugeMetricFamily("contact_capacity_actual_contacts_per_hour",
+                                   "Agent legs of the queue ended in the rolling 60 minutes.", labels=["queue"])
+        staffed_time = GaugeMetricFamily("contact_capacity_staffed_agent_seconds",
+                                         "Staffed agent time of the queue in the rolling 60 minutes (agent-seconds).",
+                                         labels=["queue"])
+        cost = GaugeMetricFamily("contact_cost_per_contact",
+                                 "Agent-hour cost x staffed agent-hours / contacts handled, rolling 60 minutes.",
+                                 labels=["queue", "window"])
+        for view in (v for b in books for v in capacity_view(b, now)):
+            q = [view["queue_id"]]
+            staffed.add_metric(q, view["staffed_agents"])
+            slots.add_metric(q, view["slots"])
+            actual.add_metric(q, view["actual_contacts_per_hour"])
+            staffed_time.add_metric(q, view["staffed_agent_hours"] * 3600)
+            if view["expected_contacts_per_hour"] is not None:
+                expected.add_metric(q, view["expected_contacts_per_hour"])
+            if view["cost_per_contact"] is not None:
+                cost.add_metric(q + ["60m"], view["cost_per_contact"])
+        yield from (staffed, slots, expected, actual, staffed_time, cost)
