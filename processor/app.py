@@ -35,8 +35,10 @@ from .decode import BadEvent, decode
 from .health import Health
 from .metrics import KpiCollector
 from .metrics_extra import ExtraCollector
+from .topics import aiokafka_security
 
 log = logging.getLogger("processor")
+DEAD_LETTER_MAX_BYTES = 8 * 1024 * 1024  # see topics.py: the dead-letter topic accepts messages this large
 
 TICK_SECONDS = 1.0
 EXPIRE_SECONDS = 30.0
@@ -116,6 +118,12 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     engine = settings.engine()
     app = faust.App(
         settings.app_id,
+        # Faust's own /router and /table views would show table contents (contacts' events, customer
+        # and agent ids) on the metrics port: only /metrics and /healthz are served.
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        # A dead letter carries the rejected message whole, JSON-escaped: up to six times its size.
+        producer_max_request_size=DEAD_LETTER_MAX_BYTES,
         broker=f"kafka://{k.bootstrap}",
         store=settings.store,
         datadir=str(settings.data_dir),
@@ -195,10 +203,8 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         from aiokafka import AIOKafkaConsumer
         from aiokafka.structs import TopicPartition
 
-        if k.security_protocol != "PLAINTEXT":  # pragma: no cover - mended only on plain connections
-            log.error("cannot re-read %s[%d] over %s: %d messages lost", topic, partition, k.security_protocol, end - start)
-            return []
-        consumer = AIOKafkaConsumer(bootstrap_servers=k.bootstrap, group_id=None, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(bootstrap_servers=k.bootstrap, group_id=None, enable_auto_commit=False,
+                                    **aiokafka_security(settings))
         await consumer.start()
         out = []
         try:
@@ -231,6 +237,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                 # input partition -> (fact id, queue) -> fact: a fact that moves to another queue is deleted
                 # from the old one and upserted in the new one, two deltas of the same id
                 deltas: dict[int, dict[tuple, tuple]] = defaultdict(dict)
+                not_after_ms = int((time.time() + settings.max_future_seconds) * 1000)  # wall clock: see decode()
                 routed: dict[int, dict[tuple, tuple]] = defaultdict(dict)  # ... -> (fact id, topic, partition, key) -> fact
                 for event in batch:
                     msg = event.message
@@ -238,7 +245,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                     rt.health.observe_offset(msg.topic, part, msg.offset)
                     raw = event.value if event.value is not None else b""
                     try:
-                        ev = decode(raw)
+                        ev = decode(raw, not_after_ms)
                     except BadEvent as exc:
                         rt.health.dead_letter(exc.reason, exc.detail)
                         await dlq_topic.send(key=msg.key, value=deadletter.dumps(deadletter.from_raw(exc.reason, exc.detail, raw)))
@@ -510,6 +517,41 @@ class PartitionTable(faust.Table):
         if self._write_partition is not None:
             return self._write_partition
         return super().partition_for_key(key)
+
+    def _new_store_by_url(self, url):
+        if str(url).startswith("rocksdb:"):
+            return _partition_rocksdb_store()(
+                url, self.app, self, table_name=self.name, key_type=self.key_type,
+                key_serializer=self.key_serializer, value_serializer=self.value_serializer,
+                value_type=self.value_type, loop=self.loop, options=self.options)
+        return super()._new_store_by_url(url)
+
+
+def _partition_rocksdb_store():
+    """Faust's RocksDB store, writing each key to the local database of the partition its write names.
+
+    Faust's store takes the partition from the event being processed, which is wrong for a batch
+    spanning partitions (and there is none in a timer); reads then look a key up in every open
+    partition database (the store's key index makes that one lookup in the common case).
+    """
+    from faust.stores.rocksdb import Store
+
+    class PartitionRocksDBStore(Store):
+        def _set(self, key: bytes, value: bytes | None) -> None:
+            partition = self.table._write_partition
+            if partition is None:
+                return super()._set(key, value)
+            self._key_index[key] = partition
+            self._db_for_partition(partition).put(key, value)
+
+        def _get(self, key: bytes) -> bytes | None:
+            found = self._get_bucket_for_key(key)
+            return None if found is None else found[1]
+
+        def _contains(self, key: bytes) -> bool:
+            return self._get_bucket_for_key(key) is not None
+
+    return PartitionRocksDBStore
 
 
 def _persist(table: PartitionTable, dirty: dict, partition: int) -> None:

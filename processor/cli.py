@@ -36,7 +36,6 @@ def cmd_worker(args) -> int:
     from faust.worker import Worker
 
     from .app import create_app
-
     from .topics import ensure_topics
 
     ensure_topics(s)
@@ -97,7 +96,7 @@ async def _produce(events: list[dict], settings, bootstrap: str | None, topic: s
     from aiokafka import AIOKafkaProducer
 
     from .core.events import parse_ts_ms
-    from .topics import ensure_topics
+    from .topics import aiokafka_security, ensure_topics
 
     if bootstrap:
         settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"bootstrap": bootstrap})})
@@ -105,7 +104,7 @@ async def _produce(events: list[dict], settings, bootstrap: str | None, topic: s
     if topic == settings.kafka.input_topic:
         ensure_topics(settings)
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all", **aiokafka_security(settings))
     await producer.start()
     started = time.monotonic()
     first_ts = parse_ts_ms(events[0]["ts"]) / 1000 if events else 0

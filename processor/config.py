@@ -9,6 +9,7 @@ import os
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -98,6 +99,17 @@ class KafkaConfig(BaseModel):
     # How long the group waits for a crashed worker before handing its partitions over.
     session_timeout_seconds: float = Field(10.0, ge=6, le=300)
 
+    @field_validator("processing_guarantee")
+    @classmethod
+    def _no_transactions_yet(cls, v: str) -> str:
+        if v == "exactly_once":
+            raise ValueError(
+                "exactly_once is not supported: the stream-time ticks and the batches that span input partitions "
+                "are sent outside Faust's per-partition transactions (the worker would crash with "
+                "\"Can't send messages while not in transaction\"). Use at_least_once: every book is idempotent by "
+                "event id and fact id, so a re-read after a crash changes no figure (README, \"Faults tried\")")
+        return v
+
     @property
     def journeys_topic(self) -> str:
         """Internal topic of journey facts keyed by customer: named after the facts topic, not a setting."""
@@ -112,14 +124,33 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=0, le=65535)
     data_dir: Path = Path("./.kpi-data")
-    store: str = "memory://"
+    store: str = "rocksdb://"
     redis_url: SecretStr | None = None
     interval_minutes: int = 15
     lateness_seconds: float = Field(30.0, ge=0, le=3600)
     retention_seconds: float = Field(7200.0, ge=60, le=7 * 86400)
+    # A worker dead-letters events whose time is further ahead of its wall clock than this
+    # ("from_the_future"): clock skew of a source is tolerated, a broken clock is not.
+    max_future_seconds: float = Field(300.0, ge=1, le=7 * 86400)
     recontact_window_days: float = Field(7.0, gt=0, le=90)
     defaults: QueueConfig = QueueConfig()
     queues: dict[str, QueueConfig] = {}
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: SecretStr | None) -> SecretStr | None:
+        """redis:// (password as redis://:PASSWORD@host), rediss:// (TLS) or unix://; never echoed in the error."""
+        if v is None:
+            return v
+        url = v.get_secret_value()
+        try:
+            parts = urlsplit(url)
+            _ = parts.port  # raises ValueError on a port that is not a number
+        except ValueError:
+            raise ValueError("is not a valid URL (percent-encode special characters of the password)") from None
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must be a redis://, rediss:// (TLS) or unix:// URL") from None
+        return v
 
     @field_validator("interval_minutes")
     @classmethod

@@ -103,6 +103,7 @@ class KpiCollector:
         wm.add_metric([], self.rt.watermark_ms / 1000)
         yield wm
         yield self._lag()
+        yield self._assigned()
         yield from self._redis()
 
     def _redis(self):
@@ -117,15 +118,35 @@ class KpiCollector:
             errors.add_metric([], snap.errors)
         yield from (up, writes, errors)
 
+    def _assigned(self):
+        family = GaugeMetricFamily("kpi_assigned_partitions",
+                                   "Partitions of each topic this worker owns now (active assignment).", labels=["topic"])
+        try:
+            owned = list(self.app.assignor.assigned_actives()) if self.app is not None else []
+        except Exception:  # not started yet
+            owned = []
+        counts: dict[str, int] = {}
+        for tp in owned:
+            counts[tp.topic] = counts.get(tp.topic, 0) + 1
+        for topic, n in sorted(counts.items()):
+            family.add_metric([topic], n)
+        return family
+
     def _lag(self):
         lag = GaugeMetricFamily("kpi_consumer_lag_messages", "Messages behind the end of each owned partition.",
                                 labels=["topic", "partition"])
         consumer = getattr(self.app, "consumer", None) if self.app is not None else None
         if consumer is None:
             return lag
+        from faust.types import TP
+        try:  # only what this worker owns now: after a rebalance the old owner must stop reporting
+            owned = set(self.app.assignor.assigned_actives())
+        except Exception:
+            owned = set()
         for (topic, partition), offset in sorted(self.rt.health.offsets.items()):
+            if TP(topic, partition) not in owned:
+                continue
             try:
-                from faust.types import TP
                 hw = consumer.highwater(TP(topic, partition))
             except Exception:  # partition not assigned (any more) or consumer not started
                 continue

@@ -1,16 +1,55 @@
-"""`kpi replay`: the core over a JSON-lines file, no broker. Same books, same records as streaming."""
+"""`kpi replay`: the core over a JSON-lines file, no broker. Same books, same records as streaming.
+
+`replay_lines` runs every stage in this process. `run_replay` (the command) runs stage one (decoding
+and the ContactBook) in a second process when the machine has a second core, as the streaming
+shell runs it on other workers: stage one reads no other book, so the books downstream receive
+exactly the same deltas in the same order, and the records are the same, byte for byte.
+"""
 from __future__ import annotations
 
+import gc
 import json
+import marshal
+import multiprocessing
+import os
 import sys
 import time
+import traceback
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterable
+from typing import IO, Iterable, Iterator
 
 from . import deadletter
-from .core.pipeline import Pipeline
+from .core.contacts import ContactBook
+from .core.pipeline import EXPIRE_EVERY, Pipeline
 from .core.settings import EngineSettings
-from .decode import BadEvent, decode
+from .decode import BadEvent, decode, prechecked
+
+BATCH = 2_000  # events per message from the stage-one process
+# KPI_REPLAY_PROCESSES=1 keeps every stage in one process (the default uses two when there are two cores).
+PROCESSES_ENV = "KPI_REPLAY_PROCESSES"
+
+
+def _rejected_line(exc: BadEvent, raw: bytes) -> str:
+    """The dead-letter line of a message the decoder rejected, as the worker would send it."""
+    return deadletter.dumps(deadletter.from_raw(exc.reason, exc.detail, raw.rstrip(b"\n"))).decode() + "\n"
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """The books hold millions of small objects and create no reference cycles worth collecting while
+    replaying: the cyclic collector's passes over them are pure overhead (10-15 % of the run)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _dumps(rec: dict) -> str:
+    return json.dumps(rec, separators=(",", ":")) + "\n"
 
 
 def replay_lines(lines: Iterable[bytes], engine: EngineSettings, out: IO[str], dead: IO[str] | None = None,
@@ -19,29 +58,180 @@ def replay_lines(lines: Iterable[bytes], engine: EngineSettings, out: IO[str], d
     pipeline = Pipeline(engine)
     rejected = 0
     started = last = time.monotonic()
-    for n, raw in enumerate(lines, 1):
-        if not raw.strip():
-            continue
-        try:
-            event = decode(raw)
-        except BadEvent as exc:
-            rejected += 1
-            if dead is not None:
-                dead.write(deadletter.dumps(deadletter.from_raw(exc.reason, exc.detail, raw.rstrip(b"\n"))).decode() + "\n")
-            continue
-        records, dead_letters = pipeline.feed(event)
-        for rec in records:
-            out.write(json.dumps(rec, separators=(",", ":")) + "\n")
-        if dead is not None:
-            for dl in dead_letters:
-                dead.write(deadletter.dumps(deadletter.from_core(dl)).decode() + "\n")
-        if progress is not None and n % 10_000 == 0 and time.monotonic() - last >= 1:
-            last = time.monotonic()
-            progress.write(f"\r  {n:,} lines, {n / (last - started):,.0f} events/s")
-            progress.flush()
-    for rec in pipeline.finish(flush=flush):
-        out.write(json.dumps(rec, separators=(",", ":")) + "\n")
+    write = out.write
+    feed = pipeline.feed
+    with _no_gc():
+        n = 0
+        for items in _decoded(lines, BATCH):
+            for event in items:
+                n += 1
+                if event.__class__ is tuple:  # a line the decoder rejected
+                    exc, raw = event
+                    rejected += 1
+                    if dead is not None:
+                        dead.write(_rejected_line(exc, raw))
+                    continue
+                records, dead_letters = feed(event)
+                for rec in records:
+                    write(_dumps(rec))
+                if dead is not None:
+                    for dl in dead_letters:
+                        dead.write(deadletter.dumps(deadletter.from_core(dl)).decode() + "\n")
+            if progress is not None and time.monotonic() - last >= 1:
+                last = time.monotonic()
+                progress.write(f"\r  {n:,} lines, {n / (last - started):,.0f} events/s")
+                progress.flush()
+        for rec in pipeline.finish(flush=flush):
+            write(_dumps(rec))
     pipeline.counts.dead_letters += rejected
+    if progress is not None:
+        progress.write("\r" + " " * 60 + "\r")
+    return pipeline
+
+
+# ------------------------------------------------------------------------- stage one in its own process
+# Messages (marshal): (0, [(deltas, agent_deltas, journey_deltas, stream_ms), ...]) one entry per event fed,
+# (1, (events, duplicates, dead_letters)) at the end, (2, traceback text) on failure.
+
+def _decoded(lines: Iterable[bytes], size: int) -> Iterator[list]:
+    """The non-blank lines in lists of `size`, each decoded: an Event, or the BadEvent and its line.
+
+    Decoding a batch before feeding it (rather than line by line) is what makes the difference here:
+    the decoder's and the books' working sets no longer evict each other from the CPU caches on every
+    event (a third less time for the same work). The order of everything is unchanged."""
+    lines = iter(lines)
+    while True:
+        batch: list = []
+        with prechecked():  # the schema validator only for what the pre-check cannot tell (same outcomes)
+            for raw in lines:
+                if not raw.strip():
+                    continue
+                try:
+                    batch.append(decode(raw))
+                except BadEvent as exc:
+                    batch.append((exc, raw))
+                if len(batch) >= size:
+                    break
+        if not batch:
+            return
+        yield batch
+
+
+def _stage_one(input_path: str, engine: EngineSettings, dead_path: str | None, conn) -> None:
+    """Child process: read and decode every line, run stage one, write the dead letters (all of them
+    come from here), and send what the books downstream need, per event, in order."""
+    gc.disable()
+    dead = None
+    try:
+        book = ContactBook(engine)
+        ingest = book.ingest
+        events = duplicates = dead_letters = 0
+        dead = open(dead_path, "w") if dead_path else None
+        with open(input_path, "rb") as src:
+            for items in _decoded(src, BATCH):
+                batch = []
+                for event in items:
+                    if event.__class__ is tuple:  # a line the decoder rejected
+                        exc, raw = event
+                        dead_letters += 1
+                        if dead is not None:
+                            dead.write(_rejected_line(exc, raw))
+                        continue
+                    res = ingest(event)
+                    events += 1
+                    if res.duplicate:
+                        duplicates += 1
+                    if res.dead_letters:
+                        dead_letters += len(res.dead_letters)
+                        if dead is not None:
+                            for dl in res.dead_letters:
+                                dead.write(deadletter.dumps(deadletter.from_core(dl)).decode() + "\n")
+                    batch.append((res.deltas, res.agent_deltas, res.journey_deltas, book.stream_ms))
+                    if events % EXPIRE_EVERY == 0:  # where Pipeline.expire runs it (it emits nothing)
+                        book.dirty_contacts.clear()
+                        book.dirty_agents.clear()
+                        book.dirty_profiles.clear()
+                        book.expire()
+                        book.dirty_contacts.clear()
+                        book.dirty_agents.clear()
+                        book.dirty_profiles.clear()
+                if batch:
+                    conn.send_bytes(marshal.dumps((0, batch)))
+        if dead is not None:
+            dead.close()
+            dead = None
+        conn.send_bytes(marshal.dumps((1, (events, duplicates, dead_letters))))
+    except BaseException:  # noqa: BLE001 - reported to the parent, which fails the replay
+        try:
+            conn.send_bytes(marshal.dumps((2, traceback.format_exc())))
+        except Exception:  # noqa: BLE001
+            pass
+    finally:
+        if dead is not None:
+            dead.close()
+        conn.close()
+
+
+def _two_processes() -> bool:
+    setting = os.environ.get(PROCESSES_ENV, "").strip()
+    if setting:
+        return setting != "1"
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return cores > 1 and "fork" in multiprocessing.get_all_start_methods()
+
+
+def replay_file(input_path: Path, engine: EngineSettings, out: IO[str], dead_path: Path | None = None,
+                flush: bool = True, progress: IO[str] | None = None) -> Pipeline:
+    """As replay_lines over the file's lines (dead letters to dead_path), with stage one in a child
+    process. The returned pipeline's stage-one book is empty: its state stayed in the child."""
+    open(input_path, "rb").close()  # a missing input or an unwritable dead-letter file fails here, as in one process
+    if dead_path:
+        open(dead_path, "w").close()
+    ctx = multiprocessing.get_context("fork")
+    receiver, sender = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_stage_one, args=(str(input_path), engine, str(dead_path) if dead_path else None, sender),
+                        name="kpi-replay-stage-one", daemon=True)
+    child.start()
+    sender.close()
+    pipeline = Pipeline(engine)
+    counts = pipeline.counts
+    downstream = pipeline.downstream
+    write = out.write
+    started = last = time.monotonic()
+    try:
+        with _no_gc():
+            while True:
+                try:
+                    kind, payload = marshal.loads(receiver.recv_bytes())
+                except EOFError:
+                    child.join()
+                    raise RuntimeError(f"replay: the stage-one process ended unexpectedly (exit code {child.exitcode})") from None
+                if kind == 0:
+                    for deltas, agent_deltas, journey_deltas, stream_ms in payload:
+                        counts.events += 1
+                        records = downstream(deltas, agent_deltas, journey_deltas, stream_ms)
+                        for rec in records:
+                            write(_dumps(rec))
+                    if progress is not None and time.monotonic() - last >= 1:
+                        last = time.monotonic()
+                        progress.write(f"\r  {counts.events:,} events, {counts.events / (last - started):,.0f} events/s")
+                        progress.flush()
+                elif kind == 1:
+                    events, counts.duplicates, counts.dead_letters = payload
+                    assert events == counts.events, (events, counts.events)
+                    break
+                else:
+                    raise RuntimeError(f"replay: stage one failed:\n{payload}")
+            for rec in pipeline.finish(flush=flush):
+                write(_dumps(rec))
+    finally:
+        receiver.close()
+        if child.is_alive():
+            child.terminate()
+        child.join()
     if progress is not None:
         progress.write("\r" + " " * 60 + "\r")
     return pipeline
@@ -49,13 +239,20 @@ def replay_lines(lines: Iterable[bytes], engine: EngineSettings, out: IO[str], d
 
 def run_replay(input_path: Path, output_path: Path, engine: EngineSettings, dead_path: Path | None, flush: bool) -> int:
     started = time.monotonic()
-    dead = open(dead_path, "w") if dead_path else None
-    try:
-        with open(input_path, "rb") as src, open(output_path, "w") as out:
-            pipeline = replay_lines(src, engine, out, dead, flush=flush, progress=sys.stderr)
-    finally:
-        if dead is not None:
-            dead.close()
+    if _two_processes():
+        if dead_path:  # created, then the input opened, then the output: as in one process
+            open(dead_path, "w").close()
+        open(input_path, "rb").close()
+        with open(output_path, "w") as out:
+            pipeline = replay_file(input_path, engine, out, dead_path, flush=flush, progress=sys.stderr)
+    else:
+        dead = open(dead_path, "w") if dead_path else None
+        try:
+            with open(input_path, "rb") as src, open(output_path, "w") as out:
+                pipeline = replay_lines(src, engine, out, dead, flush=flush, progress=sys.stderr)
+        finally:
+            if dead is not None:
+                dead.close()
     elapsed = time.monotonic() - started
     c = pipeline.counts
     rate = c.events / elapsed if elapsed > 0 else float("inf")

@@ -22,8 +22,46 @@ def processor_topics(settings: Settings) -> list[str]:
     return [k.input_topic, k.facts_topic, k.journeys_topic, k.rollup_topic, k.dead_letter_topic]
 
 
+class _Redact(logging.Filter):
+    """kafka-python's admin client logs its whole configuration at DEBUG, SASL password included: mask it."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if self.secret in text:
+            record.msg, record.args = text.replace(self.secret, "**********"), None
+        return True
+
+
+DEAD_LETTER_MAX_MESSAGE_BYTES = 8 * 1024 * 1024 + 64 * 1024  # the app's producer limit plus batch overhead
+
+
+def _topic_configs(settings: Settings, topic: str) -> dict[str, str]:
+    """A dead letter is the rejected message whole, JSON-escaped (up to six times its size: \\u0001): the
+    dead-letter topic accepts more than the broker's default 1 MB, so one can always be written."""
+    if topic == settings.kafka.dead_letter_topic:
+        return {"max.message.bytes": str(DEAD_LETTER_MAX_MESSAGE_BYTES)}
+    return {}
+
+
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     """Create any missing processor topic; returns the names created. Existing topics are left alone."""
+    k = settings.kafka
+    secret = k.sasl_password.get_secret_value() if k.sasl_password else ""
+    if not secret:
+        return _ensure_topics(settings, timeout)
+    redact, admin_log = _Redact(secret), logging.getLogger("kafka.admin.client")
+    admin_log.addFilter(redact)
+    try:
+        return _ensure_topics(settings, timeout)
+    finally:
+        admin_log.removeFilter(redact)
+
+
+def _ensure_topics(settings: Settings, timeout: float) -> list[str]:
     k = settings.kafka
     deadline = time.monotonic() + timeout
     while True:
@@ -39,7 +77,8 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
         existing = set(admin.list_topics())
         missing = [t for t in processor_topics(settings) if t not in existing]
         if missing:
-            new = [NewTopic(t, num_partitions=k.partitions, replication_factor=k.replication_factor) for t in missing]
+            new = [NewTopic(t, num_partitions=k.partitions, replication_factor=k.replication_factor,
+                            topic_configs=_topic_configs(settings, t)) for t in missing]
             try:
                 admin.create_topics(new, timeout_ms=10_000, raise_errors=False)
             except TopicAlreadyExistsError:  # a concurrent start created it first
@@ -59,6 +98,22 @@ def _security(settings: Settings) -> dict:
     opts: dict = {"security_protocol": k.security_protocol}
     if k.ssl_cafile:
         opts["ssl_cafile"] = str(k.ssl_cafile)
+    if k.security_protocol.startswith("SASL"):
+        opts.update(sasl_mechanism=k.sasl_mechanism, sasl_plain_username=k.sasl_username,
+                    sasl_plain_password=k.sasl_password.get_secret_value() if k.sasl_password else None)
+    return opts
+
+
+def aiokafka_security(settings: Settings) -> dict:
+    """The same security settings for a plain aiokafka client (`kpi produce`, `kpi simulate`, re-reads)."""
+    k = settings.kafka
+    if k.security_protocol == "PLAINTEXT":
+        return {}
+    import ssl
+
+    opts: dict = {"security_protocol": k.security_protocol}
+    if k.security_protocol in ("SSL", "SASL_SSL"):
+        opts["ssl_context"] = ssl.create_default_context(cafile=str(k.ssl_cafile) if k.ssl_cafile else None)
     if k.security_protocol.startswith("SASL"):
         opts.update(sasl_mechanism=k.sasl_mechanism, sasl_plain_username=k.sasl_username,
                     sasl_plain_password=k.sasl_password.get_secret_value() if k.sasl_password else None)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import bisect
 
 from .events import AGENT_STATES, format_ts
-from .experience import ExperienceStats
+from .experience import ExperienceStats, empty_score_figures
 from .figures import agent_figures
 from .publish import Publisher
 from .settings import EngineSettings
@@ -61,6 +61,7 @@ class AgentBook:
         self.publisher = Publisher(self._record)
         self.dirty_facts: set[str] = set()
         self._closed: int | None = None   # latest interval start enqueued for every agent
+        self._interval_ms = settings.interval_ms  # settings are frozen: read once
         self._floor = -1
 
     def _start(self, ts: int) -> int:
@@ -83,7 +84,7 @@ class AgentBook:
         self.dirty_facts.add(fact_id)
 
     def _account(self, fid: str, f: tuple, sign: int) -> None:
-        iv = self.settings.interval_ms
+        iv = self._interval_ms
         if f[0] in SCORE_KINDS:
             key = (f[1], self._start(f[2]))
             b = self.scores.get(key)
@@ -111,23 +112,34 @@ class AgentBook:
             self.publisher.touch(key, key[1] + iv)
             return
         _, agent, ts, state = f
-        tl = self.timelines.setdefault(agent, [])
+        tl = self.timelines.get(agent)
+        if tl is None:
+            tl = self.timelines[agent] = []
         entry = (ts, fid, state)
         if sign > 0:
-            bisect.insort(tl, entry)
-        i = bisect.bisect_left(tl, entry)
+            if not tl or tl[-1] < entry:  # in order: the common case
+                tl.append(entry)
+                i = len(tl) - 1
+            else:
+                bisect.insort(tl, entry)
+                i = bisect.bisect_left(tl, entry)
+        else:
+            i = bisect.bisect_left(tl, entry)
         # the change affects the intervals from its own up to the next change (or what is closed)
         upto = tl[i + 1][0] if i + 1 < len(tl) else None
         if sign < 0:
             del tl[i]
             if not tl:
                 del self.timelines[agent]
-        first = self._start(ts)
-        last = first
-        if self._closed is not None:
-            last = max(first, min(self._start(upto) if upto is not None else self._closed, self._closed))
+        first = ts - ts % iv
+        closed = self._closed
+        if closed is None:
+            self.publisher.touch((agent, first), first + iv)
+            return
+        last = max(first, min(upto - upto % iv if upto is not None else closed, closed))
+        touch = self.publisher.touch
         for s in range(first, last + iv, iv):
-            self.publisher.touch((agent, s), s + iv)
+            touch((agent, s), s + iv)
 
     # -- records -----------------------------------------------------------------------------
     def _record(self, key: tuple[str, int], version: int) -> dict | None:
@@ -154,7 +166,7 @@ class AgentBook:
             "seconds_by_state": seconds,
         }
         rec.update(agent_figures(by_state, handled, handle_ms))
-        rec.update((scores or ExperienceStats()).score_figures())
+        rec.update(scores.score_figures() if scores is not None else empty_score_figures())
         return rec
 
     def _enqueue_until(self, closed: int) -> None:
@@ -213,11 +225,11 @@ class AgentBook:
             self.facts[carry] = ("ast", agent, floor, carry_state)
             self.dirty_facts.add(carry)
             tl.insert(0, (floor, carry, carry_state))
-        for fid, f in list(self.facts.items()):
-            if f[0] != "ast" and f[2] < floor:
-                del self.facts[fid]
-                self.dirty_facts.add(fid)
-                dropped += 1
+        gone = [fid for fid, f in self.facts.items() if f[0] != "ast" and f[2] < floor]
+        for fid in gone:
+            del self.facts[fid]
+            self.dirty_facts.add(fid)
+        dropped += len(gone)
         for key in [k for k in self.legs if k[1] < floor]:
             del self.legs[key]
         for key in [k for k in self.scores if k[1] < floor]:

@@ -10,11 +10,11 @@ re-sending them (after a crash, or for a duplicate event) never double counts. T
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from .events import CONTACT_TYPES, Event, event_from_state, event_to_state
-from .profile import compact, is_profile_event, profile_facts
-from .segments import Fact, derive_facts, is_settled
+from .events import CONTACT_TYPES, TYPE_RANK, Event, event_from_state, event_to_state
+from .profile import PROFILE_TYPES, compact, is_profile_event, profile_facts
+from .segments import FACT_TYPES, Fact, derive_facts, is_settled
 from .settings import EngineSettings
 
 Delta = tuple[str, str, Fact | None]
@@ -27,13 +27,21 @@ class DeadLetter:
     detail: str
 
 
-@dataclass(slots=True)
 class StageOneResult:
-    deltas: list[Delta] = field(default_factory=list)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-    duplicate: bool = False
-    agent_deltas: list[Delta] = field(default_factory=list)
-    journey_deltas: list[Delta] = field(default_factory=list)
+    """What one event changed: fact deltas on each route, dead letters, and whether it was a duplicate."""
+
+    __slots__ = ("deltas", "dead_letters", "duplicate", "agent_deltas", "journey_deltas")
+
+    def __init__(self) -> None:  # one per event: a plain __init__ is cheaper than a dataclass's factories
+        self.deltas: list[Delta] = []
+        self.dead_letters: list[DeadLetter] = []
+        self.duplicate = False
+        self.agent_deltas: list[Delta] = []
+        self.journey_deltas: list[Delta] = []
+
+
+_CONTACT_TYPES = frozenset(CONTACT_TYPES)
+_AGENT_REPLIED = "message.agent_replied"
 
 
 class ContactState:
@@ -57,7 +65,8 @@ class ContactState:
         self.pfacts: dict[str, Fact] = {}
 
     def profile_events(self) -> list[Event]:
-        hot = [e for e in self.events if is_profile_event(e)]
+        # is_profile_event, inlined: called on every profile event of a contact in progress
+        hot = [e for e in self.events if e.type in PROFILE_TYPES and not (e.type == _AGENT_REPLIED and e.automated)]
         if not self.cold:
             return hot
         return sorted(self.cold + hot, key=Event.sort_key)
@@ -157,6 +166,9 @@ class ContactBook:
         self.dirty_agents: set[str] = set()
         self.dirty_profiles: set[str] = set()
         self._with_orphans: set[str] = set()
+        # A lower bound of the last event time of the profiles held: expire() skips their scan when none
+        # can be past the horizon (exact again after a scan). A profile's last_ms does not change while held.
+        self._low_profile_ms = float("inf")
 
     # -- input -----------------------------------------------------------------
     def ingest(self, e: Event) -> StageOneResult:
@@ -166,14 +178,16 @@ class ContactBook:
             return res
         if e.ts_ms > self.stream_ms:
             self.stream_ms = e.ts_ms
-        if e.type in CONTACT_TYPES:
+        t = e.type
+        if t in _CONTACT_TYPES:
             self._ingest_contact(e, res)
-        elif e.type == "agent.state_changed":
+        elif t == "agent.state_changed":
             self._ingest_agent(e, res)
-        elif e.type == "customer.churned":
+        elif t == "customer.churned":
             # No state: the churn is a fact of its own, idempotent by event id.
             res.journey_deltas.append((f"ch|{e.event_id}", e.customer_id, ("churn", e.customer_id, e.ts_ms)))
-        self._expire_orphans(res)
+        if self._with_orphans:
+            self._expire_orphans(res)
         return res
 
     def _ingest_contact(self, e: Event, res: StageOneResult) -> None:
@@ -196,23 +210,34 @@ class ContactBook:
             self.dirty_profiles.add(cid)
             self.contacts[cid] = st
         st.ids.add(e.event_id)
-        key = e.sort_key()
-        if not st.events or st.events[-1].sort_key() <= key:
-            st.events.append(e)
+        t = e.type
+        events = st.events
+        if events:
+            last = events[-1]  # Event.sort_key, inlined (in order is the common case)
+            if last.ts_ms < e.ts_ms or \
+                    (last.ts_ms, TYPE_RANK.get(last.type, 50), last.event_id) <= (e.ts_ms, TYPE_RANK.get(t, 50), e.event_id):
+                events.append(e)
+            else:
+                bisect.insort(events, e, key=Event.sort_key)
         else:
-            bisect.insort(st.events, e, key=Event.sort_key)
+            events.append(e)
         if e.ts_ms > st.last_ms:
             st.last_ms = e.ts_ms
-        self._rederive(cid, st, res)
-        if is_profile_event(e):
+        if t in FACT_TYPES:
+            self._rederive(cid, st, res)
+        else:
+            # derive_facts reads no other type: the facts, legs and orphans stay what they were
+            self.dirty_contacts.add(cid)
+        if t in PROFILE_TYPES and not (t == _AGENT_REPLIED and e.automated):  # is_profile_event
             self._reprofile(cid, st, res)
 
     def _rederive(self, cid: str, st: ContactState, res: StageOneResult) -> None:
         leg_agents: dict[str, str] = {}
         facts, orphans = derive_facts(cid, st.events, channel=st.channel_hint() if st.cold else None,
                                       leg_agents=leg_agents)
-        res.deltas.extend(diff(cid, st.facts, facts))
-        st.facts = facts
+        if facts != st.facts:
+            res.deltas.extend(diff(cid, st.facts, facts))
+            st.facts = facts
         afacts = {"al" + fid[1:]: ("aleg", leg_agents[fid], f[3], f[4] + f[5] + f[6])
                   for fid, f in facts.items() if f[0] == "leg"}
         if afacts != st.afacts:
@@ -260,9 +285,9 @@ class ContactBook:
         new = AgentState(e.ts_ms, e.event_id, e.state, tuple(dict.fromkeys(e.queues)), e.capacity)
         self.agents[e.agent_id] = new
         self.dirty_agents.add(e.agent_id)
-        old_queues = set(old.queues) if old else set()
-        for q in old_queues - set(new.queues):
-            res.deltas.append((f"a|{e.agent_id}|{q}", q, None))
+        if old is not None:
+            for q in set(old.queues) - set(new.queues):
+                res.deltas.append((f"a|{e.agent_id}|{q}", q, None))
         for q in new.queues:
             res.deltas.append((f"a|{e.agent_id}|{q}", q, ("agent", q, e.agent_id, e.state, e.ts_ms, e.capacity)))
 
@@ -285,10 +310,14 @@ class ContactBook:
                 st.ids = {e.event_id for e in st.cold}
                 self.profiles[cid] = st
                 self.dirty_profiles.add(cid)
+                if st.last_ms < self._low_profile_ms:
+                    self._low_profile_ms = st.last_ms
         horizon = self.stream_ms - max(self.settings.recontact_window_ms, self.settings.retention_ms)
-        for cid in [cid for cid, st in self.profiles.items() if st.last_ms < horizon]:
-            del self.profiles[cid]
-            self.dirty_profiles.add(cid)
+        if horizon > self._low_profile_ms:
+            for cid in [cid for cid, st in self.profiles.items() if st.last_ms < horizon]:
+                del self.profiles[cid]
+                self.dirty_profiles.add(cid)
+            self._low_profile_ms = min((st.last_ms for st in self.profiles.values()), default=float("inf"))
         return len(gone)
 
     def take_dirty(self) -> tuple[dict[str, dict | None], dict[str, list | None]]:
@@ -306,6 +335,8 @@ class ContactBook:
 
     def restore_profile(self, cid: str, state: dict) -> None:
         st = self.profiles[cid] = ContactState.from_state(state)
+        if st.last_ms < self._low_profile_ms:
+            self._low_profile_ms = st.last_ms
         self.stream_ms = max(self.stream_ms, st.last_ms)
 
     def restore_contact(self, cid: str, state: dict) -> None:

@@ -109,8 +109,18 @@ def parse_ts_ms(text: str) -> int:
 
 def format_ts(ts_ms: int) -> str:
     """Epoch milliseconds to RFC 3339 UTC, 'Z' suffix, millisecond precision."""
-    dt = datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts_ms % 1000:03d}Z"
+    text = _FORMATTED.get(ts_ms)
+    if text is None:
+        dt = datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc)
+        text = dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts_ms % 1000:03d}Z"
+        if len(_FORMATTED) >= 4096:
+            _FORMATTED.clear()
+        _FORMATTED[ts_ms] = text
+    return text
+
+
+# Records format the same few interval bounds over and over (one per agent, queue and channel).
+_FORMATTED: dict[int, str] = {}
 
 
 _FIELDS = tuple(Event.__dataclass_fields__)

@@ -89,6 +89,14 @@ class ExperienceStats:
         return out
 
 
+SCORE_FIGURES = ("csat", "ces", "nps", "complaint_csat", "qa_score")
+
+
+def empty_score_figures() -> dict:
+    """ExperienceStats().score_figures(), built directly (agent records without any score need it often)."""
+    return {k: {"value": None, "count": 0} for k in SCORE_FIGURES}
+
+
 class ExperienceBook:
     """Experience facts of one stage-two partition, their interval buckets and their publication."""
 

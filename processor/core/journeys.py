@@ -77,6 +77,14 @@ class JourneyBook(SourceClock):
         self._res_floor = -1   # days ended at or before this can no longer change: nothing is emitted for them
         self._ret_floor = -1
         self._emit = True      # False while restoring: what was emitted before is downstream already
+        self._horizons_ms = tuple(h * DAY_MS for h in settings.retention_horizons_days)
+        self._no_churn = (0,) * len(self._horizons_ms)  # churned within no horizon
+        self._zones: dict[str, str] = {}  # queue -> its time zone
+        # Lower bounds (never above the true minimum) of the times expire() compares with its horizons:
+        # creation of contact facts, of seen facts, time of churns, day end of the contributions held.
+        # expire() skips a scan that can find nothing, and makes them exact again after a scan.
+        inf = float("inf")
+        self._low_contact = self._low_seen = self._low_churn = self._low_res_end = self._low_ret_end = inf
 
     # -- facts in -------------------------------------------------------------------------------
     def apply(self, fact_id: str, fact: tuple | None, route: str | None = None) -> None:
@@ -103,6 +111,15 @@ class JourneyBook(SourceClock):
         else:
             self.facts[fact_id] = fact
             self._add(cust, fact_id, fact, touched)
+            kind = fact[0]
+            if kind == "contact":
+                if fact[3] < self._low_contact:
+                    self._low_contact = fact[3]
+            elif kind == "seen":
+                if fact[4] < self._low_seen:
+                    self._low_seen = fact[4]
+            elif fact[2] < self._low_churn:
+                self._low_churn = fact[2]
         self.dirty_facts.add(fact_id)
         # retention depends on which (queue, channel, day) and when, not on resolution times
         retention = old is None or fact is None or old[0] != "contact" or old[3:6] != fact[3:6]
@@ -140,7 +157,10 @@ class JourneyBook(SourceClock):
         return f"rt|{customer}|{g[0]}|{g[1]}|{g[2]}"
 
     def _group(self, queue: str, channel: str, created: int) -> Group:
-        tz = self.settings.queue(queue).time_zone if queue != NO_QUEUE else self.settings.default_queue.time_zone
+        tz = self._zones.get(queue)
+        if tz is None:
+            tz = self._zones[queue] = self.settings.queue(queue).time_zone if queue != NO_QUEUE \
+                else self.settings.default_queue.time_zone
         start, end = local_day_bounds(created, tz)
         return (queue, channel, start, end)
 
@@ -227,6 +247,8 @@ class JourneyBook(SourceClock):
             del cust.contrib[cid]
         else:
             cust.contrib[cid] = new
+            if new[4] < self._low_res_end:
+                self._low_res_end = new[4]
         if self._emit:
             if old is not None and new is not None and old[1] != new[1]:
                 self.deltas.append((f"rs|{cid}", old[1], None))  # another queue now: delete it where it was
@@ -235,18 +257,27 @@ class JourneyBook(SourceClock):
     def _recompute_retention(self, customer: str, cust: Customer) -> None:
         first: dict[Group, int] = {}
         for g, created in cust.groups.values():
-            if created < first.get(g, created + 1):
+            t0 = first.get(g)
+            if t0 is None or created < t0:
                 first[g] = created
-        churns = sorted(cust.churns.values())
-        horizons = [h * DAY_MS for h in self.settings.retention_horizons_days]
+        floor = self._ret_floor
         new: dict[Group, tuple] = {}
-        for g, t0 in first.items():
-            if g[3] <= self._ret_floor:
-                continue
-            i = bisect.bisect_left(churns, t0)
-            nxt = churns[i] if i < len(churns) else None
-            new[g] = ("ret", *g, *(int(nxt is not None and nxt - t0 < h) for h in horizons))
-        if new == {g: c for g, c in cust.ret_contrib.items() if g[3] > self._ret_floor}:
+        if cust.churns:
+            churns = sorted(cust.churns.values())
+            horizons = self._horizons_ms
+            for g, t0 in first.items():
+                if g[3] <= floor:
+                    continue
+                i = bisect.bisect_left(churns, t0)
+                nxt = churns[i] if i < len(churns) else None
+                new[g] = ("ret", *g, *(int(nxt is not None and nxt - t0 < h) for h in horizons))
+        else:  # no churn: within no horizon
+            no_churn = self._no_churn
+            for g in first:
+                if g[3] > floor:
+                    new[g] = ("ret", *g, *no_churn)
+        # (new == ret_contrib implies ret_contrib holds nothing at or below the floor either)
+        if new == cust.ret_contrib or new == {g: c for g, c in cust.ret_contrib.items() if g[3] > floor}:
             return
         for g in set(new) | set(cust.ret_contrib):
             if g[3] <= self._ret_floor:
@@ -258,6 +289,8 @@ class JourneyBook(SourceClock):
                 del cust.ret_contrib[g]
             else:
                 cust.ret_contrib[g] = new_c
+                if g[3] < self._low_ret_end:
+                    self._low_ret_end = g[3]
             if self._emit:
                 self.deltas.append((self._ret_id(customer, g), g[0], new_c))
 
@@ -281,34 +314,86 @@ class JourneyBook(SourceClock):
         self._ret_floor = max(self._ret_floor, self.stream_ms - self._max_horizon_ms() - ret)
         contact_horizon = self._res_floor - w - LONGEST_DAY_MS  # created before: every day it touches is final
         changed = 0
-        for fid, f in list(self.facts.items()):
-            kind = f[0]
-            cust = self.customers[f[1]]
-            if kind == "contact" and f[3] < contact_horizon:
-                cid = self._cid(fid)
-                del cust.contacts[cid]
-                cust.order.remove((f[3], cid))
-                cust.contrib.pop(cid, None)
-                seen = ("seen", f[1], f[5], f[4], f[3])
-                cust.seen[cid] = seen  # same group and creation time: cust.groups[cid] stays
-                self.facts[fid] = seen
-                self.dirty_facts.add(fid)
-                changed += 1
-            elif (kind == "seen" and f[4] + LONGEST_DAY_MS <= self._ret_floor) or \
-                    (kind == "churn" and f[2] + self._max_horizon_ms() + LONGEST_DAY_MS <= self._ret_floor):
-                if kind == "seen":
-                    cust.seen.pop(self._cid(fid), None)
-                    cust.groups.pop(self._cid(fid), None)
-                else:
-                    cust.churns.pop(fid, None)
-                del self.facts[fid]
-                self.dirty_facts.add(fid)
-                changed += 1
-        for customer, cust in list(self.customers.items()):
-            cust.ret_contrib = {g: c for g, c in cust.ret_contrib.items() if g[3] > self._ret_floor}
-            cust.contrib = {cid: c for cid, c in cust.contrib.items() if c[4] > self._res_floor}
+        ret_floor, res_floor = self._ret_floor, self._res_floor
+        seen_before = ret_floor - LONGEST_DAY_MS            # a seen fact created before this goes
+        churn_before = seen_before - self._max_horizon_ms()  # a churn before this goes
+        customers, facts = self.customers, self.facts
+        slim, gone = [], []
+        if contact_horizon > self._low_contact or seen_before >= self._low_seen or churn_before >= self._low_churn:
+            inf = float("inf")
+            low_contact = low_seen = low_churn = inf  # exact again after this scan
+            for fid, f in facts.items():
+                kind = f[0]
+                if kind == "contact":
+                    if f[3] < contact_horizon:
+                        slim.append((fid, f))
+                        if f[3] < low_seen:  # it stays, as a seen fact
+                            low_seen = f[3]
+                    elif f[3] < low_contact:
+                        low_contact = f[3]
+                elif kind == "seen":
+                    if f[4] <= seen_before:     # f[4] + LONGEST_DAY_MS <= ret_floor
+                        gone.append((fid, f))
+                    elif f[4] < low_seen:
+                        low_seen = f[4]
+                elif f[2] <= churn_before:      # churn: f[2] + longest horizon + LONGEST_DAY_MS <= ret_floor
+                    gone.append((fid, f))
+                elif f[2] < low_churn:
+                    low_churn = f[2]
+            self._low_contact, self._low_seen, self._low_churn = low_contact, low_seen, low_churn
+        for fid, f in slim:
+            cust = customers[f[1]]
+            cid = self._cid(fid)
+            del cust.contacts[cid]
+            cust.order.remove((f[3], cid))
+            cust.contrib.pop(cid, None)
+            seen = ("seen", f[1], f[5], f[4], f[3])
+            cust.seen[cid] = seen  # same group and creation time: cust.groups[cid] stays
+            facts[fid] = seen
+            self.dirty_facts.add(fid)
+        for fid, f in gone:
+            cust = customers[f[1]]
+            if f[0] == "seen":
+                cust.seen.pop(self._cid(fid), None)
+                cust.groups.pop(self._cid(fid), None)
+            else:
+                cust.churns.pop(fid, None)
+            del facts[fid]
+            self.dirty_facts.add(fid)
+        changed = len(slim) + len(gone)
+        if res_floor < self._low_res_end and ret_floor < self._low_ret_end:
+            # No contribution is at or below the floors: only a customer that lost facts can be empty now.
+            for customer in {f[1] for _, f in gone}:
+                cust = customers.get(customer)
+                if cust is not None and cust.empty():
+                    del customers[customer]
+            return changed
+        empty = []
+        inf = float("inf")
+        low_res = low_ret = inf  # exact again after this pass
+        for customer, cust in customers.items():
+            # drop what is at or below the floors (rebuilt only when there is something to drop)
+            rc = cust.ret_contrib
+            for g in rc:
+                if g[3] <= ret_floor:
+                    cust.ret_contrib = {g: c for g, c in rc.items() if g[3] > ret_floor}
+                    break
+            for g in cust.ret_contrib:
+                if g[3] < low_ret:
+                    low_ret = g[3]
+            cc = cust.contrib
+            for c in cc.values():
+                if c[4] <= res_floor:
+                    cust.contrib = {cid: c for cid, c in cc.items() if c[4] > res_floor}
+                    break
+            for c in cust.contrib.values():
+                if c[4] < low_res:
+                    low_res = c[4]
             if cust.empty():
-                del self.customers[customer]
+                empty.append(customer)
+        for customer in empty:
+            del customers[customer]
+        self._low_res_end, self._low_ret_end = low_res, low_ret
         return changed
 
     # -- persistence -----------------------------------------------------------------------------

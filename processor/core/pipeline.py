@@ -32,6 +32,7 @@ class Pipeline:
     queues: QueueBook = field(init=False)
     journeys: JourneyBook = field(init=False)
     counts: PipelineCounts = field(default_factory=PipelineCounts)
+    _observed: int | None = field(default=None, init=False)  # the stream time the books last observed
 
     def __post_init__(self) -> None:
         self.contacts = ContactBook(self.settings)
@@ -40,38 +41,60 @@ class Pipeline:
 
     def feed(self, event: Event) -> tuple[list[dict], list[DeadLetter]]:
         res = self.contacts.ingest(event)
-        self.counts.events += 1
-        self.counts.duplicates += res.duplicate
-        self.counts.dead_letters += len(res.dead_letters)
-        for fact_id, route, fact in res.deltas:
-            self.queues.apply(fact_id, fact, route)
-        for fact_id, route, fact in res.agent_deltas:
-            self.queues.apply(fact_id, fact, route)
-        for fact_id, route, fact in res.journey_deltas:
-            self.journeys.apply(fact_id, fact, route)
-        for fact_id, route, fact in self.journeys.take_deltas():
-            self.queues.apply(fact_id, fact, route)
-        self.queues.observe(self.contacts.stream_ms)
-        self.journeys.observe(self.contacts.stream_ms)
-        records = self.queues.advance()
-        # Nothing persists here, so dirty-key tracking (for the streaming shell's tables) is dropped.
+        counts = self.counts
+        counts.events += 1
+        if res.duplicate:
+            counts.duplicates += 1
+        if res.dead_letters:
+            counts.dead_letters += len(res.dead_letters)
+        records = self.downstream(res.deltas, res.agent_deltas, res.journey_deltas, self.contacts.stream_ms)
+        return records, res.dead_letters
+
+    def downstream(self, deltas: list, agent_deltas: list, journey_deltas: list, stream_ms: int) -> list[dict]:
+        """Everything after stage one for one event (counted already): its deltas through the journey
+        and queue books, the clocks moved to stage one's stream time, and the records now due.
+
+        `kpi replay` may run stage one in another process and call this with what it sent."""
+        queues, journeys = self.queues, self.journeys
+        if deltas:
+            queues.apply_all(deltas)
+        if agent_deltas:
+            queues.apply_all(agent_deltas)
+        if journey_deltas:
+            for fact_id, route, fact in journey_deltas:
+                journeys.apply(fact_id, fact, route)
+        if journeys.deltas:
+            queues.apply_all(journeys.take_deltas())
+        if stream_ms != self._observed:  # observing the same stream time again changes nothing
+            self._observed = stream_ms
+            queues.observe(stream_ms)
+            journeys.observe(stream_ms)
+        records = queues.advance()
+        if records:
+            self.counts.records += len(records)
+        if self.counts.events % EXPIRE_EVERY == 0:
+            self.expire()
+        return records
+
+    def clear_dirty(self) -> None:
+        """Nothing persists here: forget which keys changed (tracked for the streaming shell's tables).
+        Done in batches, not per event: the sets are only ever read by take_dirty()."""
         self.contacts.dirty_contacts.clear()
         self.contacts.dirty_agents.clear()
         self.contacts.dirty_profiles.clear()
         self.queues.clear_dirty()
         self.journeys.dirty_facts.clear()
-        self.counts.records += len(records)
-        if self.counts.events % EXPIRE_EVERY == 0:
-            self.expire()
-        return records, res.dead_letters
 
     def expire(self) -> None:
-        """Housekeeping of every book (the shell runs it on a timer)."""
+        """Housekeeping of every book (the shell runs it on a timer). Stage one's expiry emits nothing
+        and reads no other book: a stage one in another process runs it at the same events."""
+        self.clear_dirty()
         self.contacts.expire()
         self.queues.expire()
         self.journeys.expire()
         for fact_id, route, fact in self.journeys.take_deltas():
             self.queues.apply(fact_id, fact, route)
+        self.clear_dirty()
 
     def finish(self, flush: bool = True) -> list[dict]:
         """End of input. With flush, every open record is published as if the watermark were +inf."""

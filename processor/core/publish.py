@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Callable, Hashable
+from typing import Callable
 
 
 def digest(record: dict) -> str:
@@ -48,6 +48,7 @@ class SourceClock:
 
 
 Key = tuple
+_NEG_INF = float("-inf")
 
 
 class Publisher:
@@ -66,14 +67,25 @@ class Publisher:
         self.next_due: float = float("inf")
         self.changed: set[Key] = set()
         self.dirty: set[Key] = set()           # published entries changed since the last take
+        # A first version's digest is computed only when something asks for it (a later publication
+        # of the key, or take_dirty): most keys are published once. Until then its entry is
+        # [1, None] and the record waits here (records are not modified once returned).
+        self._undigested: dict[Key, dict] = {}
+        # Optional, shared with the owner (QueueBook): alarm[0] is lowered to the watermark at which
+        # a touch makes something due (-inf: at once), so the owner need not ask on every message.
+        self.alarm: list[float] | None = None
 
     def touch(self, key: Key, due_ms: int) -> None:
         if key in self.published:
             self.changed.add(key)
+            if self.alarm is not None:
+                self.alarm[0] = _NEG_INF
         elif key not in self.pending:
             self.pending[key] = due_ms
             if due_ms < self.next_due:
                 self.next_due = due_ms
+                if self.alarm is not None and due_ms < self.alarm[0]:
+                    self.alarm[0] = due_ms
 
     def advance(self, watermark_ms: int) -> list[dict]:
         if watermark_ms >= self.next_due:
@@ -104,21 +116,37 @@ class Publisher:
         rec = self.build(key, (prev[0] + 1) if prev else 1)
         if rec is None:
             return None
+        if prev is None:
+            self.published[key] = [rec["version"], None]
+            self._undigested[key] = rec
+            self.dirty.add(key)
+            return rec
         d = digest(rec)
-        if prev is not None and prev[1] == d:
+        if self._digest(key, prev) == d:
             return None
         self.published[key] = [rec["version"], d]
         self.dirty.add(key)
         return rec
 
+    def _digest(self, key: Key, entry: list) -> str:
+        if entry[1] is None:
+            entry[1] = digest(self._undigested.pop(key))
+        return entry[1]
+
     def forget(self, key: Key) -> None:
         """Expiry: the key can no longer change."""
         self.pending.pop(key, None)
         self.changed.discard(key)
+        self._undigested.pop(key, None)
         if self.published.pop(key, None) is not None:
             self.dirty.add(key)
 
     def take_dirty(self) -> dict[Key, list | None]:
-        out = {k: self.published.get(k) for k in self.dirty}
+        out = {}
+        for k in self.dirty:
+            entry = self.published.get(k)
+            if entry is not None:
+                self._digest(k, entry)
+            out[k] = entry
         self.dirty.clear()
         return out

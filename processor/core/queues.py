@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from .agents import AGENT_KINDS, AgentBook
 from .events import format_ts
@@ -76,6 +76,21 @@ class QueueBook:
         self._pending: set[tuple[str, str, int]] = set()
         self._next_close: float = float("inf")
         self._floor: dict[str, int] = {}  # queue -> end time below which facts were expired
+        # queue -> a lower bound of the end times of its ended segments and legs: expire() skips the scan
+        # of the facts when none can be below its floor (exact again after a scan)
+        self._low_end: dict[str, int] = {}
+        self._interval_ms = settings.interval_ms  # settings are frozen: read once
+        self._lateness_ms = settings.lateness_ms
+        # fact kind -> the book that holds facts of that kind (absent: this book's own seg / leg / agent)
+        # A lower bound of the watermark (stream time - lateness) at which advance() may have something
+        # to do: raised by advance() to the exact value, lowered by every change that can make a record
+        # due (here and by the other books' publishers, which share it). Below it advance() returns at once.
+        self._alarm: list[float] = [float("-inf")]
+        for publisher in (self.experience.publisher, self.agent_book.publisher, self.resolution.resolution,
+                          self.resolution.retention):
+            publisher.alarm = self._alarm
+        self._subs = {**{k: self.experience for k in EXPERIENCE_KINDS}, **{k: self.agent_book for k in AGENT_KINDS},
+                      **{k: self.resolution for k in RESOLUTION_KINDS}}
 
     # -- facts -----------------------------------------------------------------
     def apply(self, fact_id: str, fact: Fact | None, route: str | None = None) -> None:
@@ -85,11 +100,14 @@ class QueueBook:
         that route, so a fact that moved to another route of this partition stays, whatever the
         order the delete and the upsert arrived in.
         """
-        sub = self._sub_book(fact_id, fact)
-        if fact is None and route is not None:
-            stored = (sub.facts if sub is not None else self.facts).get(fact_id)
-            if stored is None or stored[1] != route:
-                return
+        if fact is not None:
+            sub = self._subs.get(fact[0])  # _sub_book, inlined for the common case
+        else:
+            sub = self._sub_book(fact_id, fact)
+            if route is not None:
+                stored = (sub.facts if sub is not None else self.facts).get(fact_id)
+                if stored is None or stored[1] != route:
+                    return
         if sub is not None:
             sub.apply(fact_id, fact)
             return
@@ -109,7 +127,21 @@ class QueueBook:
         else:
             self.facts[fact_id] = fact
             self._account(fact_id, fact, +1)
+            end = fact[4] if fact[0] == "seg" else fact[3] if fact[0] == "leg" else None  # _end_ms
+            if end is not None and end < self._low_end.get(fact[1], end + 1):
+                self._low_end[fact[1]] = end
         self.dirty_facts.add(fact_id)
+
+    def apply_all(self, deltas) -> None:
+        """apply() each (fact id, route, fact) in order; upserts of the other books' kinds go straight to them."""
+        subs, apply = self._subs, self.apply
+        for fact_id, route, fact in deltas:
+            if fact is not None:
+                sub = subs.get(fact[0])
+                if sub is not None:
+                    sub.apply(fact_id, fact)
+                    continue
+            apply(fact_id, fact, route)
 
     def _sub_book(self, fact_id: str, fact: Fact | None):
         if fact is not None:
@@ -193,7 +225,7 @@ class QueueBook:
 
     def _buckets(self, qc: QC, end_ms: int) -> tuple[SegmentStats, SegmentStats]:
         minute = end_ms - end_ms % MINUTE_MS
-        iv = self.settings.interval_ms
+        iv = self._interval_ms
         interval = end_ms - end_ms % iv
         m = self.minutes.setdefault(qc, {})
         i = self.intervals.setdefault(qc, {})
@@ -208,13 +240,16 @@ class QueueBook:
                 self._pending.add(key)
                 if interval < self._next_close:
                     self._next_close = interval
+                    if interval + iv < self._alarm[0]:
+                        self._alarm[0] = interval + iv
         return mb, ib
 
     def _touch(self, qc: QC, end_ms: int) -> None:
-        start = end_ms - end_ms % self.settings.interval_ms
+        start = end_ms - end_ms % self._interval_ms
         key = (qc[0], qc[1], start)
         if key in self.published:
             self._changed_closed.add(key)
+            self._alarm[0] = float("-inf")
 
     # -- rollups ---------------------------------------------------------------
     def interval_record(self, queue: str, channel: str, start: int, version: int) -> dict:
@@ -236,6 +271,32 @@ class QueueBook:
 
     def advance(self) -> list[dict]:
         """Records due now: intervals newly closed by stream time, and corrections of published ones."""
+        if self.stream_ms - self._lateness_ms < self._alarm[0]:
+            return []  # nothing can be due yet (see _alarm)
+        if not self._anything_due():
+            self._set_alarm()
+            return []
+        out = self._advance()
+        self._set_alarm()
+        return out
+
+    def _set_alarm(self) -> None:
+        """The exact watermark from which _anything_due() holds, as things stand (see _anything_due)."""
+        neg_inf = float("-inf")
+        ab = self.agent_book
+        if self._changed_closed or ab._closed is None or self.stream_ms <= 0:
+            self._alarm[0] = neg_inf
+            return
+        at = min(self._next_close + self._interval_ms, ab._closed + 2 * self._interval_ms)
+        for p in (self.experience.publisher, ab.publisher, self.resolution.resolution, self.resolution.retention):
+            if p.changed:
+                at = neg_inf
+                break
+            if p.next_due < at:
+                at = p.next_due
+        self._alarm[0] = at
+
+    def _advance(self) -> list[dict]:
         out: list[dict] = []
         closed_before = self.stream_ms - self.settings.lateness_ms - self.settings.interval_ms
         if closed_before >= self._next_close:
@@ -252,6 +313,30 @@ class QueueBook:
         out += self.agent_book.advance(self.stream_ms)
         out += self.resolution.advance(self.stream_ms)
         return out
+
+    def _anything_due(self) -> bool:
+        """Whether advance() can publish anything or move any state: the exact conditions under which each
+        book's advance does something (called on every message, so checked here in one place, cheaply)."""
+        stream_ms = self.stream_ms
+        watermark = stream_ms - self._lateness_ms
+        if self._changed_closed or watermark - self._interval_ms >= self._next_close:
+            return True
+        p = self.experience.publisher
+        if p.changed or watermark >= p.next_due:
+            return True
+        if stream_ms <= 0:  # the agent and resolution books do nothing before the clock starts
+            return False
+        ab = self.agent_book
+        p = ab.publisher
+        if p.changed or watermark >= p.next_due or ab._closed is None or \
+                watermark - watermark % self._interval_ms - self._interval_ms > ab._closed:
+            return True
+        r = self.resolution
+        p = r.resolution
+        if p.changed or watermark >= p.next_due:
+            return True
+        p = r.retention
+        return bool(p.changed) or watermark >= p.next_due
 
     def _publish(self, key: tuple[str, str, int]) -> dict | None:
         prev = self.published.get(key)
@@ -270,6 +355,7 @@ class QueueBook:
         self._changed_closed.update(key for key in self._pending if key not in self.published)
         self._pending.clear()
         self._next_close = float("inf")
+        self._alarm[0] = float("-inf")
         out = self.advance()
         out += self.experience.flush()
         out += self.agent_book.flush(self.latest_ms)
@@ -329,13 +415,28 @@ class QueueBook:
                     self.dirty_published.add((qc[0], qc[1], start))
         for queue, keep in keep_interval.items():
             self._floor[queue] = keep - self.settings.interval_ms
-        dropped = 0
-        for fid, f in list(self.facts.items()):
-            end = _end_ms(f)
-            if end is not None and end < self._floor.get(f[1], cutoff - self.settings.interval_ms):
-                del self.facts[fid]
-                self.dirty_facts.add(fid)
-                dropped += 1
+        floor, default_floor = self._floor, cutoff - self.settings.interval_ms
+        gone = []
+        if any(low < floor.get(queue, default_floor) for queue, low in self._low_end.items()):
+            low_end: dict[str, int] = {}  # exact again after this scan
+            for fid, f in self.facts.items():
+                kind = f[0]  # _end_ms, inlined: this visits every fact
+                if kind == "seg":
+                    end = f[4]
+                elif kind == "leg":
+                    end = f[3]
+                else:
+                    continue
+                if end is not None:
+                    if end < floor.get(f[1], default_floor):
+                        gone.append(fid)
+                    elif end < low_end.get(f[1], end + 1):
+                        low_end[f[1]] = end
+            self._low_end = low_end
+        for fid in gone:
+            del self.facts[fid]
+            self.dirty_facts.add(fid)
+        dropped = len(gone)
         # A queue with nothing waiting and nothing in any window (not even today) leaves the book,
         # so it stops being exported instead of showing zeros forever (e.g. a mistyped queue id).
         for qc in [qc for qc in self.queues()

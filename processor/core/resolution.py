@@ -35,6 +35,11 @@ class ResolutionBook:
         self.dirty_facts: set[str] = set()
         self._res_floor = -1
         self._ret_floor = -1
+        self._window_ms = settings.recontact_window_ms  # settings are frozen: read once
+        # Lower bounds of the day ends of the "res" and of the "ret" facts held: expire() skips the
+        # scan of the facts when no fact can be at or below a floor (exact again after a scan).
+        self._low_res_end = self._low_ret_end = float("inf")
+        self._horizons = settings.retention_horizons_days
 
     def apply(self, fact_id: str, fact: tuple | None) -> None:
         old = self.facts.get(fact_id)
@@ -43,33 +48,46 @@ class ResolutionBook:
         if old is None and fact is not None and fact[4] <= (self._res_floor if fact[0] == "res" else self._ret_floor):
             return  # that day was expired: final for good
         if old is not None:
-            self._account(old, -1)
+            # the same kind and day again: the new fact's touch covers it (touches are idempotent)
+            self._account(old, -1, fact is None or old[:5] != fact[:5])
         if fact is None:
             del self.facts[fact_id]
         else:
             self.facts[fact_id] = fact
             self._account(fact, +1)
+            if fact[0] == "res":
+                if fact[4] < self._low_res_end:
+                    self._low_res_end = fact[4]
+            elif fact[4] < self._low_ret_end:
+                self._low_ret_end = fact[4]
         self.dirty_facts.add(fact_id)
 
-    def _account(self, f: tuple, sign: int) -> None:
+    def _account(self, f: tuple, sign: int, touch: bool = True) -> None:
         day = (f[1], f[2], f[3])
         self.day_ends[day] = f[4]
         if f[0] == "res":
             counts = self.days.get(day)
             if counts is None:
                 counts = self.days[day] = [0] * 6
-            for k, v in enumerate(f[5:11]):
-                counts[k] += sign * v
-            self.resolution.touch(day, f[4] + self.settings.recontact_window_ms)
+            counts[0] += sign * f[5]
+            counts[1] += sign * f[6]
+            counts[2] += sign * f[7]
+            counts[3] += sign * f[8]
+            counts[4] += sign * f[9]
+            counts[5] += sign * f[10]
+            if touch:
+                self.resolution.touch(day, f[4] + self._window_ms)
         else:
             counts = self.retained.get(day)
             if counts is None:
-                counts = self.retained[day] = [0] * (1 + len(self.settings.retention_horizons_days))
+                counts = self.retained[day] = [0] * (1 + len(self._horizons))
             counts[0] += sign
             for k, v in enumerate(f[5:], 1):
                 counts[k] += sign * v
-            for h in self.settings.retention_horizons_days:
-                self.retention.touch(day + (h,), f[4] + h * DAY_MS)
+            if touch:
+                touch_key = self.retention.touch
+                for h in self._horizons:
+                    touch_key(day + (h,), f[4] + h * DAY_MS)
 
     # -- records -------------------------------------------------------------------------------
     def _common(self, kind: str, version: int, day: Day) -> dict:
@@ -143,12 +161,17 @@ class ResolutionBook:
             del self.retained[day]
             for h in self.settings.retention_horizons_days:
                 self.retention.forget(day + (h,))
-        dropped = 0
-        for fid, f in list(self.facts.items()):
-            if f[4] <= (self._res_floor if f[0] == "res" else self._ret_floor):
-                del self.facts[fid]
-                self.dirty_facts.add(fid)
-                dropped += 1
+        res_floor, ret_floor = self._res_floor, self._ret_floor
+        gone = []
+        if res_floor >= self._low_res_end or ret_floor >= self._low_ret_end:
+            gone = [fid for fid, f in self.facts.items() if f[4] <= (res_floor if f[0] == "res" else ret_floor)]
+            inf = float("inf")
+            self._low_res_end = min((f[4] for f in self.facts.values() if f[0] == "res" and f[4] > res_floor), default=inf)
+            self._low_ret_end = min((f[4] for f in self.facts.values() if f[0] != "res" and f[4] > ret_floor), default=inf)
+        for fid in gone:
+            del self.facts[fid]
+            self.dirty_facts.add(fid)
+        dropped = len(gone)
         for day in [d for d in self.day_ends if d not in self.days and d not in self.retained]:
             del self.day_ends[day]
         return dropped

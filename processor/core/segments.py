@@ -15,6 +15,13 @@ from .events import SEGMENT_ENDS, UNKNOWN_CHANNEL, Event
 
 Fact = tuple
 
+# The event types derive_facts reads (contact.created for the channel); any other event of a contact
+# leaves its facts and orphans unchanged, so stage one need not derive them again for it.
+FACT_TYPES = frozenset({
+    "contact.created", "contact.queued", *SEGMENT_ENDS, "contact.hold_started", "contact.hold_ended",
+    "contact.transferred", "contact.wrapup_started", "contact.wrapup_ended",
+})
+
 
 class _Leg:
     __slots__ = ("queue", "answered_ms", "hold_ms", "hold_start", "wrap_start", "agent")
@@ -73,12 +80,11 @@ def derive_facts(contact_id: str, events: list[Event], channel: str | None = Non
                 orphans.append((e, f"contact.queued for queue {e.queue_id!r} while already waiting in it"))
             else:
                 open_segments[e.queue_id] = e.ts_ms
-        elif t in SEGMENT_ENDS:
+        elif (outcome := SEGMENT_ENDS.get(t)) is not None:
             start = open_segments.pop(e.queue_id, None)
             if start is None:
                 orphans.append((e, f"{t} for queue {e.queue_id!r} with no open queue segment"))
                 continue
-            outcome = SEGMENT_ENDS[t]
             facts[f"s|{contact_id}|{e.queue_id}|{start}"] = ("seg", e.queue_id, channel, start, e.ts_ms, outcome)
             if outcome == "answered":
                 if leg is not None:  # answered again before the previous leg ended: that leg ends here, no ACW

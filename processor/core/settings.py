@@ -68,12 +68,18 @@ class EngineSettings:
         return self.interval_minutes * MINUTE_MS
 
     def queue(self, queue_id: str) -> QueueSettings:
-        return _queue_lookup(self.queues, self.default_queue).get(queue_id, self.default_queue)
+        # Called for every fact: the table is cached per settings object (frozen, so it cannot go stale),
+        # found by identity rather than by hashing every queue's settings on each call.
+        entry = _LOOKUPS.get(id(self))
+        if entry is None or entry[0] is not self:
+            if len(_LOOKUPS) >= 256:
+                _LOOKUPS.clear()
+            entry = _LOOKUPS[id(self)] = (self, dict(self.queues))
+        return entry[1].get(queue_id, self.default_queue)
 
 
-@lru_cache(maxsize=64)
-def _queue_lookup(queues: tuple, default: QueueSettings) -> dict[str, QueueSettings]:
-    return dict(queues)
+# id(settings) -> (settings, queue id -> QueueSettings); the settings object is held, so its id is not reused
+_LOOKUPS: dict[int, tuple[EngineSettings, dict[str, QueueSettings]]] = {}
 
 
 @lru_cache(maxsize=256)

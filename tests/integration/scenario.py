@@ -191,3 +191,50 @@ def settled(s: dict[str, float], events: int, records: int) -> bool:
 
 def without_version(r: dict) -> dict:
     return {k: v for k, v in r.items() if k != "version"}
+
+
+def caught_up(s: dict[str, float], last_event_s: float, partitions: int = 0) -> bool:
+    """Stream time at the last event, no lag on any owned partition (at least `partitions` of each
+    of the input and facts topics), and the watermark at stream time."""
+    lags = [v for k, v in s.items() if k.startswith("kpi_consumer_lag_messages")]
+    return (s.get("kpi_stream_time_seconds") == last_event_s and len(lags) >= max(2, 2 * partitions)
+            and not any(lags) and s.get("kpi_watermark_seconds") == last_event_s)
+
+
+def assert_gauges_equal_replay(s: dict[str, float], feed: dict) -> None:
+    """The hand-computed billing figures, and every simulated queue's today counts and depth, as replay has them."""
+    from processor.core.live import live_view
+    from processor.services.worker import series_key
+
+    for series, value in BILLING_TODAY.items():
+        name, labels = series.rstrip("}").split("{")
+        key = series_key(name, dict(pair.replace('"', "").split("=") for pair in labels.split(",")))
+        assert s.get(key) is not None and abs(s[key] - value) <= 1e-9 * max(1.0, abs(value)), (series, s.get(key), value)
+    pipeline = feed["pipeline"]
+    for view in live_view(pipeline.queues, pipeline.queues.latest_ms):
+        labels = {"queue": view["queue_id"], "channel": view["channel"]}
+        for name in ("offered", "answered", "abandoned", "handled"):
+            got = s[series_key(f"contact_queue_{name}", labels | {"window": "today"})]
+            assert got == view["windows"]["today"][name], (labels, name)
+        assert s[series_key("contact_queue_waiting", labels)] == view["waiting"], labels
+
+
+def assert_rollups_equal_replay(bootstrap: str, env: dict[str, str], feed: dict) -> tuple[int, int]:
+    """The latest version of every record on the rollup topic equals replay's; returns (records, keys)."""
+    import asyncio
+
+    streamed = [json.loads(v) for _k, v in asyncio.run(read_all(bootstrap, env["KPI_KAFKA__ROLLUP_TOPIC"]))]
+    got, want = latest(streamed), latest(feed["rollups"])
+    assert {k: without_version(r) for k, r in got.items()} == {k: without_version(r) for k, r in want.items()}
+    return len(streamed), len(got)
+
+
+def first_half_produced(bootstrap: str, feed: dict, extra_env: dict[str, str] | None = None) -> tuple[dict[str, str], int]:
+    """Topics of the test's own with the first half of the shared input on them: (worker env, half)."""
+    import asyncio
+
+    env = unique_topics() | (extra_env or {})
+    half = len(feed["events"]) // 2
+    create_topics(bootstrap, env)
+    asyncio.run(produce(bootstrap, env["KPI_KAFKA__INPUT_TOPIC"], feed["events"][:half]))
+    return env, half

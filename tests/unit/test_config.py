@@ -47,7 +47,7 @@ def test_defaults_match_the_contract():
     assert s.app_id == "contact-kpi"
     assert s.web_host == "127.0.0.1"
     assert s.web_port == 6066
-    assert s.store == "memory://"
+    assert s.store == "rocksdb://"
     assert s.redis_url is None
     assert s.interval_minutes == 15
     assert s.lateness_seconds == 30.0
@@ -87,7 +87,7 @@ def test_env_overrides_top_level_and_nested_keys(monkeypatch):
     monkeypatch.setenv("KPI_LATENESS_SECONDS", "12.5")
     monkeypatch.setenv("KPI_KAFKA__BOOTSTRAP", "kafka-1:9092,kafka-2:9092")
     monkeypatch.setenv("KPI_KAFKA__PARTITIONS", "12")
-    monkeypatch.setenv("KPI_KAFKA__PROCESSING_GUARANTEE", "exactly_once")
+    monkeypatch.setenv("KPI_KAFKA__PROCESSING_GUARANTEE", "at_least_once")
     monkeypatch.setenv("KPI_DEFAULTS__THRESHOLD_SECONDS", "15")
     monkeypatch.setenv("KPI_DEFAULTS__TIME_ZONE", "Europe/Paris")
     s = load_settings()
@@ -95,7 +95,7 @@ def test_env_overrides_top_level_and_nested_keys(monkeypatch):
     assert s.lateness_seconds == 12.5
     assert s.kafka.bootstrap == "kafka-1:9092,kafka-2:9092"
     assert s.kafka.partitions == 12
-    assert s.kafka.processing_guarantee == "exactly_once"
+    assert s.kafka.processing_guarantee == "at_least_once"
     assert s.kafka.input_topic == "contact-events"  # untouched siblings keep their defaults
     assert s.defaults.threshold_seconds == 15
     assert s.defaults.time_zone == "Europe/Paris"
@@ -244,6 +244,7 @@ def test_engine_queues_are_sorted_and_hashable():
         ("kafka:\n  partitions: 0\n", "kafka.partitions", "greater than or equal to 1"),
         ("kafka:\n  session_timeout_seconds: 1\n", "kafka.session_timeout_seconds", "greater than or equal to 6"),
         ("kafka:\n  processing_guarantee: maybe_once\n", "kafka.processing_guarantee", "'at_least_once' or 'exactly_once'"),
+        ("kafka:\n  processing_guarantee: exactly_once\n", "kafka.processing_guarantee", "exactly_once is not supported"),
         ("queues:\n  sales:\n    threshold: 20\n", "queues.sales.threshold", "Extra inputs are not permitted"),
         ("kafka:\n  bootstrap_servers: x:9092\n", "kafka.bootstrap_servers", "Extra inputs are not permitted"),
         ("no_such_setting: 1\n", "no_such_setting", "Extra inputs are not permitted"),

@@ -231,6 +231,12 @@ BAD = [
     ("ts 30 February", with_(RESOLVED, ts="2026-02-30T09:00:05Z"), "bad_timestamp"),
     ("ts leap second", with_(RESOLVED, ts="2026-12-31T23:59:60Z"), "bad_timestamp"),
     ("ts year 0", with_(RESOLVED, ts="0000-01-01T00:00:00Z"), "bad_timestamp"),
+    # valid RFC 3339 but outside what the core can place (see MIN_TS_MS / MAX_TS_MS)
+    ("ts year 1", with_(RESOLVED, ts="0001-01-01T00:00:00+05:00"), "bad_timestamp"),
+    ("ts before 1970", with_(RESOLVED, ts="1969-12-31T23:59:59.999Z"), "bad_timestamp"),
+    ("ts 1970 in a later zone", with_(RESOLVED, ts="1970-01-01T00:30:00+01:00"), "bad_timestamp"),
+    ("ts year 9999", with_(RESOLVED, ts="9999-01-01T00:00:00Z"), "bad_timestamp"),
+    ("ts year 9999 end", with_(RESOLVED, ts="9999-12-31T23:59:59-23:59"), "bad_timestamp"),
     ("ts trailing newline", with_(RESOLVED, ts="2026-11-23T09:00:05Z\n"), "bad_timestamp"),
     ("ts very long", with_(RESOLVED, ts="2026-11-23T09:00:05." + "1" * 100 + "Z"), "bad_timestamp"),
 ]
@@ -283,15 +289,18 @@ def test_arbitrary_input_never_raises_anything_but_bad_event(raw):
 # ------------------------------------------------------------------------------ differential property
 
 def expected_accept(doc) -> bool:
-    """The oracle: jsonschema (reference) accepts with the type's schema, ts parses, score <= scale_max."""
+    """The oracle: jsonschema (reference) accepts with the type's schema, ts parses to a time from
+    1970-01-01T00:00:00Z to before 9999-01-01T00:00:00Z, score <= scale_max."""
     t = doc.get("type")
     if not isinstance(t, str) or t not in REF:
         return False
     if not REF[t].is_valid(doc):
         return False
     try:
-        ts_ms(doc["ts"])
+        when = ts_ms(doc["ts"])
     except ValueError:
+        return False
+    if not parse_ts_ms("1970-01-01T00:00:00Z") <= when < parse_ts_ms("9999-01-01T00:00:00Z"):
         return False
     if t == "survey.responded" and doc["score"] > doc["scale_max"]:
         return False
@@ -384,3 +393,14 @@ def test_the_oracle_sees_both_sides():
 
     find(near_valid_events(), expected_accept)
     find(near_valid_events(), lambda d: not expected_accept(d))
+
+
+def test_an_event_later_than_the_sources_can_have_sent_is_from_the_future():
+    """The worker passes now + max_future_seconds: a later ts is dead-lettered, the limit itself is accepted."""
+    doc = {"event_id": "e", "type": "contact.resolved", "ts": "2026-11-23T10:05:00Z", "contact_id": "c"}
+    limit = parse_ts_ms("2026-11-23T10:05:00Z")
+    assert decode(json.dumps(doc), not_after_ms=limit).ts_ms == limit
+    with pytest.raises(BadEvent) as info:
+        decode(json.dumps(doc | {"ts": "2026-11-23T10:05:00.001Z"}), not_after_ms=limit)
+    assert info.value.reason == "from_the_future" and "0.001 s past" in info.value.detail
+    assert decode(json.dumps(doc | {"ts": "2027-11-23T10:05:00Z"})).ts_ms > limit  # no limit given: history
