@@ -124,7 +124,7 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=0, le=65535)
     data_dir: Path = Path("./.kpi-data")
-    store: str = "rocksdb://"
+    store: str = "memory://"
     redis_url: SecretStr | None = None
     interval_minutes: int = 15
     lateness_seconds: float = Field(30.0, ge=0, le=3600)

@@ -47,7 +47,7 @@ def test_defaults_match_the_contract():
     assert s.app_id == "contact-kpi"
     assert s.web_host == "127.0.0.1"
     assert s.web_port == 6066
-    assert s.store == "rocksdb://"
+    assert s.store == "memory://"
     assert s.redis_url is None
     assert s.interval_minutes == 15
     assert s.lateness_seconds == 30.0
