@@ -107,19 +107,27 @@ class ContactState:
 
 
 class AgentState:
-    """Latest presence of one agent by event time; emits one presence fact per queue it serves."""
+    """Latest presence of one agent by event time; emits one presence fact per queue it serves.
 
-    __slots__ = ("ts_ms", "event_id", "state", "queues", "capacity")
+    `recent`: the agent's state changes within the retention (event id -> (ts, state)), so that a
+    repeated event id, even with other content, changes nothing (contract §1).
+    """
 
-    def __init__(self, ts_ms: int, event_id: str, state: str, queues: tuple[str, ...], capacity: int | None):
+    __slots__ = ("ts_ms", "event_id", "state", "queues", "capacity", "recent")
+
+    def __init__(self, ts_ms: int, event_id: str, state: str, queues: tuple[str, ...], capacity: int | None,
+                 recent: dict[str, tuple[int, str]] | None = None):
         self.ts_ms, self.event_id, self.state, self.queues, self.capacity = ts_ms, event_id, state, queues, capacity
+        self.recent = recent if recent is not None else {}
 
     def to_state(self) -> list:
-        return [self.ts_ms, self.event_id, self.state, list(self.queues), self.capacity]
+        return [self.ts_ms, self.event_id, self.state, list(self.queues), self.capacity,
+                [[eid, ts, state] for eid, (ts, state) in self.recent.items()]]
 
     @classmethod
     def from_state(cls, d: list) -> "AgentState":
-        return cls(d[0], d[1], d[2], tuple(d[3]), d[4])
+        recent = {eid: (ts, state) for eid, ts, state in d[5]} if len(d) > 5 else {}
+        return cls(d[0], d[1], d[2], tuple(d[3]), d[4], recent)
 
 
 def split_profile(deltas: list[Delta], res: "StageOneResult") -> None:
@@ -166,6 +174,10 @@ class ContactBook:
         self.dirty_agents: set[str] = set()
         self.dirty_profiles: set[str] = set()
         self._with_orphans: set[str] = set()
+        # contact -> orphan event id -> stream time when it arrived: an orphan gets the lateness of
+        # stream progress after its arrival, not only after its own time, so a source running ahead
+        # of the others cannot make another source's early answer "impossible" before its queued arrives.
+        self._orphan_since: dict[str, dict[str, int]] = {}
         # A lower bound of the last event time of the profiles held: expire() skips their scan when none
         # can be past the horizon (exact again after a scan). A profile's last_ms does not change while held.
         self._low_profile_ms = float("inf")
@@ -245,8 +257,12 @@ class ContactBook:
             st.afacts = afacts
         if orphans:
             self._with_orphans.add(cid)
-        else:
+            since = self._orphan_since.setdefault(cid, {})
+            for e, _why in orphans:
+                since.setdefault(e.event_id, self.stream_ms)
+        elif cid in self._with_orphans:
             self._with_orphans.discard(cid)
+            self._orphan_since.pop(cid, None)
         self.dirty_contacts.add(cid)
 
     def _reprofile(self, cid: str, st: ContactState, res: StageOneResult) -> None:
@@ -257,14 +273,16 @@ class ContactBook:
             st.pfacts = exp
 
     def _expire_orphans(self, res: StageOneResult) -> None:
-        """Events still unmatched once the lateness has passed are impossible orders: dead-letter them."""
+        """Events still unmatched once the lateness has passed (since their time, and since their
+        arrival) are impossible orders: dead-letter them."""
         if not self._with_orphans:
             return
         horizon = self.stream_ms - self.settings.lateness_ms
         for cid in list(self._with_orphans):
             st = self.contacts[cid]
             _, orphans = derive_facts(cid, st.events)
-            expired = [(e, why) for e, why in orphans if e.ts_ms < horizon]
+            since = self._orphan_since.get(cid, {})
+            expired = [(e, why) for e, why in orphans if max(e.ts_ms, since.get(e.event_id, 0)) < horizon]
             if not expired:
                 continue
             for e, why in expired:
@@ -277,12 +295,24 @@ class ContactBook:
     def _ingest_agent(self, e: Event, res: StageOneResult) -> None:
         # Every state change is a point of the agent's timeline (agent_interval), even one older
         # than the presence held here: idempotent by event id.
-        res.agent_deltas.append((f"as|{e.agent_id}|{e.event_id}", e.agent_id, ("ast", e.agent_id, e.ts_ms, e.state)))
+        fid = f"as|{e.agent_id}|{e.event_id}"
         old = self.agents.get(e.agent_id)
+        if old is not None:
+            seen = old.recent.get(e.event_id)
+            if seen is not None or old.event_id == e.event_id:
+                # A repeat, whatever it says now: re-assert what the first one said (repairs a lost send).
+                res.duplicate = True
+                ts, state = seen if seen is not None else (old.ts_ms, old.state)
+                res.agent_deltas.append((fid, e.agent_id, ("ast", e.agent_id, ts, state)))
+                return
+        res.agent_deltas.append((fid, e.agent_id, ("ast", e.agent_id, e.ts_ms, e.state)))
         if old is not None and (old.ts_ms, old.event_id) >= (e.ts_ms, e.event_id):
-            res.duplicate = old.event_id == e.event_id
+            old.recent[e.event_id] = (e.ts_ms, e.state)
+            self.dirty_agents.add(e.agent_id)
             return  # older presence than what we hold: superseded, changes nothing
-        new = AgentState(e.ts_ms, e.event_id, e.state, tuple(dict.fromkeys(e.queues)), e.capacity)
+        new = AgentState(e.ts_ms, e.event_id, e.state, tuple(dict.fromkeys(e.queues)), e.capacity,
+                         old.recent if old is not None else {})
+        new.recent[e.event_id] = (e.ts_ms, e.state)
         self.agents[e.agent_id] = new
         self.dirty_agents.add(e.agent_id)
         if old is not None:
@@ -312,6 +342,10 @@ class ContactBook:
                 self.dirty_profiles.add(cid)
                 if st.last_ms < self._low_profile_ms:
                     self._low_profile_ms = st.last_ms
+        for aid, agent in self.agents.items():  # an id older than the retention is too late anyway
+            if any(ts < cutoff for ts, _ in agent.recent.values()):
+                agent.recent = {eid: v for eid, v in agent.recent.items() if v[0] >= cutoff}
+                self.dirty_agents.add(aid)
         horizon = self.stream_ms - max(self.settings.recontact_window_ms, self.settings.retention_ms)
         if horizon > self._low_profile_ms:
             for cid in [cid for cid, st in self.profiles.items() if st.last_ms < horizon]:

@@ -20,15 +20,10 @@ positions hypothesis chooses, and compares.
   (d) the edges of the accepted time range go through the core in far-east and far-west zones
       without an exception.
 
-Known failures (strict xfail, reported; they need a core decision, not a test change):
-  - a source ahead of the others by more than the lateness minus the disorder: a valid answer
-    delivered before its own contact.queued is dead-lettered `impossible_order` and the contact
-    stays waiting for good;
+Known failure (strict xfail):
   - an event far in the future (by more than the retention) on any other contact moves stream
     time: every valid event after it is dead-lettered `too_late`, and every known agent gets an
     `agent_interval` record for each interval up to that time;
-  - an `agent.state_changed` re-sent with the same `event_id` but different content replaces
-    the original's contribution (the contract: a repeated event_id must not change any figure).
 """
 from __future__ import annotations
 
@@ -456,8 +451,6 @@ def test_far_future_event_on_another_contact_changes_no_valid_figure():
     assert {k: r for k, r in latest(out).items() if not is_hostile_key(k)} == baseline()[1]
 
 
-@pytest.mark.xfail(strict=True, reason="reported: agent.state_changed re-sent with the same event_id and other "
-                                       "content replaces the original (contract: a repeated event_id changes nothing)")
 def test_conflicting_duplicate_of_an_agent_event_changes_no_valid_figure():
     docs, lines = valid()
     i = next(i for i, d in enumerate(docs) if d["type"] == "agent.state_changed" and d["state"] == "busy")
@@ -466,9 +459,6 @@ def test_conflicting_duplicate_of_an_agent_event_changes_no_valid_figure():
     assert latest(out) == baseline()[1]
 
 
-@pytest.mark.xfail(strict=True, reason="reported: a source ahead of the others by more than the lateness minus the "
-                                       "disorder turns a valid out-of-order pair into impossible_order and leaves a "
-                                       "contact waiting forever (core decision needed)")
 def test_source_a_minute_ahead_changes_no_valid_figure():
     lines = list(valid()[1])
     assert json.loads(lines[3])["type"] == "contact.answered" and json.loads(lines[4])["type"] == "contact.queued"

@@ -7,6 +7,8 @@ state but offline; handling = busy + acw; utilization = handling / staffed; occu
 """
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from processor.core.agents import ms_by_state
@@ -170,3 +172,25 @@ def test_scores_per_agent_follow_the_agent_the_customer_last_dealt_with():
     validate = load_rollup_validators()[K]
     for rec in r.of(K):
         validate(rec)
+
+
+def test_a_repeated_state_change_id_changes_nothing_whatever_it_says_even_after_a_restart():
+    """busy at 10:05 (id s2) re-sent later as 'away', and once more after stage one was rebuilt from its table."""
+    from processor.core.contacts import AgentState
+
+    events = in_order(a1_day())
+    busy = next(e for e in events if e.state == "busy")
+    forged = dataclasses.replace(busy, state="away")
+    clean = run(events + [tick("11:00:00")]).latest_of(K)
+    pipe = Pipeline(engine())
+    records = []
+    for e in events[:4] + [forged] + events[4:]:
+        recs, _ = pipe.feed(e)
+        records += recs
+    assert pipe.counts.duplicates == 1
+    # stage one rebuilt from its persisted state (what a restarted worker does), then the forgery again
+    state = pipe.contacts.agents["a1"].to_state()
+    pipe.contacts.agents["a1"] = AgentState.from_state(state)
+    records += pipe.feed(forged)[0] + pipe.feed(tick("11:00:00"))[0] + pipe.finish()
+    assert pipe.counts.duplicates == 2
+    assert Run(pipe, [], [], records).latest_of(K) == clean
