@@ -286,23 +286,27 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                     _persist(agents_table, dirty_agents, part)
                     _persist(profiles_table, book.take_dirty_profiles(), part)
 
+    def _apply_facts(batch: list, book_of) -> set[int]:
+        """Fact messages ({"src", "wm", "idle", "d"}) into the book of their partition; returns the partitions touched."""
+        touched: set[int] = set()
+        for event in batch:
+            msg = event.message
+            part = msg.partition
+            rt.health.observe_offset(msg.topic, part, msg.offset)
+            value = event.value or {}
+            book = book_of(part)
+            touched.add(part)
+            for fact_id, fact, *route in value.get("d", ()):
+                book.apply(fact_id, tuple(fact) if fact is not None else None, *route)
+            book.observe(int(value.get("wm", 0)), int(value.get("src", 0)), bool(value.get("idle")))
+        return touched
+
     # -- stage two ---------------------------------------------------------------------------
     @app.agent(facts_topic, concurrency=1)
     async def stage_two(stream):
         async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_SECONDS):
             async with locks["two"]:  # a rebuild (on_recover) never swaps the books mid-batch
-                batch = await _mend_gaps(batch, _json)
-                touched: set[int] = set()
-                for event in batch:
-                    msg = event.message
-                    part = msg.partition
-                    rt.health.observe_offset(msg.topic, part, msg.offset)
-                    value = event.value or {}
-                    book = rt.queue_book(part)
-                    touched.add(part)
-                    for fact_id, fact, *route in value.get("d", ()):
-                        book.apply(fact_id, tuple(fact) if fact is not None else None, *route)
-                    book.observe(int(value.get("wm", 0)), int(value.get("src", 0)), bool(value.get("idle")))
+                touched = _apply_facts(await _mend_gaps(batch, _json), rt.queue_book)
                 for part in sorted(touched):
                     book = rt.queue_book(part)
                     for rec in book.advance():
@@ -317,18 +321,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     async def stage_journeys(stream):
         async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_SECONDS):
             async with locks["journeys"]:  # a rebuild (on_recover) never swaps the books mid-batch
-                batch = await _mend_gaps(batch, _json)
-                touched: set[int] = set()
-                for event in batch:
-                    msg = event.message
-                    part = msg.partition
-                    rt.health.observe_offset(msg.topic, part, msg.offset)
-                    value = event.value or {}
-                    book = rt.journey_book(part)
-                    touched.add(part)
-                    for fact_id, fact, *route in value.get("d", ()):
-                        book.apply(fact_id, tuple(fact) if fact is not None else None, *route)
-                    book.observe(int(value.get("wm", 0)), int(value.get("src", 0)), bool(value.get("idle")))
+                touched = _apply_facts(await _mend_gaps(batch, _json), rt.journey_book)
                 for part in sorted(touched):
                     book = rt.journey_book(part)
                     await _send_contributions(book, part)

@@ -35,6 +35,11 @@ def _rejected_line(exc: BadEvent, raw: bytes) -> str:
     return deadletter.dumps(deadletter.from_raw(exc.reason, exc.detail, raw.rstrip(b"\n"))).decode() + "\n"
 
 
+def _core_dead_line(dl) -> str:
+    """The dead-letter line of an event the core rejected (impossible order, too late)."""
+    return deadletter.dumps(deadletter.from_core(dl)).decode() + "\n"
+
+
 @contextmanager
 def _no_gc() -> Iterator[None]:
     """The books hold millions of small objects and create no reference cycles worth collecting while
@@ -76,7 +81,7 @@ def replay_lines(lines: Iterable[bytes], engine: EngineSettings, out: IO[str], d
                     write(_dumps(rec))
                 if dead is not None:
                     for dl in dead_letters:
-                        dead.write(deadletter.dumps(deadletter.from_core(dl)).decode() + "\n")
+                        dead.write(_core_dead_line(dl))
             if progress is not None and time.monotonic() - last >= 1:
                 last = time.monotonic()
                 progress.write(f"\r  {n:,} lines, {n / (last - started):,.0f} events/s")
@@ -145,7 +150,7 @@ def _stage_one(input_path: str, engine: EngineSettings, dead_path: str | None, c
                         dead_letters += len(res.dead_letters)
                         if dead is not None:
                             for dl in res.dead_letters:
-                                dead.write(deadletter.dumps(deadletter.from_core(dl)).decode() + "\n")
+                                dead.write(_core_dead_line(dl))
                     batch.append((res.deltas, res.agent_deltas, res.journey_deltas, book.stream_ms))
                     if events % EXPIRE_EVERY == 0:  # where Pipeline.expire runs it (it emits nothing)
                         book.dirty_contacts.clear()

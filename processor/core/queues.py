@@ -15,6 +15,7 @@ from .agents import AGENT_KINDS, AgentBook
 from .events import format_ts
 from .experience import EXPERIENCE_KINDS, ExperienceBook
 from .figures import segment_figures
+from .publish import SourceClock
 from .resolution import RESOLUTION_KINDS, ResolutionBook
 from .segments import Fact
 from .settings import MINUTE_MS, EngineSettings, zone
@@ -38,7 +39,7 @@ def _digest(record: dict) -> str:
     return hashlib.blake2b(body.encode(), digest_size=8).hexdigest()
 
 
-class QueueBook:
+class QueueBook(SourceClock):
     """Stage-two state of one partition (any number of queues).
 
     Also the entry point of the partition's other books: experience facts (routed by queue) go to
@@ -63,11 +64,7 @@ class QueueBook:
         self.resolution = ResolutionBook(settings)
         self.wait_histograms: dict[QC, WaitHistogram] = {}  # cumulative since this book was built
         self.published: dict[tuple[str, str, int], list] = {}  # (queue, channel, start) -> [version, digest]
-        self.stream_ms = 0    # watermark clock: closes intervals and expires state
-        self.latest_ms = 0    # newest stream time of any upstream partition: the live clock
-        self.sources: dict[int, int] = {}  # active upstream partition -> its stream time
-        self.heard: set[int] = set()        # upstream partitions that reported at least once
-        self.expected_sources = 1           # upstream partitions; the shell sets the topic's count
+        self.init_clock()  # stream_ms, latest_ms, sources, heard; the shell sets expected_sources
         self.dirty_facts: set[str] = set()
         self.dirty_published: set[tuple[str, str, int]] = set()
         self._changed_closed: set[tuple[str, str, int]] = set()
@@ -157,27 +154,6 @@ class QueueBook:
             if fact_id in sub.facts:
                 return sub
         return None
-
-    def observe(self, stream_ms: int, source: int = 0, idle: bool = False) -> None:
-        """Stream time of one upstream partition (facts carry it; ticks repeat it for quiet partitions).
-
-        The book's clock is the minimum over active upstream partitions, as in Flink and Kafka
-        Streams: a partition still replaying a backlog holds intervals open instead of being
-        overtaken by a faster one. An idle partition (nothing to read) stops holding them back.
-        Until every upstream partition has reported once (after a start), the clock stays put.
-        """
-        self.heard.add(source)
-        if idle:
-            self.sources.pop(source, None)
-        elif stream_ms > self.sources.get(source, -1):  # a source at 0 (no clock yet) holds the clock at 0
-            self.sources[source] = stream_ms
-        if stream_ms > self.latest_ms:
-            self.latest_ms = stream_ms
-        if len(self.heard) < self.expected_sources:
-            return
-        low = min(self.sources.values()) if self.sources else self.latest_ms
-        if low > self.stream_ms:
-            self.stream_ms = low
 
     def _account(self, fid: str, f: Fact, sign: int) -> None:
         kind = f[0]
