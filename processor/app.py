@@ -16,6 +16,7 @@ books are rebuilt from the tables after every recovery, so a worker holds only w
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import zlib
@@ -66,6 +67,7 @@ class Runtime:
     snapshot: object | None = None  # processor.snapshot.RedisSnapshot when redis_url is set
     read_offsets: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition) -> last offset read
     offset_gaps: int = 0  # offsets skipped by the consumer and read again (see create_app._mend_gaps)
+    offset_repeats: int = 0  # offsets delivered again after a later one (not applied twice)
 
     def book(self, partition: int) -> ContactBook:
         b = self.contacts.get(partition)
@@ -170,6 +172,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     # an agent is between two awaits of a batch; the rebuild then waits, and reads the tables the
     # batch has written, instead of swapping the books under it (and losing what it changed).
     locks = {"one": asyncio.Lock(), "two": asyncio.Lock(), "journeys": asyncio.Lock()}
+    out = Output(app, locks, exactly_once=k.processing_guarantee == "exactly_once", source_topic=k.input_topic)
 
     async def _mend_gaps(batch: list, decode_value) -> list:
         """The batch, with what the consumer skipped read again: offsets must follow each other.
@@ -179,48 +182,68 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         race to `suspend_flow` is dropped with its offset marked read). Seen here after a restart
         under a backlog. A gap is logged, counted (kpi_input_offset_gaps_total) and mended by
         reading the missing offsets directly (a plain consumer, no group) into the batch; anything
-        read twice is deduplicated downstream (event ids, fact ids).
+        read twice is deduplicated downstream (event ids, fact ids). With exactly_once, offsets
+        also hold transaction markers and aborted messages: a range with nothing committed in it
+        is not a gap.
         """
-        out = []
+        mended = []
         for event in batch:
             msg = event.message
             tp = (msg.topic, msg.partition)
             last = rt.read_offsets.get(tp)
             if last is not None and msg.offset > last + 1:
-                rt.offset_gaps += 1
-                log.error("offsets %d..%d of %s[%d] were skipped by the consumer: reading them again",
-                          last + 1, msg.offset - 1, msg.topic, msg.partition)
-                out += await _read_range(msg.topic, msg.partition, last + 1, msg.offset, decode_value)
-            if last is None or msg.offset > last:
-                rt.read_offsets[tp] = msg.offset
-            out.append(event)
-        return out
+                missed = await _read_range(msg.topic, msg.partition, last + 1, msg.offset, decode_value)
+                if missed:
+                    rt.offset_gaps += 1
+                    log.error("offsets %d..%d of %s[%d] were skipped by the consumer: read %d messages again",
+                              last + 1, msg.offset - 1, msg.topic, msg.partition, len(missed))
+                mended += missed
+            if last is not None and msg.offset <= last:
+                # Already applied (read again above, or delivered twice): an older message applied
+                # after a newer one would turn a fact back to an earlier state.
+                rt.offset_repeats += 1
+                log.warning("offset %d of %s[%d] delivered again after %d: not applied twice",
+                            msg.offset, msg.topic, msg.partition, last)
+                continue
+            rt.read_offsets[tp] = msg.offset
+            mended.append(event)
+        return mended
+
+    gap_reader = GapReader(settings, read_committed=out.exactly_once)
 
     async def _read_range(topic: str, partition: int, start: int, end: int, decode_value) -> list:
         """Messages [start, end) of one partition, as stand-ins for Faust events."""
         from types import SimpleNamespace
 
-        from aiokafka import AIOKafkaConsumer
-        from aiokafka.structs import TopicPartition
+        return [SimpleNamespace(message=SimpleNamespace(topic=topic, partition=partition, offset=r.offset, key=r.key),
+                                value=decode_value(r.value))
+                for r in await gap_reader.read(topic, partition, start, end)]
 
-        consumer = AIOKafkaConsumer(bootstrap_servers=k.bootstrap, group_id=None, enable_auto_commit=False,
-                                    **aiokafka_security(settings))
-        await consumer.start()
-        out = []
+    @app.task
+    async def gap_reader_closer():
         try:
-            tp = TopicPartition(topic, partition)
-            consumer.assign([tp])
-            consumer.seek(tp, start)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and (not out or out[-1].message.offset < end - 1):
-                for r in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
-                    if start <= r.offset < end:
-                        out.append(SimpleNamespace(
-                            message=SimpleNamespace(topic=topic, partition=partition, offset=r.offset, key=r.key),
-                            value=decode_value(r.value)))
+            await asyncio.Event().wait()  # until the worker stops (cancelled)
         finally:
-            await consumer.stop()
-        return out
+            await gap_reader.close()
+
+    def _forget_read_offsets(topic: str) -> None:
+        """Recovery: Faust seeks this topic's partitions to their committed offsets; the next message
+        read must be the committed one, so a message dropped right after the seek is a gap too."""
+        rt.read_offsets = {tp: o for tp, o in rt.read_offsets.items() if tp[0] != topic}
+        consumer = app.consumer
+        if getattr(consumer, "_kpi_seek_tracked", False):
+            return
+        seek = consumer.perform_seek
+
+        async def perform_seek() -> None:
+            await seek()
+            owned = {k.input_topic, k.facts_topic, k.journeys_topic}
+            for tp, offset in list(consumer._read_offset.items()):  # the committed offsets perform_seek just set
+                if tp.topic in owned and offset is not None and offset > 0 and (tp.topic, tp.partition) not in rt.read_offsets:
+                    rt.read_offsets[(tp.topic, tp.partition)] = offset - 1
+
+        consumer.perform_seek = perform_seek
+        consumer._kpi_seek_tracked = True
 
     def route(key: str) -> int:
         """Partition of an agent's or a customer's facts: a stable hash (Python's hash() is salted)."""
@@ -248,14 +271,15 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                         ev = decode(raw, not_after_ms)
                     except BadEvent as exc:
                         rt.health.dead_letter(exc.reason, exc.detail)
-                        await dlq_topic.send(key=msg.key, value=deadletter.dumps(deadletter.from_raw(exc.reason, exc.detail, raw)))
+                        await out.send(dlq_topic, part, key=msg.key,
+                                       value=deadletter.dumps(deadletter.from_raw(exc.reason, exc.detail, raw)))
                         continue
                     book = rt.book(part)
                     res = book.ingest(ev)
                     rt.health.processed(ev.ts_ms, res.duplicate)
                     for dl in res.dead_letters:
                         rt.health.dead_letter(dl.reason, dl.detail)
-                        await dlq_topic.send(key=msg.key, value=deadletter.dumps(deadletter.from_core(dl)))
+                        await out.send(dlq_topic, part, key=msg.key, value=deadletter.dumps(deadletter.from_core(dl)))
                     mine = deltas[part]
                     for fact_id, queue, fact in res.deltas:
                         mine[(fact_id, queue)] = fact
@@ -273,18 +297,19 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                     for (fact_id, queue), fact in mine.items():
                         by_queue[queue].append(_item(fact_id, queue, fact))
                     for queue, items in by_queue.items():
-                        await facts_topic.send(key=queue.encode(), value={"src": part, "wm": book.stream_ms, "d": items})
+                        await out.send(facts_topic, part, key=queue.encode(), value={"src": part, "wm": book.stream_ms, "d": items})
                     # Agent and journey facts: one message per target partition (not per agent or customer).
                     by_target: dict[tuple[str, int], list] = defaultdict(list)
                     for (fact_id, topic, target, key), fact in routed.get(part, {}).items():
                         by_target[(topic, target)].append(_item(fact_id, key, fact))
                     for (topic, target), items in sorted(by_target.items()):
-                        await (facts_topic if topic == "facts" else journeys_topic).send(
-                            partition=target, key=b"", value={"src": part, "wm": book.stream_ms, "d": items})
+                        await out.send(facts_topic if topic == "facts" else journeys_topic, part, partition=target,
+                                       key=b"", value={"src": part, "wm": book.stream_ms, "d": items})
                     dirty_contacts, dirty_agents = book.take_dirty()
                     _persist(contacts_table, dirty_contacts, part)
                     _persist(agents_table, dirty_agents, part)
                     _persist(profiles_table, book.take_dirty_profiles(), part)
+                await out.ack(stream, batch)
 
     def _apply_facts(batch: list, book_of) -> set[int]:
         """Fact messages ({"src", "wm", "idle", "d"}) into the book of their partition; returns the partitions touched."""
@@ -310,11 +335,12 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                 for part in sorted(touched):
                     book = rt.queue_book(part)
                     for rec in book.advance():
-                        await rollups_topic.send(key=rollup_key(rec), value=deadletter.dumps(rec))
+                        await out.send(rollups_topic, part, key=rollup_key(rec), value=deadletter.dumps(rec))
                         rt.health.rollup_published()
                     dirty_facts, dirty_published = book.take_dirty()
                     _persist(facts_table, dirty_facts, part)
                     _persist(published_table, dirty_published, part)
+                await out.ack(stream, batch)
 
     # -- journeys (keyed by customer): resolution_day, retention_day ----------------------------
     @app.agent(journeys_topic, concurrency=1)
@@ -326,6 +352,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                     book = rt.journey_book(part)
                     await _send_contributions(book, part)
                     _persist(journeys_table, book.take_dirty(), part)
+                await out.ack(stream, batch)
 
     async def _send_contributions(book: JourneyBook, part: int) -> None:
         """The journey book's contributions, by queue, to stage two; its clock as source N + partition."""
@@ -333,7 +360,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         for fact_id, queue, fact in book.take_deltas():
             by_queue[queue].append(_item(fact_id, queue, fact))
         for queue, items in by_queue.items():
-            await facts_topic.send(key=queue.encode(), value={"src": k.partitions + part, "wm": book.stream_ms, "d": items})
+            await out.send(facts_topic, part, key=queue.encode(), value={"src": k.partitions + part, "wm": book.stream_ms, "d": items})
 
     # -- stream time for idle partitions, and housekeeping ------------------------------------
     @app.timer(TICK_SECONDS)
@@ -350,15 +377,17 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                 idle = now - rt.last_read.setdefault(src, now) >= IDLE_SECONDS
                 if book.stream_ms == 0 and not idle:
                     continue  # just assigned and not read yet: say nothing rather than "time zero"
+                value = {"src": src, "wm": book.stream_ms, "idle": idle, "d": []}
                 for p in range(k.partitions):
-                    await facts_topic.send(partition=p, key=b"", value={"src": src, "wm": book.stream_ms, "idle": idle, "d": []})
-                    await journeys_topic.send(partition=p, key=b"", value={"src": src, "wm": book.stream_ms, "idle": idle, "d": []})
+                    await out.send(facts_topic, src, partition=p, key=b"", value=value)
+                    await out.send(journeys_topic, src, partition=p, key=b"", value=value)
         async with locks["journeys"]:
             for part, book in list(rt.journeys.items()):
                 if book.stream_ms == 0:
                     continue  # no clock yet (not every input partition has reported to it)
                 for p in range(k.partitions):
-                    await facts_topic.send(partition=p, key=b"", value={"src": k.partitions + part, "wm": book.stream_ms, "d": []})
+                    await out.send(facts_topic, part, partition=p, key=b"", value={"src": k.partitions + part, "wm": book.stream_ms, "d": []})
+        await out.commit_idle()  # exactly_once: ticks of partitions with nothing new to commit are committed too
 
     if settings.redis_url is not None:  # the live snapshot for the wallboard (processor/snapshot.py)
         from .snapshot import SNAPSHOT_SECONDS, RedisSnapshot
@@ -389,7 +418,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     @contacts_table.on_recover
     async def _recover_stage_one():
         async with locks["one"]:
-            rt.read_offsets = {tp: o for tp, o in rt.read_offsets.items() if tp[0] != k.input_topic}  # Faust seeks anew
+            _forget_read_offsets(k.input_topic)
             owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == k.input_topic}
             books = {p: ContactBook(engine) for p in owned}
             for cid, (p, state) in contacts_table.items():
@@ -410,7 +439,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     @facts_table.on_recover
     async def _recover_stage_two():
         async with locks["two"]:
-            rt.read_offsets = {tp: o for tp, o in rt.read_offsets.items() if tp[0] != k.facts_topic}  # Faust seeks anew
+            _forget_read_offsets(k.facts_topic)
             owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == k.facts_topic}
             books = {p: _queue_book(engine, k.partitions) for p in owned}
             for fid, (p, fact) in facts_table.items():
@@ -431,7 +460,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     @journeys_table.on_recover
     async def _recover_journeys():
         async with locks["journeys"]:
-            rt.read_offsets = {tp: o for tp, o in rt.read_offsets.items() if tp[0] != k.journeys_topic}  # Faust seeks anew
+            _forget_read_offsets(k.journeys_topic)
             owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == k.journeys_topic}
             books = {p: _journey_book(engine, k.partitions) for p in owned}
             stored: dict[int, list] = defaultdict(list)
@@ -464,7 +493,6 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
 
 
 def _json(raw: bytes | None):
-    import json
     return json.loads(raw) if raw else None
 
 
@@ -495,6 +523,145 @@ def rollup_key(rec: dict) -> bytes:
     if rec["kind"] == "retention_day":
         key += f"|{rec['horizon_days']}"
     return key.encode()
+
+
+class GapReader:
+    """A plain consumer (no group) that reads given offset ranges again: see create_app._mend_gaps.
+
+    Started on first use and kept: with exactly_once every commit leaves a transaction marker in
+    the partitions it wrote, so most batches start after a "gap" that holds nothing to read.
+    """
+
+    def __init__(self, settings: Settings, *, read_committed: bool) -> None:
+        self.settings, self.read_committed = settings, read_committed
+        self._consumer = None
+        self._lock = asyncio.Lock()  # one consumer, three stages: one range at a time
+
+    async def read(self, topic: str, partition: int, start: int, end: int) -> list:
+        """The records of offsets [start, end) (committed ones only with exactly_once)."""
+        from aiokafka.structs import TopicPartition
+
+        async with self._lock:
+            consumer = await self._started()
+            tp = TopicPartition(topic, partition)
+            consumer.assign([tp])
+            consumer.seek(tp, start)
+            found = []
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and await consumer.position(tp) < end:
+                for r in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
+                    if start <= r.offset < end:
+                        found.append(r)
+            return found
+
+    async def _started(self):
+        if self._consumer is None:
+            from aiokafka import AIOKafkaConsumer
+
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.settings.kafka.bootstrap, group_id=None, enable_auto_commit=False,
+                isolation_level="read_committed" if self.read_committed else "read_uncommitted",
+                **aiokafka_security(self.settings))
+            await consumer.start()
+            self._consumer = consumer
+        return self._consumer
+
+    async def close(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+
+class Output:
+    """Every message a stage sends, and (exactly_once) the transactions they belong to.
+
+    Faust picks a message's transaction by its destination partition, so a fact sent by input
+    partition 0 to the facts partition of its queue would commit with that partition's offsets, or
+    find no producer when another worker owns it, and a timer has no transaction at all. Here a
+    message goes in the transaction of the partition whose input caused it (Faust opens one per
+    owned partition of the co-partitioned group: input, facts, journeys and changelogs share it),
+    and a commit waits for the batch in progress, so offsets, table writes and outputs commit
+    together. A transaction with only clock ticks is committed on the next tick.
+    """
+
+    def __init__(self, app: faust.App, locks: dict[str, asyncio.Lock], *, exactly_once: bool, source_topic: str) -> None:
+        self.app, self.locks, self.exactly_once, self.source_topic = app, locks, exactly_once, source_topic
+        self.open: set[str] = set()  # transactional ids with messages not committed yet
+        from aiokafka.partitioner import DefaultPartitioner
+        self._partitioner, self._partitions = DefaultPartitioner(), list(range(app.conf.topic_partitions))
+        self._guarded = False
+
+    def transactional_id(self, partition: int) -> str:
+        return f"{self.app.conf.id}-{self.app.assignor.group_for_topic(self.source_topic)}-{partition}"
+
+    async def send(self, topic, src: int, *, key: bytes, value, partition: int | None = None) -> None:
+        """`value` on `topic` (by `key`, or to `partition`), caused by input of partition `src`."""
+        if not self.exactly_once:
+            await topic.send(key=key, value=value, partition=partition)
+            return
+        self._guard_commits()
+        name = topic.get_topic_name()
+        data = value if isinstance(value, bytes) else json.dumps(value, separators=(",", ":")).encode()
+        if partition is None:  # the producer's default partitioner: the same queue lands where at_least_once puts it
+            partition = self._partitioner(key, self._partitions, self._partitions)
+        tid = self.transactional_id(src)
+        self.open.add(tid)
+        await self.app.producer.send(name, key, data, partition, None, None, transactional_id=tid)
+
+    def _guard_commits(self) -> None:
+        """Make Faust's commits wait for the batch in progress and carry the table writes and ticks too."""
+        if self._guarded:
+            return
+        consumer = self.app.consumer
+        manager = consumer.transactions
+        commit, end = manager.commit, consumer.commit_and_end_transactions
+
+        async def guarded_commit(offsets, start_new_transaction: bool = True) -> bool:
+            async with self.locks["one"], self.locks["two"], self.locks["journeys"]:
+                await self.app.producer.flush()  # changelog writes still in Faust's buffer join the transaction
+                done = await commit(offsets, start_new_transaction=start_new_transaction)
+                self.open -= {self.transactional_id(tp.partition) for tp in offsets}
+                await self._commit_open(begin=start_new_transaction)
+                return done
+
+        async def commit_and_end() -> None:  # the worker stops: nothing sent is left uncommitted
+            await end()
+            async with self.locks["one"], self.locks["two"], self.locks["journeys"]:
+                await self.app.producer.flush()
+                await self._commit_open(begin=False)
+
+        manager.commit = guarded_commit
+        consumer.commit_and_end_transactions = commit_and_end
+        self._guarded = True
+
+    async def _commit_open(self, *, begin: bool = True) -> None:
+        producer = self.app.producer
+        for tid in sorted(self.open):
+            try:
+                await producer.commit_transaction(tid)
+                if begin:
+                    await producer.begin_transaction(tid)
+            except KeyError:  # its partition was revoked meanwhile: the new owner redoes that work
+                log.info("transaction %s ended with its partition", tid)
+        self.open.clear()
+
+    async def commit_idle(self) -> None:
+        """exactly_once: commit what was read (Faust's commit, guarded), then transactions holding only ticks."""
+        if not self.exactly_once or not self.open:
+            return
+        await self.app.consumer.commit()
+        if self.open:
+            async with self.locks["one"], self.locks["two"], self.locks["journeys"]:
+                await self.app.producer.flush()
+                await self._commit_open()
+
+    @staticmethod
+    async def ack(stream, batch: list) -> None:
+        """Mark a batch's offsets committable while its stage lock is held: a commit then carries
+        either the whole batch (offsets and outputs) or none of it."""
+        for event in batch:
+            if hasattr(event, "ack"):  # not the stand-ins of re-read offsets
+                await stream.ack(event)
 
 
 class PartitionTable(faust.Table):

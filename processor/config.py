@@ -99,17 +99,6 @@ class KafkaConfig(BaseModel):
     # How long the group waits for a crashed worker before handing its partitions over.
     session_timeout_seconds: float = Field(10.0, ge=6, le=300)
 
-    @field_validator("processing_guarantee")
-    @classmethod
-    def _no_transactions_yet(cls, v: str) -> str:
-        if v == "exactly_once":
-            raise ValueError(
-                "exactly_once is not supported: the stream-time ticks and the batches that span input partitions "
-                "are sent outside Faust's per-partition transactions (the worker would crash with "
-                "\"Can't send messages while not in transaction\"). Use at_least_once: every book is idempotent by "
-                "event id and fact id, so a re-read after a crash changes no figure (README, \"Faults tried\")")
-        return v
-
     @property
     def journeys_topic(self) -> str:
         """Internal topic of journey facts keyed by customer: named after the facts topic, not a setting."""

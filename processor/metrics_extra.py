@@ -36,6 +36,9 @@ class ExtraCollector:
         yield from self._capacity()
         yield CounterMetricFamily("kpi_input_offset_gaps", "Gaps in the offsets the consumer delivered (messages it "
                                   "skipped), each read again directly. Normally 0.", value=getattr(self.rt, "offset_gaps", 0))
+        yield CounterMetricFamily("kpi_input_offset_repeats", "Messages the consumer delivered again after a later "
+                                  "offset of their partition, not applied twice. Normally 0.",
+                                  value=getattr(self.rt, "offset_repeats", 0))
 
     def _provisional(self):
         labels = ["queue", "channel"]

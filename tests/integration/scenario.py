@@ -142,11 +142,12 @@ async def produce(bootstrap: str, topic: str, events: list[dict], raw: list[byte
         await producer.stop()
 
 
-async def read_all(bootstrap: str, topic: str, quiet_ms: int = 3000) -> list[tuple[bytes, bytes]]:
+async def read_all(bootstrap: str, topic: str, quiet_ms: int = 3000,
+                   isolation_level: str = "read_uncommitted") -> list[tuple[bytes, bytes]]:
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None)
+                                enable_auto_commit=False, group_id=None, isolation_level=isolation_level)
     await consumer.start()
     out = []
     try:
@@ -219,11 +220,13 @@ def assert_gauges_equal_replay(s: dict[str, float], feed: dict) -> None:
         assert s[series_key("contact_queue_waiting", labels)] == view["waiting"], labels
 
 
-def assert_rollups_equal_replay(bootstrap: str, env: dict[str, str], feed: dict) -> tuple[int, int]:
+def assert_rollups_equal_replay(bootstrap: str, env: dict[str, str], feed: dict,
+                                isolation_level: str = "read_uncommitted") -> tuple[int, int]:
     """The latest version of every record on the rollup topic equals replay's; returns (records, keys)."""
     import asyncio
 
-    streamed = [json.loads(v) for _k, v in asyncio.run(read_all(bootstrap, env["KPI_KAFKA__ROLLUP_TOPIC"]))]
+    streamed = [json.loads(v) for _k, v in asyncio.run(read_all(bootstrap, env["KPI_KAFKA__ROLLUP_TOPIC"],
+                                                                 isolation_level=isolation_level))]
     got, want = latest(streamed), latest(feed["rollups"])
     assert {k: without_version(r) for k, r in got.items()} == {k: without_version(r) for k, r in want.items()}
     return len(streamed), len(got)

@@ -244,7 +244,6 @@ def test_engine_queues_are_sorted_and_hashable():
         ("kafka:\n  partitions: 0\n", "kafka.partitions", "greater than or equal to 1"),
         ("kafka:\n  session_timeout_seconds: 1\n", "kafka.session_timeout_seconds", "greater than or equal to 6"),
         ("kafka:\n  processing_guarantee: maybe_once\n", "kafka.processing_guarantee", "'at_least_once' or 'exactly_once'"),
-        ("kafka:\n  processing_guarantee: exactly_once\n", "kafka.processing_guarantee", "exactly_once is not supported"),
         ("queues:\n  sales:\n    threshold: 20\n", "queues.sales.threshold", "Extra inputs are not permitted"),
         ("kafka:\n  bootstrap_servers: x:9092\n", "kafka.bootstrap_servers", "Extra inputs are not permitted"),
         ("no_such_setting: 1\n", "no_such_setting", "Extra inputs are not permitted"),
