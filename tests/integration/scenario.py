@@ -142,11 +142,14 @@ async def produce(bootstrap: str, topic: str, events: list[dict], raw: list[byte
         await producer.stop()
 
 
-async def read_all(bootstrap: str, topic: str, quiet_ms: int = 3000) -> list[tuple[bytes, bytes]]:
+async def read_all(bootstrap: str, topic: str, quiet_ms: int = 3000,
+                   security: dict | None = None) -> list[tuple[bytes, bytes]]:
+    """Every message of ``topic`` until none arrives for ``quiet_ms``; ``security``: aiokafka options
+    (processor.topics.aiokafka_security) for a broker that wants TLS or SASL."""
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None)
+                                enable_auto_commit=False, group_id=None, **(security or {}))
     await consumer.start()
     out = []
     try:
@@ -219,11 +222,13 @@ def assert_gauges_equal_replay(s: dict[str, float], feed: dict) -> None:
         assert s[series_key("contact_queue_waiting", labels)] == view["waiting"], labels
 
 
-def assert_rollups_equal_replay(bootstrap: str, env: dict[str, str], feed: dict) -> tuple[int, int]:
+def assert_rollups_equal_replay(bootstrap: str, env: dict[str, str], feed: dict,
+                                security: dict | None = None) -> tuple[int, int]:
     """The latest version of every record on the rollup topic equals replay's; returns (records, keys)."""
     import asyncio
 
-    streamed = [json.loads(v) for _k, v in asyncio.run(read_all(bootstrap, env["KPI_KAFKA__ROLLUP_TOPIC"]))]
+    streamed = [json.loads(v) for _k, v in
+                asyncio.run(read_all(bootstrap, env["KPI_KAFKA__ROLLUP_TOPIC"], security=security))]
     got, want = latest(streamed), latest(feed["rollups"])
     assert {k: without_version(r) for k, r in got.items()} == {k: without_version(r) for k, r in want.items()}
     return len(streamed), len(got)
