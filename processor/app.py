@@ -99,20 +99,18 @@ class Runtime:
 
 
 def _kafka_security(settings: Settings) -> dict:
+    """Faust's broker credentials; the TLS context (CA, client certificate) is KafkaConfig.ssl_context()."""
     k = settings.kafka
     if k.security_protocol == "PLAINTEXT":
         return {}
-    import ssl
-
     from faust.auth import SASLCredentials, SSLCredentials
 
-    ctx = ssl.create_default_context(cafile=str(k.ssl_cafile) if k.ssl_cafile else None)
+    ctx = k.ssl_context()
     if k.security_protocol == "SSL":
         return {"broker_credentials": SSLCredentials(ctx)}
     password = k.sasl_password.get_secret_value() if k.sasl_password else None
     return {"broker_credentials": SASLCredentials(
-        username=k.sasl_username, password=password, mechanism=k.sasl_mechanism,
-        ssl_context=ctx if k.security_protocol == "SASL_SSL" else None)}
+        username=k.sasl_username, password=password, mechanism=k.sasl_mechanism, ssl_context=ctx)}
 
 
 def create_app(settings: Settings) -> tuple[faust.App, Runtime]:

@@ -6,6 +6,7 @@ environment: KPI_KAFKA__BOOTSTRAP=127.0.0.1:9092. The YAML file is KPI_CONFIG or
 from __future__ import annotations
 
 import os
+import ssl
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -81,8 +82,12 @@ class QueueConfig(BaseModel):
         return v
 
 
+TLS_PROTOCOLS = ("SSL", "SASL_SSL")
+
+
 class KafkaConfig(BaseModel):
-    model_config = {"extra": "forbid"}
+    # hide_input_in_errors: a validation error never repeats the values given (passwords included).
+    model_config = {"extra": "forbid", "hide_input_in_errors": True}
     bootstrap: str = "127.0.0.1:9092"
     input_topic: str = "contact-events"
     rollup_topic: str = "contact-rollups"
@@ -96,8 +101,54 @@ class KafkaConfig(BaseModel):
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     ssl_cafile: Path | None = None
+    # Client certificate (mutual TLS): PEM certificate (chain) and its PEM private key, encrypted or not.
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_key_password: SecretStr | None = None
     # How long the group waits for a crashed worker before handing its partitions over.
     session_timeout_seconds: float = Field(10.0, ge=6, le=300)
+
+    @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+    @classmethod
+    def _file_exists(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(f"{v} is not a file")
+        return v
+
+    @model_validator(mode="after")
+    def _client_certificate(self) -> "KafkaConfig":
+        """certfile and keyfile together, with SSL or SASL_SSL only, and loadable (so a wrong key or key
+        password stops the start with a readable reason, never with the password)."""
+        cert, key = self.ssl_certfile, self.ssl_keyfile
+        if (cert is None) != (key is None):
+            given, missing = ("ssl_certfile", "ssl_keyfile") if key is None else ("ssl_keyfile", "ssl_certfile")
+            raise ValueError(f"{given} is set but {missing} is not: a client certificate needs both "
+                             "(the certificate and its private key)")
+        if self.ssl_key_password is not None and key is None:
+            raise ValueError("ssl_key_password is set but ssl_keyfile is not")
+        if cert is not None and self.security_protocol not in TLS_PROTOCOLS:
+            raise ValueError(f"ssl_certfile / ssl_keyfile need security_protocol SSL or SASL_SSL "
+                             f"(it is {self.security_protocol}): a client certificate is sent over TLS only")
+        if self.security_protocol in TLS_PROTOCOLS:
+            self.ssl_context()  # raises ValueError saying what is wrong
+        return self
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of every Kafka client of the processor (Faust's consumers and producers,
+        the plain aiokafka clients, kafka-python's admin client); None unless SSL or SASL_SSL.
+
+        The broker's certificate and host name are checked against `ssl_cafile` (else the system
+        CAs); with `ssl_certfile` / `ssl_keyfile` the client presents its certificate (mutual TLS).
+        """
+        if self.security_protocol not in TLS_PROTOCOLS:
+            return None
+        try:
+            ctx = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
+        except (ssl.SSLError, OSError) as exc:
+            raise ValueError(f"ssl_cafile {self.ssl_cafile}: no CA certificate can be read from it ({exc})") from None
+        if self.ssl_certfile is not None and self.ssl_keyfile is not None:
+            _load_client_certificate(ctx, self.ssl_certfile, self.ssl_keyfile, self.ssl_key_password)
+        return ctx
 
     @property
     def journeys_topic(self) -> str:
@@ -105,8 +156,36 @@ class KafkaConfig(BaseModel):
         return f"{self.facts_topic}-journeys"
 
 
+def _load_client_certificate(ctx: ssl.SSLContext, cert: Path, key: Path, password: SecretStr | None) -> None:
+    """ctx.load_cert_chain, with a reason a person can act on instead of OpenSSL's "PEM lib".
+
+    A password is always handed over ("" when none is set), so an encrypted key without one fails
+    instead of OpenSSL asking for it on the terminal.
+    """
+    try:
+        ctx.load_cert_chain(cert, key, password=password.get_secret_value() if password is not None else "")
+        return
+    except ssl.SSLError as exc:
+        reason = getattr(exc, "reason", None)
+    except OSError as exc:
+        raise ValueError(f"cannot read the client certificate {cert} or key {key}: {exc.strerror}") from None
+    cert_text = cert.read_text(errors="replace")
+    key_text = key.read_text(errors="replace")
+    if "-----BEGIN CERTIFICATE-----" not in cert_text:
+        raise ValueError(f"ssl_certfile {cert} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+    if "PRIVATE KEY-----" not in key_text:
+        raise ValueError(f"ssl_keyfile {key} holds no PEM private key (-----BEGIN ... PRIVATE KEY-----)")
+    if reason == "KEY_VALUES_MISMATCH":
+        raise ValueError(f"ssl_keyfile {key} is not the private key of ssl_certfile {cert}")
+    if "ENCRYPTED" in key_text:
+        raise ValueError(f"ssl_keyfile {key} is encrypted and cannot be decrypted: ssl_key_password is "
+                         + ("wrong" if password is not None else "not set"))
+    raise ValueError(f"cannot load the client certificate {cert} with key {key} ({reason or 'invalid PEM'})")
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="KPI_", env_nested_delimiter="__", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix="KPI_", env_nested_delimiter="__", extra="forbid",
+                                      hide_input_in_errors=True)
 
     app_id: str = "contact-kpi"
     kafka: KafkaConfig = KafkaConfig()

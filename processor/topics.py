@@ -66,8 +66,10 @@ def _ensure_topics(settings: Settings, timeout: float) -> list[str]:
     deadline = time.monotonic() + timeout
     while True:
         try:
+            # kafka-python waits bootstrap_timeout_ms (30 s by default) for a first broker: not past our deadline
+            wait_ms = int(max(1.0, deadline - time.monotonic()) * 1000)
             admin = KafkaAdminClient(bootstrap_servers=k.bootstrap, client_id=f"{settings.app_id}-admin",
-                                     request_timeout_ms=10_000, **_security(settings))
+                                     request_timeout_ms=10_000, bootstrap_timeout_ms=wait_ms, **_security(settings))
             break
         except KafkaError:  # broker not reachable yet
             if time.monotonic() > deadline:
@@ -92,28 +94,25 @@ def _ensure_topics(settings: Settings, timeout: float) -> list[str]:
 
 
 def _security(settings: Settings) -> dict:
-    k = settings.kafka
-    if k.security_protocol == "PLAINTEXT":
-        return {}
-    opts: dict = {"security_protocol": k.security_protocol}
-    if k.ssl_cafile:
-        opts["ssl_cafile"] = str(k.ssl_cafile)
-    if k.security_protocol.startswith("SASL"):
-        opts.update(sasl_mechanism=k.sasl_mechanism, sasl_plain_username=k.sasl_username,
-                    sasl_plain_password=k.sasl_password.get_secret_value() if k.sasl_password else None)
-    return opts
+    """kafka-python's options. TLS goes in as the one context every client uses (KafkaConfig.ssl_context()),
+    so the key password is never in kafka-python's configuration (which it logs at DEBUG)."""
+    return _client_security(settings)
 
 
 def aiokafka_security(settings: Settings) -> dict:
     """The same security settings for a plain aiokafka client (`kpi produce`, `kpi simulate`, re-reads)."""
+    return _client_security(settings)
+
+
+def _client_security(settings: Settings) -> dict:
+    """aiokafka and kafka-python name these options alike: protocol, TLS context, SASL user."""
     k = settings.kafka
     if k.security_protocol == "PLAINTEXT":
         return {}
-    import ssl
-
     opts: dict = {"security_protocol": k.security_protocol}
-    if k.security_protocol in ("SSL", "SASL_SSL"):
-        opts["ssl_context"] = ssl.create_default_context(cafile=str(k.ssl_cafile) if k.ssl_cafile else None)
+    ctx = k.ssl_context()
+    if ctx is not None:
+        opts["ssl_context"] = ctx
     if k.security_protocol.startswith("SASL"):
         opts.update(sasl_mechanism=k.sasl_mechanism, sasl_plain_username=k.sasl_username,
                     sasl_plain_password=k.sasl_password.get_secret_value() if k.sasl_password else None)

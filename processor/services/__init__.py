@@ -26,6 +26,7 @@ _EXPORTS = {
     "wait_for_port": "._proc",
     "DEFAULT_KAFKA_VERSION": ".kafka",
     "ApacheKafka": ".kafka",
+    "BrokerTls": ".kafka",
     "ensure_kafka_jars": ".kafka",
     "PrometheusServer": ".prometheus",
     "RedisServer": ".redis",
@@ -38,7 +39,7 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._proc import ManagedProcess, ServiceError, free_port, wait_for_port
-    from .kafka import DEFAULT_KAFKA_VERSION, ApacheKafka, ensure_kafka_jars
+    from .kafka import DEFAULT_KAFKA_VERSION, ApacheKafka, BrokerTls, ensure_kafka_jars
     from .prometheus import PrometheusServer
     from .worker import KpiWorker, parse_metrics
     from .redis import RedisServer

@@ -25,6 +25,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from ._proc import LocalServer, ManagedProcess, ServiceError, free_port, wait_for_port
@@ -32,6 +34,7 @@ from ._proc import LocalServer, ManagedProcess, ServiceError, free_port, wait_fo
 __all__ = [
     "DEFAULT_KAFKA_VERSION",
     "ApacheKafka",
+    "BrokerTls",
     "default_cache_dir",
     "ensure_kafka_jars",
     "kafka_metadata_ready",
@@ -245,6 +248,31 @@ def wait_for_kafka(
 
 
 # -- the broker ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class BrokerTls:
+    """The PEM files of a broker's TLS listeners (``ssl.keystore.type=PEM``, ``ssl.truststore.type=PEM``).
+
+    ``keystore``: the broker's private key, encrypted with ``key_password``, followed by its
+    certificate chain. Kafka reads a PEM key store file only with a key password, and Java only
+    decrypts PKCS#8 keys of a PBES1 scheme (``openssl pkcs8 -topk8 -v1 PBE-SHA1-3DES``; there is no
+    PBES2 SecretKeyFactory): see ``tests/tls.py``.
+    ``truststore``: the CA certificates a client certificate must chain to.
+    ``client_auth`` of the SSL listener: ``required`` (mutual TLS), ``requested`` or ``none``.
+    For tests and dev runs: the key password is written to ``server.properties`` in ``data_dir``.
+    """
+
+    keystore: Path
+    truststore: Path
+    key_password: str
+    client_auth: str = "required"
+
+    def __repr__(self) -> str:  # the key password stays out of reprs and test reports
+        return f"BrokerTls(keystore={self.keystore}, truststore={self.truststore}, client_auth={self.client_auth})"
+
+
+SCRAM_MECHANISM = "SCRAM-SHA-256"
+
+
 class ApacheKafka(LocalServer):
     """Single-node Apache Kafka (KRaft, broker+controller) bound to 127.0.0.1.
 
@@ -254,6 +282,15 @@ class ApacheKafka(LocalServer):
     a later start on the same ``data_dir`` (after :meth:`stop` or
     :meth:`kill`, or from a new instance) keeps every topic and message.
     Ports are chosen once per instance and kept across restarts.
+
+    The PLAINTEXT listener (``bootstrap``) is always there: the broker talks to itself through it,
+    and readiness is checked on it. With ``tls`` the broker also listens for ``SSL`` on
+    ``ssl_bootstrap`` (client certificates as ``tls.client_auth`` says: required by default), and
+    with ``scram_users`` (user -> password) for ``SASL_SSL`` with SCRAM-SHA-256 on
+    ``sasl_ssl_bootstrap`` (the server certificate of ``tls``, no client certificate). KRaft keeps
+    SCRAM credentials in the cluster metadata: the users are added when the storage is formatted
+    (``kafka-storage format --add-scram``, passwords on its command line: tests and dev runs only),
+    so only on the first start of a ``data_dir``.
     """
 
     label = "Apache Kafka"
@@ -270,12 +307,31 @@ class ApacheKafka(LocalServer):
         cache_dir: str | os.PathLike[str] | None = None,
         heap: str = "512m",
         extra_config: dict[str, str] | None = None,
+        tls: BrokerTls | None = None,
+        scram_users: Mapping[str, str] | None = None,
     ) -> None:
+        if scram_users and tls is None:
+            raise ValueError("scram_users need tls: the SCRAM users are served on a SASL_SSL listener")
+        for text in (*(scram_users or {}), *(scram_users or {}).values()):
+            if not text or set(text) & set(',[]="\'') or any(c.isspace() for c in text):
+                raise ValueError("SCRAM user names and passwords must be non-empty, without spaces or , [ ] = \" \\ "
+                                 "(they are passed to kafka-storage format --add-scram)")
         self.data_dir = Path(data_dir).resolve()
-        self.port = port or free_port()
-        self.controller_port = controller_port or free_port()
-        while self.controller_port == self.port:
-            self.controller_port = free_port()
+        taken: set[int] = set()
+
+        def new_port(given: int | None = None) -> int:
+            p = given or free_port()
+            while p in taken:
+                p = free_port()
+            taken.add(p)
+            return p
+
+        self.port = new_port(port)
+        self.controller_port = new_port(controller_port)
+        self.tls = tls
+        self.scram_users = dict(scram_users or {})
+        self.ssl_port = new_port() if tls is not None else None
+        self.sasl_ssl_port = new_port() if self.scram_users else None
         self.version = version
         self.cache_dir = cache_dir
         self.heap = heap
@@ -290,21 +346,67 @@ class ApacheKafka(LocalServer):
         return f"127.0.0.1:{self.port}"
 
     @property
+    def ssl_bootstrap(self) -> str:
+        """The SSL listener (client certificates as ``tls.client_auth`` says)."""
+        if self.ssl_port is None:
+            raise AttributeError("this broker has no SSL listener (no tls given)")
+        return f"127.0.0.1:{self.ssl_port}"
+
+    @property
+    def sasl_ssl_bootstrap(self) -> str:
+        """The SASL_SSL listener (SCRAM-SHA-256 over TLS)."""
+        if self.sasl_ssl_port is None:
+            raise AttributeError("this broker has no SASL_SSL listener (no scram_users given)")
+        return f"127.0.0.1:{self.sasl_ssl_port}"
+
+    @property
     def address(self) -> str:
         return self.bootstrap
+
+    def _listeners(self) -> dict[str, str]:
+        """Listener name (= its security protocol) -> host:port, the client listeners only."""
+        out = {"PLAINTEXT": self.bootstrap}
+        if self.ssl_port is not None:
+            out["SSL"] = self.ssl_bootstrap
+        if self.sasl_ssl_port is not None:
+            out["SASL_SSL"] = self.sasl_ssl_bootstrap
+        return out
+
+    def _security_properties(self) -> dict[str, str]:
+        if self.tls is None:
+            return {}
+        props = {
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(Path(self.tls.keystore).resolve()),
+            "ssl.key.password": self.tls.key_password,
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(Path(self.tls.truststore).resolve()),
+            "listener.name.ssl.ssl.client.auth": self.tls.client_auth,
+        }
+        if self.scram_users:
+            mech = SCRAM_MECHANISM.lower()
+            props.update({
+                "listener.name.sasl_ssl.sasl.enabled.mechanisms": SCRAM_MECHANISM,
+                f"listener.name.sasl_ssl.{mech}.sasl.jaas.config":
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+                "listener.name.sasl_ssl.ssl.client.auth": "none",
+            })
+        return props
 
     @property
     def log_path(self) -> Path:
         return self.data_dir / self.log_name
 
     def _server_properties(self) -> str:
+        client = self._listeners()
+        advertised = ",".join(f"{name}://{where}" for name, where in client.items())
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listeners": f"{advertised},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": advertised,
+            "listener.security.protocol.map": ",".join(f"{name}:{name}" for name in client) + ",CONTROLLER:PLAINTEXT",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "log.dirs": str(self.log_dirs),
@@ -331,6 +433,7 @@ class ApacheKafka(LocalServer):
             "share.coordinator.state.topic.replication.factor": "1",
             "share.coordinator.state.topic.min.isr": "1",
         }
+        props.update(self._security_properties())
         props.update(self.extra_config)
         lines = ["# Written by processor/services/kafka.py; rewritten on every start."]
         lines += [f"{k}={v}" for k, v in props.items()]
@@ -354,8 +457,10 @@ class ApacheKafka(LocalServer):
         if (self.log_dirs / "meta.properties").is_file():
             return
         cluster_id = _random_cluster_id()
+        scram = [arg for user, password in self.scram_users.items()
+                 for arg in ("--add-scram", f"{SCRAM_MECHANISM}=[name={user},password={password}]")]
         cmd = self._java(libs, "kafka.tools.StorageTool", "format",
-                         "-t", cluster_id, "-c", str(self.config_path), "--ignore-formatted",
+                         "-t", cluster_id, "-c", str(self.config_path), "--ignore-formatted", *scram,
                          jvm_opts=("-Xmx256m",))
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         with open(self.log_path, "a") as log:

@@ -143,11 +143,14 @@ async def produce(bootstrap: str, topic: str, events: list[dict], raw: list[byte
 
 
 async def read_all(bootstrap: str, topic: str, quiet_ms: int = 3000,
-                   isolation_level: str = "read_uncommitted") -> list[tuple[bytes, bytes]]:
+                   isolation_level: str = "read_uncommitted", security: dict | None = None) -> list[tuple[bytes, bytes]]:
+    """Every message of ``topic`` until none arrives for ``quiet_ms``; ``security``: aiokafka options
+    (processor.topics.aiokafka_security) for a broker that wants TLS or SASL."""
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None, isolation_level=isolation_level)
+                                enable_auto_commit=False, group_id=None, isolation_level=isolation_level,
+                                **(security or {}))
     await consumer.start()
     out = []
     try:
@@ -221,12 +224,12 @@ def assert_gauges_equal_replay(s: dict[str, float], feed: dict) -> None:
 
 
 def assert_rollups_equal_replay(bootstrap: str, env: dict[str, str], feed: dict,
-                                isolation_level: str = "read_uncommitted") -> tuple[int, int]:
+                                isolation_level: str = "read_uncommitted", security: dict | None = None) -> tuple[int, int]:
     """The latest version of every record on the rollup topic equals replay's; returns (records, keys)."""
     import asyncio
 
-    streamed = [json.loads(v) for _k, v in asyncio.run(read_all(bootstrap, env["KPI_KAFKA__ROLLUP_TOPIC"],
-                                                                 isolation_level=isolation_level))]
+    streamed = [json.loads(v) for _k, v in asyncio.run(read_all(
+        bootstrap, env["KPI_KAFKA__ROLLUP_TOPIC"], isolation_level=isolation_level, security=security))]
     got, want = latest(streamed), latest(feed["rollups"])
     assert {k: without_version(r) for k, r in got.items()} == {k: without_version(r) for k, r in want.items()}
     return len(streamed), len(got)

@@ -1,7 +1,7 @@
 """Redis with a password and TLS (client certificate required), configured through `redis_url` only.
 
-A throw-away CA, server and client certificate (openssl), and Debian's redis-server listening on
-TLS only with `requirepass`. The worker's snapshot writer (`processor.snapshot.RedisSnapshot`)
+A throw-away CA, server and client certificate (tests/tls.py: openssl), and Debian's redis-server
+listening on TLS only with `requirepass`. The worker's snapshot writer (`processor.snapshot.RedisSnapshot`)
 writes through a `rediss://:PASSWORD@…?ssl_ca_certs=…&ssl_certfile=…&ssl_keyfile=…` URL taken
 from the settings (`KPI_REDIS_URL`), and the wallboard reads it back through the same URL; a
 wrong password, an unknown CA and a plain `redis://` connection are all refused, and no log line
@@ -24,32 +24,23 @@ from processor.services._proc import free_port
 from processor.snapshot import RedisSnapshot, read_snapshot, snapshot_entries
 from processor.wallboard.server import Wallboard
 from tests.coretools import Contact, at, by_time, run
+from tests.tls import make_pki
 
 pytestmark = pytest.mark.integration
 
 PASSWORD = "tls p@ss:w/rd#1"  # characters that must be percent-encoded in the URL
 
 
-def _openssl(*args: str, cwd) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def tls_redis(tmp_path_factory):
-    d = tmp_path_factory.mktemp("redis-tls")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-             "-subj", "/CN=kpi-test-ca", cwd=d)
-    (d / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    for name in ("server", "client"):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-                 "-subj", f"/CN={'127.0.0.1' if name == 'server' else 'kpi-worker'}", cwd=d)
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                 "-out", f"{name}.pem", "-days", "2", "-extfile", "san.cnf", cwd=d)
+    pki = make_pki(tmp_path_factory.mktemp("redis-tls"))
+    d = pki.dir
     port = free_port()
     binary = "/usr/bin/redis-server" if shutil.which("/usr/bin/redis-server") else "redis-server"
     proc = subprocess.Popen(
         [binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
-         "--tls-cert-file", "server.pem", "--tls-key-file", "server.key", "--tls-ca-cert-file", "ca.pem",
+         "--tls-cert-file", str(pki.server_cert), "--tls-key-file", str(pki.server_key),
+         "--tls-ca-cert-file", str(pki.ca),
          "--tls-auth-clients", "yes", "--requirepass", PASSWORD, "--save", "", "--appendonly", "no",
          "--dir", str(d), "--logfile", "redis.log"],
         cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -59,7 +50,7 @@ def tls_redis(tmp_path_factory):
             assert proc.poll() is None, (d / "redis.log").read_text()
             assert time.monotonic() < deadline, "redis-server (TLS) did not start"
             time.sleep(0.05)
-        tls = f"ssl_ca_certs={d / 'ca.pem'}&ssl_certfile={d / 'client.pem'}&ssl_keyfile={d / 'client.key'}"
+        tls = f"ssl_ca_certs={pki.ca}&ssl_certfile={pki.client_cert}&ssl_keyfile={pki.client_key}"
         yield {"port": port, "dir": d, "tls": tls,
                "url": f"rediss://:{quote(PASSWORD, safe='')}@127.0.0.1:{port}/0?{tls}&ssl_cert_reqs=required"}
     finally:

@@ -12,6 +12,7 @@ import yaml
 from processor import cli
 from processor.config import ConfigError, KafkaConfig, QueueConfig, Settings, load_settings
 from processor.core.settings import EngineSettings, QueueSettings
+from tests.tls import encrypt_key, make_pki
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "deploy" / "config" / "queues.example.yaml"
@@ -70,6 +71,7 @@ def test_kafka_defaults():
     assert k.security_protocol == "PLAINTEXT"
     assert k.sasl_mechanism == "PLAIN"
     assert k.sasl_username is None and k.sasl_password is None and k.ssl_cafile is None
+    assert k.ssl_certfile is None and k.ssl_keyfile is None and k.ssl_key_password is None
     assert k.session_timeout_seconds == 10.0
 
 
@@ -193,6 +195,78 @@ def test_yaml_syntax_error(tmp_path):
 def test_yaml_top_level_must_be_a_mapping(tmp_path):
     with pytest.raises(ConfigError, match="mapping at the top level"):
         load_settings(write(tmp_path, "- sales\n- support\n"))
+
+
+# ----------------------------------------------------------------------------------- client certificate (mTLS)
+
+KEY_PASSWORD = "key-Pw-5e1c"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    pki = make_pki(tmp_path_factory.mktemp("pki"))
+    encrypt_key(pki.client_key, pki.dir / "client.enc.key", KEY_PASSWORD)
+    return pki
+
+
+def test_client_certificate_from_yaml_and_environment(tmp_path, monkeypatch, pki):
+    path = write(tmp_path, f"""
+kafka:
+  security_protocol: SSL
+  ssl_cafile: {pki.ca}
+  ssl_certfile: {pki.client_cert}
+  ssl_keyfile: {pki.dir / "client.enc.key"}
+""")
+    monkeypatch.setenv("KPI_KAFKA__SSL_KEY_PASSWORD", KEY_PASSWORD)
+    k = load_settings(path).kafka
+    assert (k.ssl_cafile, k.ssl_certfile, k.ssl_keyfile) == (pki.ca, pki.client_cert, pki.dir / "client.enc.key")
+    assert k.ssl_key_password.get_secret_value() == KEY_PASSWORD
+    assert k.ssl_context().get_ca_certs()[0]["subject"] == ((("commonName", "kpi-test-ca"),),)
+    # the same through the environment only, an unencrypted key without password, over SASL_SSL
+    for name, value in {"SECURITY_PROTOCOL": "SASL_SSL", "SSL_CAFILE": pki.ca, "SSL_CERTFILE": pki.client_cert,
+                        "SSL_KEYFILE": pki.client_key}.items():
+        monkeypatch.setenv(f"KPI_KAFKA__{name}", str(value))
+    monkeypatch.delenv("KPI_KAFKA__SSL_KEY_PASSWORD")
+    k = load_settings().kafka
+    assert (k.security_protocol, k.ssl_keyfile, k.ssl_key_password) == ("SASL_SSL", pki.client_key, None)
+    assert k.ssl_context() is not None
+    assert KafkaConfig().ssl_context() is None  # PLAINTEXT: no TLS
+
+
+@pytest.mark.parametrize("case", [
+    "certfile without keyfile", "keyfile without certfile", "key password without keyfile", "certfile missing",
+    "cafile missing", "plaintext", "sasl_plaintext", "wrong key password", "no key password", "key of another",
+    "not a certificate", "not a key", "cafile not a certificate"])
+def test_client_certificate_errors_name_the_problem_not_the_password(tmp_path, pki, case):
+    enc = pki.dir / "client.enc.key"
+    kafka = {"security_protocol": "SSL", "ssl_cafile": pki.ca, "ssl_certfile": pki.client_cert, "ssl_keyfile": enc,
+             "ssl_key_password": KEY_PASSWORD}
+    wrong = "wrong-Pw-0d4a"
+    change, field, words = {
+        "certfile without keyfile": ({"ssl_keyfile": None, "ssl_key_password": None}, "kafka",
+                                     "ssl_certfile is set but ssl_keyfile is not"),
+        "keyfile without certfile": ({"ssl_certfile": None}, "kafka", "ssl_keyfile is set but ssl_certfile is not"),
+        "key password without keyfile": ({"ssl_certfile": None, "ssl_keyfile": None}, "kafka",
+                                         "ssl_key_password is set but ssl_keyfile is not"),
+        "certfile missing": ({"ssl_certfile": tmp_path / "nope.pem"}, "kafka.ssl_certfile", "nope.pem is not a file"),
+        "cafile missing": ({"ssl_cafile": tmp_path / "ca.pem"}, "kafka.ssl_cafile", "ca.pem is not a file"),
+        "plaintext": ({"security_protocol": "PLAINTEXT"}, "kafka", "need security_protocol SSL or SASL_SSL"),
+        "sasl_plaintext": ({"security_protocol": "SASL_PLAINTEXT"}, "kafka", "(it is SASL_PLAINTEXT)"),
+        "wrong key password": ({"ssl_key_password": wrong}, "kafka", "ssl_key_password is wrong"),
+        "no key password": ({"ssl_key_password": None}, "kafka", "ssl_key_password is not set"),
+        "key of another": ({"ssl_keyfile": pki.server_key, "ssl_key_password": None}, "kafka",
+                           "is not the private key of ssl_certfile"),
+        "not a certificate": ({"ssl_certfile": pki.client_key}, "kafka", "holds no PEM certificate"),
+        "not a key": ({"ssl_keyfile": pki.client_cert}, "kafka", "holds no PEM private key"),
+        "cafile not a certificate": ({"ssl_cafile": pki.client_key}, "kafka", "no CA certificate can be read"),
+    }[case]
+    kafka = {k: v for k, v in {**kafka, **change}.items() if v is not None}
+    path = write(tmp_path, yaml.safe_dump({"kafka": {k: str(v) for k, v in kafka.items()}}))
+    with pytest.raises(ConfigError) as exc:
+        load_settings(path)
+    lines = error_lines(exc)
+    assert any(line.startswith(f"  - {field}: ") and words in line for line in lines[1:]), lines
+    assert KEY_PASSWORD not in str(exc.value) and wrong not in str(exc.value)
 
 
 # ----------------------------------------------------------------------------------- per-queue lookup

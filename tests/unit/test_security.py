@@ -1,9 +1,12 @@
 """Security: secrets stay secret, the web endpoints are read-only, input size is bounded.
 
-- A SASL password and a Redis URL with a password never appear in the settings' repr / str /
-  model_dump / JSON, in configuration errors, in the start-up line of `kpi worker`, in Faust's
-  broker credentials, in /metrics or /healthz, in what the snapshot writer and the wallboard log
-  when Redis is unreachable, nor in kafka-python's DEBUG log of its admin client configuration.
+- A SASL password, the password of the Kafka client key (mutual TLS) and a Redis URL with a
+  password never appear in the settings' repr / str / model_dump / JSON, in configuration errors
+  (pydantic's own included), in the start-up line of `kpi worker`, in Faust's broker credentials,
+  in /metrics or /healthz, in what the snapshot writer and the wallboard log when Redis is
+  unreachable, nor in kafka-python's DEBUG log of its admin client configuration.
+- The client certificate reaches all three kinds of Kafka client (Faust, kafka-python's admin
+  client, plain aiokafka) through the one TLS context: each presents it in a TLS handshake.
 - The wallboard (aiohttp, in-process) and the worker's web server (Faust's aiohttp app, built by
   `create_app` without a broker) answer GET / HEAD only: POST, PUT, PATCH, DELETE get 405.
 - The decoder's size limit (`too_large`) is what the README documents.
@@ -14,6 +17,7 @@ import asyncio
 import inspect
 import json
 import logging
+import ssl
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -22,12 +26,15 @@ from processor import cli, deadletter
 from processor.config import ConfigError, load_settings
 from processor.decode import MAX_EVENT_BYTES, BadEvent, decode
 from processor.snapshot import RedisSnapshot, redis_location
+from tests.tls import Pki, encrypt_key, make_pki
 
 KAFKA_SECRET = "kafka-Pw-7f3a9c1e"
+KEY_SECRET = "key-Pw-3b8e6d21"      # the Kafka client key's password
+WRONG_KEY_SECRET = "key-Pw-wrong-94c0"
 REDIS_SECRET = "redis-Pw-0b5d2e84"
 # Nothing listens on port 1: every connection attempt fails at once.
 REDIS_URL = f"rediss://kpi:{REDIS_SECRET}@127.0.0.1:1/0?ssl_cert_reqs=required"
-SECRETS = (KAFKA_SECRET, REDIS_SECRET)
+SECRETS = (KAFKA_SECRET, KEY_SECRET, WRONG_KEY_SECRET, REDIS_SECRET)
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 
 
@@ -35,8 +42,42 @@ def clean(text: str) -> bool:
     return not any(s in text for s in SECRETS)
 
 
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> Pki:
+    """A CA, a server and a client certificate; the client key also encrypted with KEY_SECRET."""
+    pki = make_pki(tmp_path_factory.mktemp("pki"))
+    encrypt_key(pki.client_key, pki.dir / "client.enc.key", KEY_SECRET)
+    return pki
+
+
+def presented_certificate(client: ssl.SSLContext, pki: Pki) -> str:
+    """A TLS handshake (in memory) of ``client`` with a server that requires a client certificate
+    signed by the CA: the common name of the certificate the client presented."""
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(pki.server_cert, pki.server_key)
+    server.load_verify_locations(pki.ca)
+    server.verify_mode = ssl.CERT_REQUIRED
+    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
+    c = client.wrap_bio(c_in, c_out, server_hostname="127.0.0.1")
+    s = server.wrap_bio(s_in, s_out, server_side=True)
+    done: set[str] = set()
+    for _ in range(10):
+        for name, side in (("client", c), ("server", s)):
+            if name not in done:
+                try:
+                    side.do_handshake()
+                    done.add(name)
+                except ssl.SSLWantReadError:
+                    pass
+        s_in.write(c_out.read())
+        c_in.write(s_out.read())
+        if len(done) == 2:
+            return dict(pair[0] for pair in s.getpeercert()["subject"])["commonName"]
+    raise AssertionError(f"handshake did not finish ({done})")
+
+
 @pytest.fixture
-def secret_env(monkeypatch, tmp_path):
+def secret_env(monkeypatch, tmp_path, pki):
     import os
     for name in list(os.environ):
         if name.upper().startswith("KPI_"):
@@ -45,6 +86,10 @@ def secret_env(monkeypatch, tmp_path):
     monkeypatch.setenv("KPI_KAFKA__SASL_MECHANISM", "SCRAM-SHA-512")
     monkeypatch.setenv("KPI_KAFKA__SASL_USERNAME", "kpi")
     monkeypatch.setenv("KPI_KAFKA__SASL_PASSWORD", KAFKA_SECRET)
+    monkeypatch.setenv("KPI_KAFKA__SSL_CAFILE", str(pki.ca))
+    monkeypatch.setenv("KPI_KAFKA__SSL_CERTFILE", str(pki.client_cert))
+    monkeypatch.setenv("KPI_KAFKA__SSL_KEYFILE", str(pki.dir / "client.enc.key"))
+    monkeypatch.setenv("KPI_KAFKA__SSL_KEY_PASSWORD", KEY_SECRET)
     monkeypatch.setenv("KPI_REDIS_URL", REDIS_URL)
     monkeypatch.setenv("KPI_STORE", "memory://")
     monkeypatch.setenv("KPI_DATA_DIR", str(tmp_path / "data"))
@@ -56,13 +101,14 @@ def secret_env(monkeypatch, tmp_path):
 def test_settings_carry_the_secrets_but_never_show_them(secret_env):
     s = secret_env
     assert s.kafka.sasl_password.get_secret_value() == KAFKA_SECRET
+    assert s.kafka.ssl_key_password.get_secret_value() == KEY_SECRET
     assert s.redis_url.get_secret_value() == REDIS_URL
     for text in (repr(s), str(s), repr(s.kafka), str(s.model_dump()), s.model_dump_json(),
                  json.dumps(s.model_dump(mode="json")), repr(s.engine())):
         assert clean(text), text
 
 
-def test_configuration_errors_do_not_echo_secrets(secret_env, monkeypatch):
+def test_configuration_errors_do_not_echo_secrets(secret_env, monkeypatch, pki):
     monkeypatch.setenv("KPI_WEB_PORT", "99999")  # another field is wrong: the secrets are still set
     with pytest.raises(ConfigError) as info:
         load_settings()
@@ -74,13 +120,33 @@ def test_configuration_errors_do_not_echo_secrets(secret_env, monkeypatch):
         with pytest.raises(ConfigError) as info:
             load_settings()
         assert "redis_url" in str(info.value) and clean(str(info.value)), str(info.value)
-    # a malformed JSON mapping holding the password
+    # a wrong key password: said so, not shown
     monkeypatch.setenv("KPI_REDIS_URL", REDIS_URL)
+    monkeypatch.setenv("KPI_KAFKA__SSL_KEY_PASSWORD", WRONG_KEY_SECRET)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "ssl_key_password is wrong" in str(info.value) and clean(str(info.value)), str(info.value)
+    # a malformed JSON mapping holding the passwords
     monkeypatch.delenv("KPI_KAFKA__SASL_PASSWORD")
-    monkeypatch.setenv("KPI_KAFKA", '{"sasl_password": "' + KAFKA_SECRET + '", ')
+    monkeypatch.delenv("KPI_KAFKA__SSL_KEY_PASSWORD")
+    monkeypatch.setenv("KPI_KAFKA", '{"sasl_password": "' + KAFKA_SECRET + '", "ssl_key_password": "'
+                       + KEY_SECRET + '", ')
     with pytest.raises(ConfigError) as info:
         load_settings()
     assert clean(str(info.value)), str(info.value)
+    # pydantic's own error (Settings built directly, as tests and tools do) repeats no input either
+    from pydantic import ValidationError
+
+    from processor.config import Settings
+
+    monkeypatch.delenv("KPI_KAFKA")
+    kafka = {"security_protocol": "SASL_SSL", "sasl_password": KAFKA_SECRET, "ssl_certfile": str(pki.client_cert),
+             "ssl_keyfile": str(pki.dir / "client.enc.key"), "ssl_cafile": str(pki.ca)}
+    for bad in ({"ssl_key_password": WRONG_KEY_SECRET}, {"ssl_key_password": KEY_SECRET, "partitions": 0},
+                {"ssl_key_password": KEY_SECRET, "bootstrap": ["not", "a", "string"]}):
+        with pytest.raises(ValidationError) as info:
+            Settings(kafka={**kafka, **bad}, redis_url=REDIS_URL.replace("rediss", "http"))
+        assert "kafka" in str(info.value) and clean(str(info.value)), str(info.value)
 
 
 def test_redis_log_lines_name_the_server_not_the_password():
@@ -90,7 +156,7 @@ def test_redis_log_lines_name_the_server_not_the_password():
         assert clean(where) and where.startswith(("127.0.0.1:1", "redis:")), where
 
 
-def test_kpi_worker_start_line_and_faust_credentials_hide_secrets(secret_env, monkeypatch, capsys, caplog):
+def test_kpi_worker_start_line_and_faust_credentials_hide_secrets(secret_env, pki, monkeypatch, capsys, caplog):
     import faust.worker
 
     import processor.topics
@@ -113,15 +179,17 @@ def test_kpi_worker_start_line_and_faust_credentials_hide_secrets(secret_env, mo
     app = created["app"]
     creds = app.conf.broker_credentials  # SASL is wired through, secret included ...
     assert (creds.username, creds.password, creds.mechanism.value) == ("kpi", KAFKA_SECRET, "SCRAM-SHA-512")
-    assert creds.ssl_context is not None
+    assert presented_certificate(creds.ssl_context, pki) == "kpi-worker"  # ... and the client certificate
     assert app.kpi_runtime.snapshot.url == REDIS_URL
     # ... and shown nowhere
     for text in (err, caplog.text, repr(creds), repr(app.conf.broker_credentials), repr(app)):
         assert clean(text), text
 
 
-def test_admin_client_debug_log_masks_the_sasl_password(secret_env, monkeypatch, caplog):
-    """kafka-python logs its admin client's whole configuration at DEBUG (logger kafka.admin.client)."""
+def test_admin_client_debug_log_masks_the_sasl_password(secret_env, pki, monkeypatch, caplog):
+    """kafka-python logs its admin client's whole configuration at DEBUG (logger kafka.admin.client):
+    the SASL password is masked; the client certificate goes in as a TLS context, so its key
+    password is not in that configuration at all."""
     import kafka.admin.client as kac
     from kafka.errors import KafkaError
 
@@ -130,7 +198,10 @@ def test_admin_client_debug_log_masks_the_sasl_password(secret_env, monkeypatch,
     assert 'log.debug("Starting KafkaAdminClient with configuration: %s", configs)' in inspect.getsource(kac)
     assert kac.log.name == "kafka.admin.client"
 
+    seen = {}
+
     def admin_client(**configs):  # what kafka-python does first, without a broker to wait 30 s for
+        seen.update(configs)
         kac.log.debug("Starting KafkaAdminClient with configuration: %s", configs)
         raise KafkaError("no broker here")
 
@@ -141,6 +212,35 @@ def test_admin_client_debug_log_masks_the_sasl_password(secret_env, monkeypatch,
     assert "sasl_plain_password" in caplog.text and "**********" in caplog.text
     assert clean(caplog.text), caplog.text
     assert not kac.log.filters  # the mask is removed again
+    assert not {"ssl_password", "ssl_keyfile", "ssl_certfile"} & set(seen)
+    assert presented_certificate(seen["ssl_context"], pki) == "kpi-worker"
+
+
+@pytest.mark.parametrize("protocol", ["SSL", "SASL_SSL"])
+def test_every_kafka_client_presents_the_client_certificate(pki, protocol):
+    """Faust's credentials, kafka-python's admin options and aiokafka's options: one TLS context
+    each, built by KafkaConfig.ssl_context(), which checks the broker against ssl_cafile and
+    presents the client certificate (its key decrypted with ssl_key_password)."""
+    from processor.app import _kafka_security
+    from processor.config import Settings
+    from processor.topics import _security, aiokafka_security
+
+    kafka = {"security_protocol": protocol, "ssl_cafile": pki.ca, "ssl_certfile": pki.client_cert,
+             "ssl_keyfile": pki.dir / "client.enc.key", "ssl_key_password": KEY_SECRET}
+    if protocol == "SASL_SSL":
+        kafka |= {"sasl_mechanism": "SCRAM-SHA-256", "sasl_username": "kpi", "sasl_password": KAFKA_SECRET}
+    s = Settings(kafka=kafka)
+    creds = _kafka_security(s)["broker_credentials"]
+    contexts = {"faust": creds.context if protocol == "SSL" else creds.ssl_context,
+                "kafka-python": _security(s)["ssl_context"], "aiokafka": aiokafka_security(s)["ssl_context"]}
+    for client, ctx in contexts.items():
+        assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname, client
+        assert presented_certificate(ctx, pki) == "kpi-worker", client
+    assert _security(s)["security_protocol"] == aiokafka_security(s)["security_protocol"] == protocol
+    # without a client certificate the same server refuses the handshake
+    bare = Settings(kafka={"security_protocol": protocol, "ssl_cafile": pki.ca}).kafka.ssl_context()
+    with pytest.raises(ssl.SSLError):
+        presented_certificate(bare, pki)
 
 
 def test_snapshot_writer_logs_no_secret_when_redis_is_unreachable(caplog):
