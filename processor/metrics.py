@@ -155,6 +155,19 @@ class KpiCollector:
                 if behind and self.app.in_transaction:
                     behind = min(behind, _behind_fetch_position(consumer, TP(topic, partition), hw))
                 lag.add_metric([topic, str(partition)], behind)
+        # Owned but nothing read since it was assigned (a quiet partition handed over by another worker):
+        # the consumer's position is the committed offset, so the lag is the end minus that position.
+        k = self.rt.settings.kafka
+        streams = {k.input_topic, k.facts_topic, k.journeys_topic}
+        for tp in sorted(owned):
+            if tp.topic not in streams or (tp.topic, tp.partition) in self.rt.health.offsets:
+                continue
+            try:
+                hw = consumer.highwater(tp)
+            except Exception:
+                continue
+            if hw is not None and hw >= 0:
+                lag.add_metric([tp.topic, str(tp.partition)], _behind_fetch_position(consumer, tp, hw))
         return lag
 
 

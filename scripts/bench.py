@@ -3,7 +3,7 @@
     python scripts/bench.py [--events 100000] [--rate 2000] [--latency-seconds 30] [--soak-seconds 0]
                             [--bootstrap host:port] [--keep] [--output results.json]
                             [--warmup-seconds 5] [--poll-ms 50] [--partitions 4] [--seed 7]
-                            [--worker-env KPI_X=value ...]
+                            [--workers 2] [--worker-env KPI_X=value ...]
 
 One run:
   0. generate N contract events with the seeded simulator (the first N in event-time order, all in
@@ -24,7 +24,9 @@ One run:
      event loop, so the share of the worker's time they take is printed too);
   5. memory: the worker's peak RSS (VmHWM), and with --soak-seconds > 0 its RSS every 10 s while
      the live feed goes on at --rate;
-  6. a summary table on stdout, the results as JSON (--output, default bench-results.json in the
+  6. with --workers W > 1, after the first worker is stopped: the same N events on topics of their
+     own, read by W workers of one group, timed like step 3 (first event to zero lag everywhere);
+  7. a summary table on stdout, the results as JSON (--output, default bench-results.json in the
      run folder).
 
 The probe gauge counts since local midnight of the queue (UTC unless configured): a run that crosses
@@ -325,48 +327,64 @@ def caught_up(samples: dict[str, float], n: int, topics: list[str], partitions: 
             and all(len(lags.get(t, {})) >= partitions and not any(lags[t].values()) for t in topics))
 
 
-def measure_catchup(worker, n: int, topics: list[str], partitions: int, timeout: float) -> dict:
-    """From worker launch to n events processed and zero lag on every partition of both topics."""
+def measure_catchup(workers: list, n: int, topics: list[str], partitions: int, timeout: float) -> dict:
+    """From the launch of the workers (one group) to n events processed between them and zero lag on
+    every partition of both topics (each worker reports the partitions it owns)."""
     t_launch = time.monotonic()
-    worker.start(timeout=120)
+    for worker in workers:
+        worker.start(timeout=120)
     t_metrics = time.monotonic()
-    progress(f"worker pid {worker.pid} serving {worker.url}/metrics after {t_metrics - t_launch:.1f}s; waiting for "
+    progress(f"worker pids {[w.pid for w in workers]} serving /metrics after {t_metrics - t_launch:.1f}s; waiting for "
              f"{n:,} events and zero lag ...")
+
+    def cpu_seconds() -> float | None:
+        values = [proc_cpu_seconds(w.pid) for w in workers]
+        return None if None in values else sum(values)
+
     t_first = n_first = cpu_first = None
     t_done = None
     samples: dict[str, float] = {}
     last_progress = 0.0
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            samples = worker.scrape()
-        except OSError:
-            samples = {}
+        scrapes = []
+        for worker in workers:
+            try:
+                scrapes.append(worker.scrape())
+            except OSError:
+                scrapes.append({})
+        samples = {}
+        for one in scrapes:  # lag series are per owned partition: the union covers the topic
+            for key, value in one.items():
+                samples[key] = samples.get(key, 0) + value if key.split("{")[0].endswith("_total") else value
         now = time.monotonic()
         processed = samples.get("kpi_events_processed_total", 0)
         if t_first is None and processed > 0:
-            t_first, n_first, cpu_first = now, processed, proc_cpu_seconds(worker.pid)
-        if samples and caught_up(samples, n, topics, partitions):
+            t_first, n_first, cpu_first = now, processed, cpu_seconds()
+        if all(scrapes) and caught_up(samples, n, topics, partitions):
             t_done = now
             break
-        if not worker.running:
-            raise RuntimeError(f"worker exited during catch-up:\n{worker.log_tail()}")
+        for worker in workers:
+            if not worker.running:
+                raise RuntimeError(f"worker exited during catch-up:\n{worker.log_tail()}")
         if now - last_progress >= 1:
             last_progress = now
             lag = sum(v for t in lag_by_topic(samples).values() for v in t.values())
             rate = (processed - n_first) / (now - t_first) if t_first and now > t_first else 0
-            progress(f"worker processed {processed:,.0f}/{n:,} ({rate:,.0f}/s), lag {lag:,.0f}", end="")
+            progress(f"processed {processed:,.0f}/{n:,} ({rate:,.0f}/s), lag {lag:,.0f}", end="")
         time.sleep(CATCHUP_POLL)
     progress_done()
     if t_done is None:
-        raise RuntimeError(f"worker did not catch up within {timeout:.0f}s (processed "
-                           f"{samples.get('kpi_events_processed_total', 0):,.0f}/{n:,}); log: {worker.log_path}")
-    cpu_done = proc_cpu_seconds(worker.pid)
+        raise RuntimeError(f"workers did not catch up within {timeout:.0f}s (processed "
+                           f"{samples.get('kpi_events_processed_total', 0):,.0f}/{n:,}); logs: "
+                           f"{[str(w.log_path) for w in workers]}")
+    cpu_done = cpu_seconds()
     span = t_done - t_first
     rate = (n - n_first) / span if span > 0 and n > n_first else None
     dead = {labels_of(k).get("reason", "?"): v for k, v in samples.items() if k.startswith("kpi_events_dead_lettered_total")}
     cpu = (cpu_done - cpu_first) if cpu_done is not None and cpu_first is not None else None
     return {
+        "workers": len(workers),
         "events": n,
         "processed_at_first_sample": n_first,
         "seconds_first_event_to_zero_lag": round(span, 3),
@@ -673,6 +691,8 @@ def parse_args(argv=None):
     p.add_argument("--warmup-seconds", type=float, default=5,
                    help="live feed before the latency run, its probes reported apart (default 5; 0: none)")
     p.add_argument("--soak-seconds", type=float, default=0, help="soak at --rate after the latency run (default 0: none)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="also time the catch-up with this many workers in one group, on topics of their own (default 1: no)")
     p.add_argument("--bootstrap", help="use this Kafka instead of starting Apache Kafka in a temporary folder")
     p.add_argument("--keep", action="store_true", help="keep broker data, worker data and the event file (and, "
                    "with --bootstrap, this run's topics)")
@@ -688,6 +708,39 @@ def parse_args(argv=None):
     if not 20 <= args.poll_ms <= 50:
         progress(f"note: --poll-ms {args.poll_ms:g} is outside the intended 20-50 ms")
     return args
+
+
+def scale_out(args, bootstrap: str, events_path: Path, run_dir: Path, one: dict) -> dict:
+    """The catch-up again with --workers workers in one group, on topics of their own holding the same events."""
+    from processor.services import KpiWorker
+    from processor.topics import ensure_topics
+
+    suffix = uuid.uuid4().hex[:8]
+    topics = {"input_topic": f"bench-{suffix}-events", "facts_topic": f"bench-{suffix}-facts",
+              "rollup_topic": f"bench-{suffix}-rollups", "dead_letter_topic": f"bench-{suffix}-dead"}
+    app_id = f"kpi-bench-{suffix}"
+    ensure_topics(Settings(app_id=app_id, kafka={"bootstrap": bootstrap, "partitions": args.partitions, **topics}))
+    with open(events_path, "rb") as fh:
+        messages = [(event_key(json.loads(line)), line.rstrip(b"\n")) for line in fh]
+    asyncio.run(produce_bulk(bootstrap, topics["input_topic"], messages))
+    env = {"KPI_APP_ID": app_id, "KPI_KAFKA__PARTITIONS": str(args.partitions),
+           **{f"KPI_KAFKA__{k.upper()}": v for k, v in topics.items()}}
+    for item in args.worker_env:
+        k, _, v = item.partition("=")
+        env[k] = v
+    workers = [KpiWorker(bootstrap, work_dir=run_dir / f"scale-worker-{i}", env=env) for i in range(args.workers)]
+    progress(f"scaling: {args.workers} kpi workers (app id {app_id}) on {len(messages):,} events; logs: "
+             f"{[str(w.log_path) for w in workers]}")
+    try:
+        c = measure_catchup(workers, len(messages), [topics["input_topic"], topics["facts_topic"]], args.partitions,
+                            timeout=max(600.0, len(messages) / 200))
+    finally:
+        for w in workers:
+            w.stop()
+    c["ratio_to_one_worker"] = c["events_per_s"] / one["events_per_s"] if c["events_per_s"] and one["events_per_s"] else None
+    c["logs"] = [str(w.log_path) for w in workers]
+    c["log_problems"] = [worker_log_problems(w.log_path) for w in workers]
+    return c
 
 
 def delete_topics(bootstrap: str, names: list[str], app_id: str) -> None:
@@ -724,6 +777,12 @@ def summary_rows(r: dict) -> list[tuple[str, str, str]]:
                      f"(first event after {c['seconds_launch_to_first_event']:.1f} s)", ""))
         if c.get("events_per_cpu_second"):
             rows.append(("worker events per CPU-second", f"{c['events_per_cpu_second']:,.0f}", ""))
+    sc = r.get("scaling")
+    if sc:
+        ok = sc["ratio_to_one_worker"] is not None and sc["ratio_to_one_worker"] >= 1.6
+        rows.append((f"{sc['workers']} workers catch-up, together", fmt_rate(sc["events_per_s"])
+                     + (f"  ({sc['ratio_to_one_worker']:.2f}x one worker)" if sc["ratio_to_one_worker"] else ""),
+                     f">= 1.6x where cores allow: {met(ok)}"))
     lat = r.get("latency")
     if lat:
         f = lat["feed"]
@@ -860,7 +919,7 @@ def main(argv=None) -> int:
         worker = KpiWorker(bootstrap, work_dir=run_dir / "worker", env=env)
         progress(f"starting kpi worker (app id {app_id}); its log: {worker.log_path}")
         results["worker"] = {"log": str(worker.log_path), "env": env, "url": worker.url}
-        c = measure_catchup(worker, args.events, [topics["input_topic"], topics["facts_topic"]], args.partitions,
+        c = measure_catchup([worker], args.events, [topics["input_topic"], topics["facts_topic"]], args.partitions,
                             timeout=max(600.0, args.events / 200))
         c["ratio_to_baseline"] = c["events_per_s"] / b["events_per_s"] if c["events_per_s"] and b["events_per_s"] else None
         results["catchup"] = c
@@ -919,6 +978,16 @@ def main(argv=None) -> int:
             if s["feed"]["seconds"] < retention:
                 figure(f"           note: contact state is kept for retention_seconds ({retention:g} s) of event time, "
                        "so a soak shorter than that grows state by design")
+        # -- 6. scaling: the same N events on fresh topics, read by --workers workers of one group ----------
+        if args.workers > 1:
+            progress("stopping the first worker: the scaling run has the machine to itself ...")
+            worker.stop()
+            sc = scale_out(args, bootstrap, events_path, run_dir, results["catchup"])
+            results["scaling"] = sc
+            figure(f"scaling:   {sc['workers']} workers together {fmt_rate(sc['events_per_s'])} from the first "
+                   f"processed event to zero lag ({sc['ratio_to_one_worker']:.2f}x one worker's "
+                   f"{fmt_rate(results['catchup']['events_per_s'])}; {results['host']['cpus']} CPUs shared with the "
+                   f"broker); CPU {sc['worker_cpu_seconds']} s between them")
         return_code = 0
     except BaseException as exc:
         results["error"] = repr(exc)
