@@ -164,6 +164,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     facts_table = table("queue-facts")
     published_table = table("published")
     profiles_table = table("profiles")                  # stage one: contacts no longer in progress (profile only)
+    customers_table = table("customers")                # stage one: each customer's churn event ids (retention)
     journeys_table = table("journey-facts")             # journey facts by fact id
 
     # One lock per stage, held for each batch and by each rebuild: Faust may call on_recover while
@@ -307,6 +308,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                     _persist(contacts_table, dirty_contacts, part)
                     _persist(agents_table, dirty_agents, part)
                     _persist(profiles_table, book.take_dirty_profiles(), part)
+                    _persist(customers_table, book.take_dirty_customers(), part)
                 await out.ack(stream, batch)
 
     def _apply_facts(batch: list, book_of) -> set[int]:
@@ -428,6 +430,9 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
             for cid, (p, state) in profiles_table.items():
                 if p in books and state is not None and cid not in books[p].contacts:
                     books[p].restore_profile(cid, state)
+            for customer, (p, state) in customers_table.items():
+                if p in books and state is not None:
+                    books[p].restore_customer(customer, state)
             rt.contacts = books
             now = time.monotonic()
             rt.last_read = {p: rt.last_read.get(p, now) for p in owned}

@@ -26,9 +26,17 @@ def _settings(args):
 def cmd_replay(args) -> int:
     from .replay import run_replay
 
+    from .replay import not_after_bound
+
     s = _settings(args)
+    try:  # the wall clock at the start of the replay, as a worker's bound at the time of reading
+        not_after_ms = not_after_bound(args.not_after, s.max_future_seconds)
+    except ValueError as exc:
+        print(f"kpi replay: {exc}", file=sys.stderr)
+        return 2
     return run_replay(Path(args.input), Path(args.output), s.engine(),
-                      Path(args.dead_letters) if args.dead_letters else None, flush=not args.no_flush)
+                      Path(args.dead_letters) if args.dead_letters else None, flush=not args.no_flush,
+                      not_after_ms=not_after_ms)
 
 
 def cmd_worker(args) -> int:
@@ -201,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--dead-letters", help="write rejected events here (JSON lines)")
     r.add_argument("--no-flush", action="store_true",
                    help="at end of input publish only intervals the watermark closed (as a live worker would)")
+    r.add_argument("--not-after", metavar="TIME|none",
+                   help="dead-letter events later than this ISO 8601 time as from_the_future (UTC when no offset), "
+                        "or 'none' for no bound; default: the wall clock at start + max_future_seconds, as a worker "
+                        "does (use 'none' or a later time for a file whose times lie in the future)")
     r.set_defaults(fn=cmd_replay)
 
     w = sub.add_parser("worker", help="run one Faust worker")

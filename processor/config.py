@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from .core.calendar import WEEKDAYS, parse_ranges
-from .core.settings import DAY_MS, Calendar, EngineSettings, QueueSettings
+from .core.settings import DAY_MS, DEFAULT_STALE_AFTER_MS, STALE_CHANNELS, Calendar, EngineSettings, QueueSettings
 
 
 INTERVAL_CHOICES = (5, 10, 15, 30, 60)
@@ -59,6 +59,33 @@ class CalendarConfig(BaseModel):
         return Calendar(hours=tuple(by_day), holidays=frozenset(h.isoformat() for h in self.holidays))
 
 
+_STALE_DEFAULTS = {channel: ms / 1000 for channel, ms in DEFAULT_STALE_AFTER_MS}
+_MAX_STALE_SECONDS = 366 * 86400
+
+
+class StaleAfterConfig(BaseModel):
+    """Per channel: seconds without any event after which a contact still waiting in a queue (or with an
+    agent leg not wrapped up) is given up as stale; null = never. `unknown`: no contact.created seen."""
+
+    model_config = {"extra": "forbid"}
+    voice: float | None = Field(_STALE_DEFAULTS["voice"], ge=60, le=_MAX_STALE_SECONDS)
+    chat: float | None = Field(_STALE_DEFAULTS["chat"], ge=60, le=_MAX_STALE_SECONDS)
+    email: float | None = Field(_STALE_DEFAULTS["email"], ge=60, le=_MAX_STALE_SECONDS)
+    messaging: float | None = Field(_STALE_DEFAULTS["messaging"], ge=60, le=_MAX_STALE_SECONDS)
+    social: float | None = Field(_STALE_DEFAULTS["social"], ge=60, le=_MAX_STALE_SECONDS)
+    ticket: float | None = Field(_STALE_DEFAULTS["ticket"], ge=60, le=_MAX_STALE_SECONDS)
+    unknown: float | None = Field(_STALE_DEFAULTS["unknown"], ge=60, le=_MAX_STALE_SECONDS)
+
+    @field_validator(*STALE_CHANNELS, mode="before")
+    @classmethod
+    def _off(cls, v: Any) -> Any:
+        """`null` in YAML; in the environment (strings only) `null`, `none` or `off` as well."""
+        return None if isinstance(v, str) and v.strip().lower() in ("null", "none", "off") else v
+
+    def core(self) -> tuple[tuple[str, int | None], ...]:
+        return tuple((c, None if getattr(self, c) is None else round(getattr(self, c) * 1000)) for c in STALE_CHANNELS)
+
+
 class QueueConfig(BaseModel):
     model_config = {"extra": "forbid"}
     threshold_seconds: float = Field(20.0, gt=0, le=86400)
@@ -71,6 +98,8 @@ class QueueConfig(BaseModel):
     agent_hour_cost: float | None = Field(None, ge=0, le=1_000_000)
     availability: float = Field(1.0, gt=0, le=1)
     occupancy_target: float = Field(0.85, gt=0, le=1)
+    # Staleness of contacts whose end event is lost, per channel (see StaleAfterConfig).
+    stale_after_seconds: StaleAfterConfig = StaleAfterConfig()
 
     @field_validator("time_zone")
     @classmethod
@@ -197,8 +226,8 @@ class Settings(BaseSettings):
     interval_minutes: int = 15
     lateness_seconds: float = Field(30.0, ge=0, le=3600)
     retention_seconds: float = Field(7200.0, ge=60, le=7 * 86400)
-    # A worker dead-letters events whose time is further ahead of its wall clock than this
-    # ("from_the_future"): clock skew of a source is tolerated, a broken clock is not.
+    # A worker (and `kpi replay`, from its wall clock at start) dead-letters events whose time is further
+    # ahead of the wall clock than this ("from_the_future"): clock skew of a source is tolerated, a broken clock is not.
     max_future_seconds: float = Field(300.0, ge=1, le=7 * 86400)
     recontact_window_days: float = Field(7.0, gt=0, le=90)
     defaults: QueueConfig = QueueConfig()
@@ -238,7 +267,7 @@ class Settings(BaseSettings):
             defaults = defaults.model_dump()
         if isinstance(defaults, dict) and isinstance(queues, dict):
             data = dict(data)
-            data["queues"] = {name: ({**defaults, **q} if isinstance(q, dict) else q) for name, q in queues.items()}
+            data["queues"] = {name: (_inherit(defaults, q) if isinstance(q, dict) else q) for name, q in queues.items()}
         return data
 
     @model_validator(mode="after")
@@ -269,7 +298,7 @@ class Settings(BaseSettings):
             return QueueSettings(c.threshold_seconds, c.short_abandon_seconds, c.service_level_target, c.time_zone,
                                  calendar=c.calendar.core() if c.calendar is not None else None,
                                  agent_hour_cost=c.agent_hour_cost, availability=c.availability,
-                                 occupancy_target=c.occupancy_target)
+                                 occupancy_target=c.occupancy_target, stale_after_ms=c.stale_after_seconds.core())
         return EngineSettings(
             interval_minutes=self.interval_minutes,
             lateness_ms=round(self.lateness_seconds * 1000),
@@ -278,6 +307,17 @@ class Settings(BaseSettings):
             queues=tuple(sorted((name, qs(c)) for name, c in self.queues.items())),
             recontact_window_ms=round(self.recontact_window_days * DAY_MS),
         )
+
+
+def _inherit(defaults: dict, queue: dict) -> dict:
+    """A queue entry over `defaults`; the per-channel staleness table is merged channel by channel."""
+    out = {**defaults, **queue}
+    d, q = defaults.get("stale_after_seconds"), queue.get("stale_after_seconds")
+    if isinstance(d, BaseModel):
+        d = d.model_dump()
+    if isinstance(d, dict) and isinstance(q, dict):
+        out["stale_after_seconds"] = {**d, **q}
+    return out
 
 
 class _YamlSource(PydanticBaseSettingsSource):

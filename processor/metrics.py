@@ -70,6 +70,14 @@ class KpiCollector:
                         family.add_metric(labels, fig[key])
         yield from (waiting, longest, target, threshold, sl, abandon, *counts.values(), *secs.values())
 
+        stale = CounterMetricFamily("contact_queue_stale_contacts",
+                                    "Contacts given up as stale while waiting in the queue: no event for longer than the "
+                                    "channel's stale_after_seconds (event time); no longer counted as waiting.",
+                                    labels=qc_labels)
+        for (queue, channel), n in sorted(item for b in books for item in b.stale.items()):
+            stale.add_metric([queue, channel], n)
+        yield stale
+
         hist = HistogramMetricFamily("contact_queue_wait_seconds", "Waits of ended queue segments.", labels=qc_labels)
         for (queue, channel), h in sorted(item for b in books for item in b.wait_histograms.items()):
             hist.add_metric([queue, channel], h.cumulative(), h.sum_ms / 1000)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from .events import CONTACT_TYPES, TYPE_RANK, Event, event_from_state, event_to_state
 from .profile import PROFILE_TYPES, compact, is_profile_event, profile_facts
-from .segments import FACT_TYPES, Fact, derive_facts, is_settled
+from .segments import FACT_TYPES, Fact, derive_facts
 from .settings import EngineSettings
 
 Delta = tuple[str, str, Fact | None]
@@ -50,10 +50,12 @@ class ContactState:
     `events` are the events of the contact in progress (kept for the retention once settled);
     `cold` the profile events kept after that (see profile.py), for the recontact window.
     `facts` (queue facts), `afacts` (agent legs) and `pfacts` (experience and journey facts) are
-    what was last sent on each route.
+    what was last sent on each route. `until`: None when nothing is open (no segment waiting, no
+    leg awaiting its end), else the event time at which what is open goes stale (segments.NEVER
+    when it has no staleness limit); derived with the facts, not stored.
     """
 
-    __slots__ = ("events", "ids", "facts", "last_ms", "cold", "afacts", "pfacts")
+    __slots__ = ("events", "ids", "facts", "last_ms", "cold", "afacts", "pfacts", "until")
 
     def __init__(self) -> None:
         self.events: list[Event] = []
@@ -63,6 +65,7 @@ class ContactState:
         self.cold: list[Event] = []
         self.afacts: dict[str, Fact] = {}
         self.pfacts: dict[str, Fact] = {}
+        self.until: float | None = None
 
     def profile_events(self) -> list[Event]:
         # is_profile_event, inlined: called on every profile event of a contact in progress
@@ -130,6 +133,24 @@ class AgentState:
         return cls(d[0], d[1], d[2], tuple(d[3]), d[4], recent)
 
 
+class CustomerState:
+    """The `customer.churned` event ids of one customer within the retention (event id -> event time),
+    so that a repeated id, even with other content, changes nothing and counts as a duplicate (contract
+    §1), as for an agent's state changes. Keyed by customer, as the input topic is."""
+
+    __slots__ = ("churns",)
+
+    def __init__(self, churns: dict[str, int] | None = None) -> None:
+        self.churns: dict[str, int] = churns if churns is not None else {}
+
+    def to_state(self) -> list:
+        return [[eid, ts] for eid, ts in self.churns.items()]
+
+    @classmethod
+    def from_state(cls, d: list) -> "CustomerState":
+        return cls({eid: ts for eid, ts in d})
+
+
 def split_profile(deltas: list[Delta], res: "StageOneResult") -> None:
     """Profile deltas go by queue (experience facts), by agent (scores of an agent) or by customer (journey facts)."""
     for d in deltas:
@@ -157,16 +178,20 @@ def diff(contact_id: str, old: dict[str, Fact], new: dict[str, Fact]) -> list[De
 
 
 class ContactBook:
-    """Stage-one state of one partition: contacts and agents, plus this partition's stream time.
+    """Stage-one state of one partition: contacts, agents and customers (their churn ids), plus this
+    partition's stream time.
 
-    `dirty_contacts` / `dirty_agents` name the keys whose state changed (None value = deleted),
-    so a shell can persist exactly those.
+    `dirty_contacts` / `dirty_agents` / `dirty_customers` name the keys whose state changed (None
+    value = deleted), so a shell can persist exactly those.
     """
 
     def __init__(self, settings: EngineSettings) -> None:
         self.settings = settings
         self.contacts: dict[str, ContactState] = {}
         self.agents: dict[str, AgentState] = {}
+        self.customers: dict[str, CustomerState] = {}
+        self.dirty_customers: set[str] = set()
+        self._shortest = settings.min_stale_after()  # see derive_facts
         # Contacts no longer in progress whose profile is kept for the recontact window (events == []).
         self.profiles: dict[str, ContactState] = {}
         self.stream_ms = 0
@@ -196,8 +221,7 @@ class ContactBook:
         elif t == "agent.state_changed":
             self._ingest_agent(e, res)
         elif t == "customer.churned":
-            # No state: the churn is a fact of its own, idempotent by event id.
-            res.journey_deltas.append((f"ch|{e.event_id}", e.customer_id, ("churn", e.customer_id, e.ts_ms)))
+            self._ingest_churn(e, res)
         if self._with_orphans:
             self._expire_orphans(res)
         return res
@@ -224,6 +248,7 @@ class ContactBook:
         st.ids.add(e.event_id)
         t = e.type
         events = st.events
+        at_end = True
         if events:
             last = events[-1]  # Event.sort_key, inlined (in order is the common case)
             if last.ts_ms < e.ts_ms or \
@@ -231,22 +256,32 @@ class ContactBook:
                 events.append(e)
             else:
                 bisect.insort(events, e, key=Event.sort_key)
+                at_end = False
         else:
             events.append(e)
         if e.ts_ms > st.last_ms:
             st.last_ms = e.ts_ms
-        if t in FACT_TYPES:
+        if t in FACT_TYPES or st.until is not None or not at_end:
             self._rederive(cid, st, res)
         else:
-            # derive_facts reads no other type: the facts, legs and orphans stay what they were
+            # Any other type, after every event, with nothing open: it pairs nothing and renews nothing
+            # (staleness counts from the last event only while something is open), so the facts, legs,
+            # orphans and `until` stay what they were. Before other events it may fill a gap: derived.
             self.dirty_contacts.add(cid)
         if t in PROFILE_TYPES and not (t == _AGENT_REPLIED and e.automated):  # is_profile_event
             self._reprofile(cid, st, res)
 
+    def _derive(self, cid: str, st: ContactState, leg_agents: dict[str, str] | None = None):
+        """derive_facts of the contact (with the channel its profile remembers, and staleness); sets st.until."""
+        status: dict = {}
+        out = derive_facts(cid, st.events, channel=st.channel_hint() if st.cold else None,
+                           leg_agents=leg_agents, settings=self.settings, status=status, shortest=self._shortest)
+        st.until = status["open_until"]
+        return out
+
     def _rederive(self, cid: str, st: ContactState, res: StageOneResult) -> None:
         leg_agents: dict[str, str] = {}
-        facts, orphans = derive_facts(cid, st.events, channel=st.channel_hint() if st.cold else None,
-                                      leg_agents=leg_agents)
+        facts, orphans = self._derive(cid, st, leg_agents)
         if facts != st.facts:
             res.deltas.extend(diff(cid, st.facts, facts))
             st.facts = facts
@@ -280,7 +315,7 @@ class ContactBook:
         horizon = self.stream_ms - self.settings.lateness_ms
         for cid in list(self._with_orphans):
             st = self.contacts[cid]
-            _, orphans = derive_facts(cid, st.events)
+            _, orphans = self._derive(cid, st)
             since = self._orphan_since.get(cid, {})
             expired = [(e, why) for e, why in orphans if max(e.ts_ms, since.get(e.event_id, 0)) < horizon]
             if not expired:
@@ -291,6 +326,23 @@ class ContactBook:
             self._rederive(cid, st, res)
             if any(is_profile_event(e) for e, _ in expired):
                 self._reprofile(cid, st, res)
+
+    def _ingest_churn(self, e: Event, res: StageOneResult) -> None:
+        """The churn is a fact of its own (idempotent by event id); its id is kept for the retention."""
+        customer = e.customer_id
+        fid = f"ch|{e.event_id}"
+        cust = self.customers.get(customer)
+        seen = cust.churns.get(e.event_id) if cust is not None else None
+        if seen is not None:
+            # A repeat, whatever it says now: re-assert what the first one said (repairs a lost send).
+            res.duplicate = True
+            res.journey_deltas.append((fid, customer, ("churn", customer, seen)))
+            return
+        if cust is None:
+            cust = self.customers[customer] = CustomerState()
+        cust.churns[e.event_id] = e.ts_ms
+        self.dirty_customers.add(customer)
+        res.journey_deltas.append((fid, customer, ("churn", customer, e.ts_ms)))
 
     def _ingest_agent(self, e: Event, res: StageOneResult) -> None:
         # Every state change is a point of the agent's timeline (agent_interval), even one older
@@ -323,14 +375,19 @@ class ContactBook:
 
     # -- housekeeping ----------------------------------------------------------
     def expire(self) -> int:
-        """Forget settled contacts whose last event is older than the retention. Returns how many.
+        """Forget contacts whose last event is older than the retention and that are settled, or stale
+        (whatever is open went stale more than the retention ago). Returns how many.
 
-        What their experience and resolution figures still need (the profile) is kept until the
-        contact's last event is the recontact window W (at least the retention) behind stream time.
+        A stale contact is freed only when any event that could still pair with what was open (one
+        within the staleness limit of its last event) is older than the retention, hence too late:
+        a later event finds nothing open either way (segments.derive_facts), so when expiry runs
+        changes no figure. What their experience and resolution figures still need (the profile) is
+        kept until the contact's last event is the recontact window W (at least the retention)
+        behind stream time.
         """
         cutoff = self.stream_ms - self.settings.retention_ms
         gone = [cid for cid, st in self.contacts.items()
-                if st.last_ms < cutoff and cid not in self._with_orphans and is_settled(st.facts, st.events)]
+                if st.last_ms < cutoff and cid not in self._with_orphans and (st.until is None or st.until < cutoff)]
         for cid in gone:
             st = self.contacts.pop(cid)
             self.dirty_contacts.add(cid)
@@ -346,6 +403,12 @@ class ContactBook:
             if any(ts < cutoff for ts, _ in agent.recent.values()):
                 agent.recent = {eid: v for eid, v in agent.recent.items() if v[0] >= cutoff}
                 self.dirty_agents.add(aid)
+        for customer in [c for c, cust in self.customers.items() if any(ts < cutoff for ts in cust.churns.values())]:
+            cust = self.customers[customer]  # likewise for churn ids
+            cust.churns = {eid: ts for eid, ts in cust.churns.items() if ts >= cutoff}
+            if not cust.churns:
+                del self.customers[customer]
+            self.dirty_customers.add(customer)
         horizon = self.stream_ms - max(self.settings.recontact_window_ms, self.settings.retention_ms)
         if horizon > self._low_profile_ms:
             for cid in [cid for cid, st in self.profiles.items() if st.last_ms < horizon]:
@@ -362,6 +425,11 @@ class ContactBook:
         self.dirty_agents.clear()
         return contacts, agents
 
+    def take_dirty_customers(self) -> dict[str, list | None]:
+        out = {c: (self.customers[c].to_state() if c in self.customers else None) for c in self.dirty_customers}
+        self.dirty_customers.clear()
+        return out
+
     def take_dirty_profiles(self) -> dict[str, dict | None]:
         out = {cid: (self.profiles[cid].to_state() if cid in self.profiles else None) for cid in self.dirty_profiles}
         self.dirty_profiles.clear()
@@ -376,8 +444,13 @@ class ContactBook:
     def restore_contact(self, cid: str, state: dict) -> None:
         st = self.contacts[cid] = ContactState.from_state(state)
         self.stream_ms = max(self.stream_ms, st.last_ms)
-        if derive_facts(cid, st.events)[1]:
+        if self._derive(cid, st)[1]:
             self._with_orphans.add(cid)
+
+    def restore_customer(self, customer: str, state: list) -> None:
+        cust = self.customers[customer] = CustomerState.from_state(state)
+        if cust.churns:
+            self.stream_ms = max(self.stream_ms, max(cust.churns.values()))
 
     def restore_agent(self, aid: str, state: list) -> None:
         a = self.agents[aid] = AgentState.from_state(state)

@@ -91,6 +91,8 @@ class JourneyBook(SourceClock):
         old = self.facts.get(fact_id)
         if fact is None and route is not None and (old is None or old[1] != route):
             return  # a delete for a route the fact is no longer on
+        if old is not None and old[0] == "churn" and fact is not None and fact != old:
+            return  # one churn event id, other content: a repeat (past stage one's memory of ids) changes nothing
         if old is not None and old[0] == "seen" and fact is not None and fact[0] == "contact":
             return  # past the resolution horizon: only what retention needs is kept
         if old is None and fact is not None and self._too_old(fact):

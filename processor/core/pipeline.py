@@ -23,6 +23,7 @@ class PipelineCounts:
     duplicates: int = 0
     dead_letters: int = 0
     records: int = 0
+    from_the_future: int = 0  # of the dead letters: decoder rejections past the wall-clock bound (replay)
 
 
 @dataclass(slots=True)
@@ -82,6 +83,7 @@ class Pipeline:
         self.contacts.dirty_contacts.clear()
         self.contacts.dirty_agents.clear()
         self.contacts.dirty_profiles.clear()
+        self.contacts.dirty_customers.clear()
         self.queues.clear_dirty()
         self.journeys.dirty_facts.clear()
 

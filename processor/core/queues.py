@@ -4,10 +4,17 @@ Holds the facts themselves (the source of truth, replaced by id), and from them 
 buckets: one-minute buckets for the rolling windows and interval buckets for the rollups.
 Rollup records are published once stream time minus the lateness passes an interval's end,
 and republished with version + 1 whenever a later fact changes a published record.
+
+Stale contacts: a segment not ended carries the instant at which its contact goes stale (see
+segments.py). Once the watermark (stream time - lateness) is past it, advance() takes it out of the
+waiting segments (queue depth, longest wait) and counts it in `stale` (once per segment); expire()
+drops it like an ended segment once that instant is below the retention floor. No bucket ever
+holds it: interval figures and records do not change.
 """
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 from datetime import datetime
 
@@ -52,7 +59,13 @@ class QueueBook(SourceClock):
     def __init__(self, settings: EngineSettings) -> None:
         self.settings = settings
         self.facts: dict[str, Fact] = {}
-        self.open: dict[QC, dict[str, int]] = {}          # open segments: fact id -> start
+        self.open: dict[QC, dict[str, int]] = {}          # waiting segments: fact id -> start
+        # Segments not ended and not stale yet that have a staleness instant: a heap of (stale ms, fact id),
+        # checked against `_stale_at` (fact id -> (stale ms, qc)), which drops entries that changed.
+        self._stale_heap: list[tuple[int, str]] = []
+        self._stale_at: dict[str, tuple[int, QC]] = {}
+        self._stale_ids: set[str] = set()                 # held segments already counted as stale
+        self.stale: dict[QC, int] = {}                     # segments given up as stale (counter, since this book was built)
         self.minutes: dict[QC, dict[int, SegmentStats]] = {}
         self.intervals: dict[QC, dict[int, SegmentStats]] = {}
         self.agents: dict[str, dict[str, str]] = {}        # queue -> agent -> state
@@ -119,12 +132,13 @@ class QueueBook(SourceClock):
             self._account(fact_id, old, -1)
         if fact is None:
             del self.facts[fact_id]
+            self._stale_ids.discard(fact_id)
             if old is not None and old[0] == "agent":  # the agent no longer serves the queue
                 self.presence.get(old[1], {}).pop(old[2], None)
         else:
             self.facts[fact_id] = fact
             self._account(fact_id, fact, +1)
-            end = fact[4] if fact[0] == "seg" else fact[3] if fact[0] == "leg" else None  # _end_ms
+            end = _end_ms(fact)
             if end is not None and end < self._low_end.get(fact[1], end + 1):
                 self._low_end[fact[1]] = end
         self.dirty_facts.add(fact_id)
@@ -158,14 +172,25 @@ class QueueBook(SourceClock):
     def _account(self, fid: str, f: Fact, sign: int) -> None:
         kind = f[0]
         if kind == "seg":
-            _, queue, channel, start, end, outcome = f
+            queue, channel, start, end, outcome = f[1], f[2], f[3], f[4], f[5]
             qc = (queue, channel)
             if end is None:
                 opened = self.open.setdefault(qc, {})
+                stale_ms = f[6] if len(f) > 6 else None
                 if sign > 0:
                     opened[fid] = start
+                    if stale_ms is not None:
+                        self._stale_at[fid] = (stale_ms, qc)
+                        heap = self._stale_heap
+                        heapq.heappush(heap, (stale_ms, fid))
+                        if len(heap) > 2 * len(self._stale_at) + 1024:  # mostly entries of segments that ended
+                            heap[:] = [(at, i) for i, (at, _) in self._stale_at.items()]
+                            heapq.heapify(heap)
+                        if stale_ms + 1 < self._alarm[0]:  # stale once the watermark is past it
+                            self._alarm[0] = stale_ms + 1
                 else:
                     opened.pop(fid, None)
+                    self._stale_at.pop(fid, None)
                 return
             q = self.settings.queue(queue)
             wait = end - start
@@ -264,6 +289,9 @@ class QueueBook(SourceClock):
             self._alarm[0] = neg_inf
             return
         at = min(self._next_close + self._interval_ms, ab._closed + 2 * self._interval_ms)
+        stale_ms = self._next_stale()
+        if stale_ms is not None and stale_ms + 1 < at:
+            at = stale_ms + 1
         for p in (self.experience.publisher, ab.publisher, self.resolution.resolution, self.resolution.retention):
             if p.changed:
                 at = neg_inf
@@ -273,6 +301,7 @@ class QueueBook(SourceClock):
         self._alarm[0] = at
 
     def _advance(self) -> list[dict]:
+        self._go_stale()
         out: list[dict] = []
         closed_before = self.stream_ms - self.settings.lateness_ms - self.settings.interval_ms
         if closed_before >= self._next_close:
@@ -297,6 +326,9 @@ class QueueBook(SourceClock):
         watermark = stream_ms - self._lateness_ms
         if self._changed_closed or watermark - self._interval_ms >= self._next_close:
             return True
+        stale_ms = self._next_stale()
+        if stale_ms is not None and watermark > stale_ms:
+            return True
         p = self.experience.publisher
         if p.changed or watermark >= p.next_due:
             return True
@@ -313,6 +345,37 @@ class QueueBook(SourceClock):
             return True
         p = r.retention
         return bool(p.changed) or watermark >= p.next_due
+
+    def _next_stale(self) -> int | None:
+        """The earliest staleness instant of a segment still waiting (entries of segments that ended or
+        changed since are dropped from the top of the heap: most segments end long before theirs)."""
+        heap, at = self._stale_heap, self._stale_at
+        while heap:
+            stale_ms, fid = heap[0]
+            entry = at.get(fid)
+            if entry is not None and entry[0] == stale_ms:
+                return stale_ms
+            heapq.heappop(heap)
+        return None
+
+    def _go_stale(self) -> None:
+        """Segments whose staleness instant the watermark has passed leave the waiting ones, counted once.
+        Decided by the watermark alone (called by advance, and by expire before it drops anything)."""
+        heap = self._stale_heap
+        if not heap or self.stream_ms <= 0:
+            return
+        watermark = self.stream_ms - self._lateness_ms
+        while heap and heap[0][0] < watermark:
+            stale_ms, fid = heapq.heappop(heap)
+            entry = self._stale_at.get(fid)
+            if entry is None or entry[0] != stale_ms:
+                continue  # the segment ended, changed or left since
+            del self._stale_at[fid]
+            qc = entry[1]
+            self.open.get(qc, {}).pop(fid, None)
+            if fid not in self._stale_ids:
+                self._stale_ids.add(fid)
+                self.stale[qc] = self.stale.get(qc, 0) + 1
 
     def _publish(self, key: tuple[str, str, int]) -> dict | None:
         prev = self.published.get(key)
@@ -375,6 +438,7 @@ class QueueBook(SourceClock):
     # -- housekeeping ----------------------------------------------------------
     def expire(self) -> int:
         """Drop what no window, no rollup and no correction can need any more. Returns facts dropped."""
+        self._go_stale()  # (advance has done it already at this watermark, unless the book was just rebuilt)
         cutoff = self.stream_ms - self.settings.retention_ms
         minute_cutoff = self.stream_ms - 61 * MINUTE_MS - self.settings.lateness_ms
         for buckets in self.minutes.values():
@@ -399,6 +463,8 @@ class QueueBook(SourceClock):
                 kind = f[0]  # _end_ms, inlined: this visits every fact
                 if kind == "seg":
                     end = f[4]
+                    if end is None and len(f) > 6:
+                        end = f[6]  # not ended: stale at f[6] (None: no limit, never dropped)
                 elif kind == "leg":
                     end = f[3]
                 else:
@@ -410,8 +476,11 @@ class QueueBook(SourceClock):
                         low_end[f[1]] = end
             self._low_end = low_end
         for fid in gone:
-            del self.facts[fid]
+            f = self.facts.pop(fid)
             self.dirty_facts.add(fid)
+            if f[0] == "seg" and f[4] is None:  # a stale segment (its instant is below the floor, so past)
+                self._account(fid, f, -1)
+                self._stale_ids.discard(fid)
         dropped = len(gone)
         # A queue with nothing waiting and nothing in any window (not even today) leaves the book,
         # so it stops being exported instead of showing zeros forever (e.g. a mistyped queue id).
@@ -484,9 +553,10 @@ class QueueBook(SourceClock):
 
 
 def _end_ms(f: Fact) -> int | None:
-    """When an ended segment or leg ended; None for facts that are still in progress."""
+    """When an ended segment or leg ended, or when a segment not ended goes stale; None for facts that
+    are still in progress and never go stale (expiry and the retention floor compare with it)."""
     if f[0] == "seg":
-        return f[4]
+        return f[4] if f[4] is not None or len(f) < 7 else f[6]
     if f[0] == "leg":
         return f[3]
     return None

@@ -6,12 +6,33 @@ whatever order the events came in, the same set yields the same facts, and a lat
 re-pairs a segment shows up as a changed fact that downstream state replaces.
 
 Fact shapes (tuples so they compare and serialise cheaply):
-  ("seg", queue, channel, start_ms, end_ms | None, outcome | None)   one queue segment, open while end is None
+  ("seg", queue, channel, start_ms, end_ms, outcome)                 one ended queue segment
+  ("seg", queue, channel, start_ms, None, None, stale_ms | None)     one segment not ended: waiting
   ("leg", queue, channel, end_ms, talk_ms, hold_ms, acw_ms)          one ended agent leg
+
+Staleness (when `settings` are given): a contact whose end event is lost would otherwise wait, or
+be in progress, for good. Whatever is open (a segment not ended, a leg not wrapped up) is given up
+as *stale* once the contact has had no event for longer than the limit of its queue and channel
+(`EngineSettings.stale_after`), counted from its last event: in event time, from the events alone.
+  - A segment still open carries `stale_ms` = its contact's last event + the limit: stage two stops
+    counting it as waiting once the watermark is past that instant (it is counted as stale there).
+  - A gap longer than the limit between two events of the contact closes what was open at the
+    first of them + the limit: the segment keeps that `stale_ms` for good (never ended: in no
+    offered, answered or abandoned figure), the leg ends nowhere (no handled, no AHT), and the
+    later event finds nothing open, exactly as it would on a contact whose state was freed. So an
+    answer or wrap-up that comes after the limit is an orphan (dead-lettered `impossible_order`),
+    while one that happened within the limit, however late it arrives, pairs as usual (or is
+    `too_late`, past the retention).
+Orphans do not count as events of the contact here: an event that fits nowhere renews nothing.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .events import SEGMENT_ENDS, UNKNOWN_CHANNEL, Event
+
+if TYPE_CHECKING:
+    from .settings import EngineSettings
 
 Fact = tuple
 
@@ -40,13 +61,22 @@ class _Leg:
             self.hold_start = None
 
 
+NEVER = float("inf")  # open_until of a contact with something open that has no staleness limit
+
+
 def derive_facts(contact_id: str, events: list[Event], channel: str | None = None,
-                 leg_agents: dict[str, str] | None = None) -> tuple[dict[str, Fact], list[tuple[Event, str]]]:
+                 leg_agents: dict[str, str] | None = None, settings: "EngineSettings | None" = None,
+                 status: dict | None = None, shortest: float | None = None) -> tuple[dict[str, Fact], list[tuple[Event, str]]]:
     """Facts by id, and the events that fit nowhere (with why) for the caller to hold or dead-letter.
 
     `events` must be sorted by Event.sort_key and free of duplicates. `channel` is used when no
     contact.created is among them (one seen earlier, kept in the contact's profile). When
-    `leg_agents` is given, it receives the answering agent of each leg, by leg fact id.
+    `leg_agents` is given, it receives the answering agent of each leg, by leg fact id. With
+    `settings`, open segments and legs go stale as the module's docstring says (without: never).
+    When `status` is given, status["open_until"] receives when the contact stops being in progress:
+    None when nothing is open any more, else the latest instant at which what is open goes stale
+    (NEVER when something open has no limit). `shortest`: settings.min_stale_after(), if the caller
+    has it at hand.
     """
     fallback, channel = channel, UNKNOWN_CHANNEL
     for e in events:
@@ -71,9 +101,22 @@ def derive_facts(contact_id: str, events: list[Event], channel: str | None = Non
 
     consumed: list[Event] = []  # events already accounted for by an earlier one (rare: see below)
 
+    def limit(queue: str) -> int | None:  # the staleness limit of a queue, for this contact's channel
+        return settings.stale_after(queue, channel) if settings is not None else None
+
+    last_ms: int | None = None  # time of the latest event that fitted (not an orphan); set once anything is open
+    if shortest is None:  # a silence no longer than this makes nothing stale, whatever the queue
+        shortest = settings.min_stale_after() if settings is not None else NEVER
     for e in events:
         if consumed and any(c is e for c in consumed):
             continue
+        if (open_segments or leg is not None) and e.ts_ms - last_ms > shortest:
+            gap = e.ts_ms - last_ms
+            for queue in [q for q in open_segments if (lim := limit(q)) is not None and gap > lim]:
+                start = open_segments.pop(queue)  # given up at last_ms + limit: stale for good
+                facts[f"s|{contact_id}|{queue}|{start}"] = ("seg", queue, channel, start, None, None, last_ms + limit(queue))
+            if leg is not None and (lim := limit(leg.queue)) is not None and gap > lim:
+                leg = None  # never wrapped up: no leg, nothing handled
         t = e.type
         if t == "contact.queued":
             if e.queue_id in open_segments:
@@ -84,7 +127,7 @@ def derive_facts(contact_id: str, events: list[Event], channel: str | None = Non
             start = open_segments.pop(e.queue_id, None)
             if start is None:
                 orphans.append((e, f"{t} for queue {e.queue_id!r} with no open queue segment"))
-                continue
+                continue  # an orphan: last_ms stays
             facts[f"s|{contact_id}|{e.queue_id}|{start}"] = ("seg", e.queue_id, channel, start, e.ts_ms, outcome)
             if outcome == "answered":
                 if leg is not None:  # answered again before the previous leg ended: that leg ends here, no ACW
@@ -134,8 +177,21 @@ def derive_facts(contact_id: str, events: list[Event], channel: str | None = Non
             else:
                 end_leg(e.ts_ms, e.ts_ms - leg.wrap_start)
                 leg = None
+        if not orphans or orphans[-1][0] is not e:  # it fitted
+            last_ms = e.ts_ms
+    open_until: float | None = None  # the latest instant at which what is still open goes stale
     for queue, start in open_segments.items():
-        facts[f"s|{contact_id}|{queue}|{start}"] = ("seg", queue, channel, start, None, None)
+        lim = limit(queue)
+        stale_ms = last_ms + lim if lim is not None else None
+        facts[f"s|{contact_id}|{queue}|{start}"] = ("seg", queue, channel, start, None, None, stale_ms)
+        until = stale_ms if stale_ms is not None else NEVER
+        open_until = until if open_until is None else max(open_until, until)
+    if leg is not None:
+        lim = limit(leg.queue)
+        until = last_ms + lim if lim is not None else NEVER
+        open_until = until if open_until is None else max(open_until, until)
+    if status is not None:
+        status["open_until"] = open_until
     return facts, orphans
 
 

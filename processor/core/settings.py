@@ -6,7 +6,19 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 MINUTE_MS = 60_000
+HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
+
+# Staleness limits by channel (`unknown`: no contact.created seen yet): a contact with something open
+# (a queue segment not ended, an agent leg not wrapped up) and no event for longer than this is given
+# up as stale (see segments.derive_facts). None: never. Live channels get hours (no call or chat
+# really waits, or sits silent in a conversation, that long); asynchronous ones days, since a ticket
+# may rightly wait for days; a contact whose channel is not known yet gets the longest of them.
+STALE_CHANNELS = ("voice", "chat", "email", "messaging", "social", "ticket", "unknown")
+DEFAULT_STALE_AFTER_MS: tuple[tuple[str, int | None], ...] = (
+    ("voice", 4 * HOUR_MS), ("chat", 4 * HOUR_MS), ("email", 30 * DAY_MS), ("messaging", 7 * DAY_MS),
+    ("social", 7 * DAY_MS), ("ticket", 30 * DAY_MS), ("unknown", 30 * DAY_MS),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +46,8 @@ class QueueSettings:
     agent_hour_cost: float | None = None      # cost of one staffed agent-hour; None = no cost figures
     availability: float = 1.0                 # capacity model: share of staffed time agents can take contacts
     occupancy_target: float = 0.85            # capacity model: planned occupancy
+    # channel -> inactivity after which an open contact is stale (ms; None = never); see DEFAULT_STALE_AFTER_MS
+    stale_after_ms: tuple[tuple[str, int | None], ...] = DEFAULT_STALE_AFTER_MS
 
     @property
     def threshold_ms(self) -> int:
@@ -70,16 +84,41 @@ class EngineSettings:
     def queue(self, queue_id: str) -> QueueSettings:
         # Called for every fact: the table is cached per settings object (frozen, so it cannot go stale),
         # found by identity rather than by hashing every queue's settings on each call.
+        return self._lookup()[1].get(queue_id, self.default_queue)
+
+    def stale_after(self, queue_id: str, channel: str) -> int | None:
+        """Milliseconds without an event after which an open contact of this queue and channel is stale
+        (None: never). A channel missing from the queue's table takes the `unknown` limit."""
+        cache = self._lookup()[2]
+        key = (queue_id, channel)
+        if key in cache:
+            return cache[key]
+        limits = dict(self.queue(queue_id).stale_after_ms)
+        limit = cache[key] = limits.get(channel, limits.get("unknown"))
+        return limit
+
+    def min_stale_after(self) -> float:
+        """The smallest staleness limit of any queue and channel (inf when none has one): a silence no
+        longer than this makes nothing stale, whatever the queue and channel."""
+        cache = self._lookup()[2]
+        low = cache.get(None)
+        if low is None:
+            tables = [self.default_queue.stale_after_ms] + [q.stale_after_ms for _, q in self.queues]
+            low = cache[None] = min((ms for t in tables for _, ms in t if ms is not None), default=float("inf"))
+        return low
+
+    def _lookup(self) -> tuple:
         entry = _LOOKUPS.get(id(self))
         if entry is None or entry[0] is not self:
             if len(_LOOKUPS) >= 256:
                 _LOOKUPS.clear()
-            entry = _LOOKUPS[id(self)] = (self, dict(self.queues))
-        return entry[1].get(queue_id, self.default_queue)
+            entry = _LOOKUPS[id(self)] = (self, dict(self.queues), {})
+        return entry
 
 
-# id(settings) -> (settings, queue id -> QueueSettings); the settings object is held, so its id is not reused
-_LOOKUPS: dict[int, tuple[EngineSettings, dict[str, QueueSettings]]] = {}
+# id(settings) -> (settings, queue id -> QueueSettings, (queue, channel) -> stale limit); the settings
+# object is held, so its id is not reused
+_LOOKUPS: dict[int, tuple[EngineSettings, dict[str, QueueSettings], dict[tuple[str, str], int | None]]] = {}
 
 
 @lru_cache(maxsize=256)

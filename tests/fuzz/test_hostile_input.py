@@ -18,12 +18,12 @@ positions hypothesis chooses, and compares.
       (valid events of other contacts) only adds records of the hostile queue and agent;
   (c) every reason is counted by the worker's Health on /metrics and logged once;
   (d) the edges of the accepted time range go through the core in far-east and far-west zones
-      without an exception.
+      without an exception;
+  (e) an event far in the future on another contact is dead-lettered `from_the_future` by the
+      wall-clock bound `kpi replay` applies (as a worker does), and changes no valid figure.
 
-Known failure (strict xfail):
-  - an event far in the future (by more than the retention) on any other contact moves stream
-    time: every valid event after it is dead-lettered `too_late`, and every known agent gets an
-    `agent_interval` record for each interval up to that time;
+`replay()` below applies the command's default bound (wall clock at the start + max_future_seconds);
+the valid scenario lies in the past (2026-11-23, 09:00-11:00 UTC).
 """
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ import dataclasses
 import io
 import json
 import os
+import time
 from functools import lru_cache
 
 import pytest
@@ -39,14 +40,16 @@ from hypothesis import strategies as st
 
 from processor.core.events import CONTACT_TYPES, Event, event_to_contract, parse_ts_ms
 from processor.core.pipeline import Pipeline
+from processor.config import Settings
 from processor.core.settings import EngineSettings, QueueSettings
 from processor.decode import MAX_EVENT_BYTES, MAX_TS_MS, BadEvent, decode
-from processor.replay import replay_lines
+from processor.replay import not_after_bound, replay_lines
 from tests.coretools import Contact, agent_state, at, churned, engine, ev, record_key
 
 ENGINE = engine()  # 15-minute intervals, lateness 30 s, retention 2 h, W 7 days
 DOCUMENTED = {"too_large", "not_json", "not_object", "unknown_type", "invalid_field", "bad_timestamp",
-              "impossible_order", "too_late"}
+              "impossible_order", "too_late", "from_the_future"}
+MAX_FUTURE_SECONDS = Settings().max_future_seconds  # the default bound, as `kpi replay` applies it
 PROFILE = settings(max_examples=int(os.environ.get("HOSTILE_EXAMPLES", "150")), deadline=None,
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                           HealthCheck.large_base_example])
@@ -104,8 +107,9 @@ def valid() -> tuple[tuple[dict, ...], tuple[bytes, ...]]:
 
 
 def replay(lines) -> tuple[str, list[dict], Pipeline]:
+    """`kpi replay` without options: the wall clock at the start + max_future_seconds bounds event times."""
     out, dead = io.StringIO(), io.StringIO()
-    p = replay_lines(lines, ENGINE, out, dead)
+    p = replay_lines(lines, ENGINE, out, dead, not_after_ms=not_after_bound(None, MAX_FUTURE_SECONDS))
     return out.getvalue(), [json.loads(x) for x in dead.getvalue().splitlines()], p
 
 
@@ -359,10 +363,13 @@ def test_hostile_events_in_the_core_change_no_valid_figure(placed):
     expected_dead = {docs[0]["event_id"]: ["impossible_order" if kind == "impossible" else "too_late"]
                      for kind, docs, _ in placed if kind in ("impossible", "past")}
     assert dead_by_id == expected_dead  # no valid event, and no other hostile one, was dead-lettered
-    # repeats of contact events are counted; of agent presence only when it is the one held (not asserted)
-    repeats = [docs[0]["type"] for kind, docs, _ in placed if kind in ("duplicate", "conflict")]
-    contact_repeats = sum(t in CONTACT_TYPES for t in repeats)
-    assert contact_repeats <= p.counts.duplicates <= contact_repeats + repeats.count("agent.state_changed")
+    # repeats of contact events and of churns (same customer) are counted; of agent presence only when it is
+    # the one held (not asserted); a churn re-sent under another customer_id is another key (not a repeat)
+    repeats = [docs[0] for kind, docs, _ in placed if kind in ("duplicate", "conflict")]
+    counted = sum(d["type"] in CONTACT_TYPES or (d["type"] == "customer.churned" and d["customer_id"] != "hc-forged")
+                  for d in repeats)
+    agent_repeats = sum(d["type"] == "agent.state_changed" for d in repeats)
+    assert counted <= p.counts.duplicates <= counted + agent_repeats
     assert p.counts.dead_letters == len(dead)
     # what was accepted from hostile contacts counts under the hostile queue and agent only
     hostile_accepted = any(kind in ("skew", "big", "int_float") for kind, _, _ in placed)
@@ -435,20 +442,21 @@ def test_edges_of_the_accepted_time_range_go_through_the_core(first, queue):
     assert p.counts.duplicates == (0 if t >= 3 * 3_600_000 else 1)
 
 
-# ------------------------------------------------------------------------------ known failures
+# ------------------------------------------------------------------------------ (e) the wall-clock bound
 
-@pytest.mark.xfail(strict=True, reason="kpi replay applies no wall-clock bound (a file is history): an event far in "
-                                       "the future moves stream time and every valid event after it is too_late. The "
-                                       "worker dead-letters such events as from_the_future (test_decode.py)")
-def test_far_future_event_on_another_contact_changes_no_valid_figure():
+@pytest.mark.parametrize("ahead_ms", [2 * DAY_MS, 365 * DAY_MS])
+def test_far_future_event_on_another_contact_changes_no_valid_figure(ahead_ms):
     lines = list(valid()[1])
-    # One contact two days ahead (a year ahead does the same, and makes a live worker publish
-    # 35,040 agent_interval records per known agent: every 15 minutes up to the future time).
-    future = _hostile_contact(99, parse_ts_ms("2026-11-25T09:00:00Z"))[:2]  # created, queued in HQ
+    # One contact two days (or a year) ahead of the wall clock: without the bound it would move stream
+    # time, every valid event after it would be too_late, and every known agent would get an
+    # agent_interval record for each interval up to that time (35,040 per agent for a year).
+    future = _hostile_contact(99, int(time.time() * 1000) + ahead_ms)[:2]  # created, queued in HQ
     lines[5:5] = [line(d) for d in future]
-    out, dead, _ = replay(lines)
-    assert [d for d in dead if json.loads(d["raw"])["event_id"] in {x["event_id"] for x in valid()[0]}] == []
-    assert {k: r for k, r in latest(out).items() if not is_hostile_key(k)} == baseline()[1]
+    out, dead, p = replay(lines)
+    assert [(d["reason"], json.loads(d["raw"])["event_id"]) for d in dead] == [
+        ("from_the_future", d["event_id"]) for d in future]
+    assert p.counts.from_the_future == 2
+    assert latest(out) == baseline()[1]  # nothing of the future contact's queue either
 
 
 def test_conflicting_duplicate_of_an_agent_event_changes_no_valid_figure():

@@ -126,14 +126,14 @@ def create_topics(bootstrap: str, env: dict[str, str]) -> None:
 
 
 async def produce(bootstrap: str, topic: str, events: list[dict], raw: list[bytes] = ()) -> None:
-    """Events keyed as the contract says (contact_id, else agent_id), then any raw messages."""
+    """Events keyed as the contract says (contact_id, else agent_id, else customer_id), then any raw messages."""
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
     try:
         for ev in events:
-            key = ev.get("contact_id") or ev.get("agent_id") or ""
+            key = ev.get("contact_id") or ev.get("agent_id") or ev.get("customer_id") or ""
             await producer.send(topic, json.dumps(ev).encode(), key=key.encode())
         for message in raw:
             await producer.send(topic, message, key=b"raw")

@@ -4,6 +4,7 @@ rollup topic read back and compared with `kpi replay` on the same input (see sce
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import time
 
@@ -91,3 +92,73 @@ def test_worker_on_apache_kafka_matches_hand_figures_promql_and_replay(kafka, fe
     assert sorted(json.loads(v)["reason"] for _k, v in dead) == ["not_json", "unknown_type"]
     assert sorted(d["reason"] for d in feed["dead_letters"]) == ["not_json", "unknown_type"]
     assert decode(feed["lines"][0]).event_id  # the produced bytes are what replay read
+
+
+LOST_CONFIG = """\
+queues:
+  lost:
+    stale_after_seconds: {voice: 600}
+"""
+
+
+def _lost_feed() -> list[dict]:
+    """Queue `lost` (voice given up after 10 min without an event): a call answered normally, a call whose
+    end never comes, an email still waiting, short calls that move time on to 10:40, and a churn sent
+    twice with one event id."""
+    n = iter(range(1, 1000))
+
+    def e(type_, hms, **f):
+        return {"event_id": f"l{next(n)}", "type": type_, "ts": f"2026-03-02T{hms}Z", **f}
+
+    def arrive(cid, hms, channel="voice"):
+        return [e("contact.created", hms, contact_id=cid, channel=channel, customer_id=f"u-{cid}"),
+                e("contact.queued", hms, contact_id=cid, queue_id="lost")]
+    out = arrive("lc1", "10:00:00") + [
+        e("contact.answered", "10:00:10", contact_id="lc1", queue_id="lost", agent_id="l-a1"),
+        e("contact.wrapup_started", "10:02:00", contact_id="lc1", agent_id="l-a1"),
+        e("contact.wrapup_ended", "10:02:30", contact_id="lc1", agent_id="l-a1")]
+    out += arrive("lc2", "10:01:00")                      # its end is lost: stale at 10:11
+    out += arrive("lc3", "10:01:00", channel="email")     # an email: 30 days
+    churn = e("customer.churned", "10:05:00", customer_id="u-lc1")
+    out += [churn, dict(churn, ts="2026-03-02T10:06:00Z")]  # the same id again, another time
+    for k, hms in enumerate(["10:04:00", "10:12:00", "10:21:00", "10:30:00", "10:40:00"]):
+        out += arrive(f"lt{k}", hms) + [e("contact.abandoned", hms[:-2] + "20", contact_id=f"lt{k}", queue_id="lost")]
+    out.sort(key=lambda ev: ev["ts"])
+    return out
+
+
+def test_a_contact_whose_end_is_lost_is_given_up_by_the_worker_as_by_replay(kafka, tmp_path):
+    from processor.config import load_settings
+    from processor.replay import replay_lines
+    from scenario import produce as produce_events
+
+    events = _lost_feed()
+    config = tmp_path / "queues.yaml"
+    config.write_text(LOST_CONFIG)
+    out, dead = io.StringIO(), io.StringIO()
+    pipeline = replay_lines([json.dumps(ev).encode() for ev in events], load_settings(config).engine(), out, dead,
+                            flush=False)
+    replayed = [json.loads(line) for line in out.getvalue().splitlines()]
+    views = {(v["queue_id"], v["channel"]): v for v in live_view(pipeline.queues, pipeline.queues.latest_ms)}
+    # what replay says: the lost call given up and counted, the email still waiting, the churn repeat a duplicate
+    assert (views[("lost", "voice")]["waiting"], views[("lost", "email")]["waiting"]) == (0, 1)
+    assert pipeline.queues.stale == {("lost", "voice"): 1}
+    assert pipeline.counts.duplicates == 1 and dead.getvalue() == ""
+
+    env = unique_topics()
+    create_topics(kafka.bootstrap, env)
+    asyncio.run(produce_events(kafka.bootstrap, env["KPI_KAFKA__INPUT_TOPIC"], events))
+    voice, email = {"queue": "lost", "channel": "voice"}, {"queue": "lost", "channel": "email"}
+    stale_key = series_key("contact_queue_stale_contacts_total", voice)
+    with KpiWorker(kafka.bootstrap, work_dir=tmp_path / "worker", config=config, env=env) as worker:
+        s = worker.wait_for(lambda s: settled(s, len(events), len(latest(replayed))) and s.get(stale_key) == 1,
+                            timeout=180, what="every event processed, the lost call given up")
+        assert s[series_key("contact_queue_waiting", voice)] == 0
+        assert s[series_key("contact_queue_longest_wait_seconds", voice)] == 0
+        assert s[series_key("contact_queue_waiting", email)] == 1
+        assert s[series_key("contact_queue_longest_wait_seconds", email)] == views[("lost", "email")]["longest_wait_seconds"]
+        assert series_key("contact_queue_stale_contacts_total", email) not in s
+        assert s["kpi_events_duplicate_total"] == 1
+        streamed = [json.loads(v) for _k, v in asyncio.run(read_all(kafka.bootstrap, env["KPI_KAFKA__ROLLUP_TOPIC"]))]
+    got, want = latest(streamed), latest(replayed)
+    assert {k: without_version(r) for k, r in got.items()} == {k: without_version(r) for k, r in want.items()}

@@ -504,3 +504,33 @@ def test_load_settings_path_does_not_leak_into_later_calls(tmp_path, monkeypatch
     path.write_text("defaults:\n  threshold_seconds: 30\n")
     assert load_settings(path).defaults.threshold_seconds == 30
     assert load_settings().defaults.threshold_seconds == 20
+
+
+def test_staleness_limits_per_channel(tmp_path, monkeypatch):
+    """Defaults (voice and chat 4 h, messaging and social 7 days, email, ticket and unknown 30 days), a YAML
+    `null` or an environment `off` for never, per-queue entries merged channel by channel over `defaults`."""
+    from processor.core.settings import DEFAULT_STALE_AFTER_MS
+
+    e = load_settings().engine()
+    assert dict(DEFAULT_STALE_AFTER_MS) == {"voice": 14_400_000, "chat": 14_400_000, "email": 2_592_000_000,
+                                            "messaging": 604_800_000, "social": 604_800_000, "ticket": 2_592_000_000,
+                                            "unknown": 2_592_000_000}
+    assert e.default_queue.stale_after_ms == DEFAULT_STALE_AFTER_MS
+    path = write(tmp_path, "defaults:\n  stale_after_seconds: {voice: 7200, ticket: null}\n"
+                           "queues:\n  vip:\n    stale_after_seconds: {chat: 600}\n")
+    e = load_settings(path).engine()
+    assert (e.stale_after("vip", "chat"), e.stale_after("vip", "voice"), e.stale_after("vip", "ticket")) == \
+        (600_000, 7_200_000, None)
+    assert (e.stale_after("other", "voice"), e.stale_after("other", "chat"), e.stale_after("other", "ticket")) == \
+        (7_200_000, 14_400_000, None)
+    monkeypatch.setenv("KPI_DEFAULTS__STALE_AFTER_SECONDS__EMAIL", "off")
+    monkeypatch.setenv("KPI_DEFAULTS__STALE_AFTER_SECONDS__VOICE", "3600")
+    e = load_settings().engine()
+    assert (e.stale_after("q", "email"), e.stale_after("q", "voice")) == (None, 3_600_000)
+    monkeypatch.delenv("KPI_DEFAULTS__STALE_AFTER_SECONDS__EMAIL")
+    monkeypatch.delenv("KPI_DEFAULTS__STALE_AFTER_SECONDS__VOICE")
+    for bad, where in (("{voice: 30}", "defaults.stale_after_seconds.voice"),
+                       ("{fax: 600}", "defaults.stale_after_seconds.fax")):
+        with pytest.raises(ConfigError) as exc:
+            load_settings(write(tmp_path, f"defaults:\n  stale_after_seconds: {bad}\n", "bad.yaml"))
+        assert where in str(exc.value)

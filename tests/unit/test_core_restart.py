@@ -35,7 +35,8 @@ class Shell:
     """One partition of every stage, with dict tables."""
 
     def __init__(self, tables: dict | None = None) -> None:
-        self.tables = tables or {name: {} for name in ("contacts", "agents", "profiles", "facts", "published", "journeys")}
+        self.tables = tables or {name: {} for name in ("contacts", "agents", "profiles", "facts", "published", "journeys",
+                                                       "customers")}
         self.contacts, self.queues, self.journeys = ContactBook(ENGINE), QueueBook(ENGINE), JourneyBook(ENGINE)
         if tables is not None:  # rebuild from the tables only
             t = self.tables
@@ -46,6 +47,8 @@ class Shell:
             for cid, state in t["profiles"].items():
                 if cid not in self.contacts.contacts:
                     self.contacts.restore_profile(cid, json.loads(state))
+            for customer, state in t["customers"].items():
+                self.contacts.restore_customer(customer, json.loads(state))
             for fid, fact in t["facts"].items():
                 self.queues.restore_fact(fid, json.loads(fact))
             for key, value in t["published"].items():
@@ -71,7 +74,8 @@ class Shell:
         contacts, agents = self.contacts.take_dirty()
         facts, published = self.queues.take_dirty()
         for name, dirty in (("contacts", contacts), ("agents", agents), ("profiles", self.contacts.take_dirty_profiles()),
-                            ("facts", facts), ("published", published), ("journeys", self.journeys.take_dirty())):
+                            ("facts", facts), ("published", published), ("journeys", self.journeys.take_dirty()),
+                            ("customers", self.contacts.take_dirty_customers())):
             for key, value in dirty.items():
                 if value is None:
                     t[name].pop(key, None)
@@ -118,6 +122,30 @@ def test_rebuilt_books_lose_and_double_nothing(night, crash_at, redeliver):
     for r in streamed:
         contents.setdefault((record_key(r), r["version"]), set()).add(json.dumps(r, sort_keys=True))
     assert all(len(v) == 1 for v in contents.values())
+
+
+def test_stale_contacts_and_churn_ids_come_back_from_the_tables():
+    """A call whose end is lost and a repeated churn, across a crash: the rebuilt books go on deciding
+    staleness from the tables alone (waiting until the watermark passes its instant, then counted once),
+    and recognise the churn id."""
+    from processor.core.live import live_view
+    from tests.coretools import Contact, at, churned, tick
+
+    lost = Contact("lost", created="2026-03-02T22:40:00Z", customer_id="cu-lost").queued("sales", "2026-03-02T22:40:00Z")
+    churn = churned("cu-lost", "2026-03-03T02:39:00Z")
+    first = Shell()
+    for e in lost.events + [churn, tick("2026-03-03T02:40:30Z")]:
+        first.feed(e)
+    first.expire()
+    second = Shell(first.tables)
+    qc = ("sales", "voice")
+    assert second.queues.open[qc] and second.queues.stale == {}
+    assert second.contacts.customers["cu-lost"].churns == {churn.event_id: churn.ts_ms}
+    assert second.contacts.ingest(churn).duplicate
+    second.feed(tick("2026-03-03T02:40:30.001Z"))  # watermark past 22:40 + 4 h
+    row = next(r for r in live_view(second.queues, second.queues.latest_ms) if (r["queue_id"], r["channel"]) == qc)
+    assert (row["waiting"], second.queues.stale) == (0, {qc: 1})
+    assert at("2026-03-03T02:40:00Z") == second.contacts.contacts["lost"].until
 
 
 @pytest.mark.parametrize("order", ["delete first", "upsert first"])

@@ -4,12 +4,19 @@ from __future__ import annotations
 import random
 
 from processor.core.contacts import ContactBook
-from processor.core.segments import derive_facts, is_settled
+from processor.core.segments import NEVER, derive_facts
 from tests.coretools import Contact, at, engine, ev, tick
 
 
 def facts_of(c: Contact) -> tuple[dict, list]:
     return derive_facts(c.contact_id, sorted(c.events, key=lambda e: e.sort_key()))
+
+
+def open_until(c: Contact, settings=None) -> float | None:
+    """When what is open of the contact goes stale (None: nothing open; NEVER: no limit)."""
+    status: dict = {}
+    derive_facts(c.contact_id, sorted(c.events, key=lambda e: e.sort_key()), settings=settings, status=status)
+    return status["open_until"]
 
 
 def segs(facts: dict) -> list[tuple]:
@@ -30,7 +37,7 @@ def test_answered_call_with_hold_and_acw():
     # answered 10:00:16 -> wrapup_started 10:05:16 = 300 s connected, of which 45 s on hold:
     # talk = 300 - 45 = 255 s, hold = 45 s, ACW = 10:05:16 -> 10:06:00 = 44 s; leg ends at wrapup_ended
     assert legs(facts) == [("leg", "Q1", "voice", at("10:06:00"), 255_000, 45_000, 44_000)]
-    assert is_settled(facts, c.events)
+    assert open_until(c) is None  # settled: nothing open
 
 
 def test_transfer_makes_one_segment_and_one_leg_per_queue():
@@ -80,11 +87,14 @@ def test_flowed_out_then_queued_elsewhere_counts_in_both_queues():
 def test_open_segment_and_unfinished_leg():
     c = Contact("c1", created="10:00:00").queued("Q1", "10:00:00")
     facts, _ = facts_of(c)
-    assert segs(facts) == [("seg", "Q1", "voice", at("10:00:00"), None, None)]
-    assert not is_settled(facts, c.events)
+    # waiting; without settings there is no staleness limit, so no instant at which it goes stale
+    assert segs(facts) == [("seg", "Q1", "voice", at("10:00:00"), None, None, None)]
+    assert open_until(c) == NEVER
+    assert open_until(c, engine()) == at("10:00:00") + 4 * 3_600_000  # the voice default: 4 h after its last event
     c.answered("Q1", "10:00:05")
     facts, _ = facts_of(c)
-    assert legs(facts) == [] and not is_settled(facts, c.events)  # connected, no leg end yet
+    assert legs(facts) == [] and open_until(c) == NEVER  # connected, no leg end yet
+    assert open_until(c, engine()) == at("10:00:05") + 4 * 3_600_000
 
 
 def test_channel_comes_from_created_and_is_unknown_without_it():

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
+from datetime import datetime, timezone
 
 import pytest
 
@@ -89,3 +91,67 @@ def test_bad_configuration_is_a_clear_error(events_file, tmp_path):
     assert done.returncode == 2
     assert "defaults.threshold_seconds" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# ------------------------------------------------------------------------------ the wall-clock bound
+
+def _future_file(tmp_path, days_ahead: float = 2):
+    """A simulated hour that starts `days_ahead` days after now (as `kpi simulate --start` in the future gives)."""
+    start = datetime.fromtimestamp(time.time() + days_ahead * 86400, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    path = tmp_path / "future.jsonl"
+    done = _kpi("simulate", "--output", str(path), "--hours", "0.5", "--seed", "4", "--start", start)
+    assert done.returncode == 0, done.stderr
+    return path, start
+
+
+def test_by_default_events_ahead_of_the_wall_clock_are_from_the_future(events_file, tmp_path):
+    """As a worker: one line a year ahead does not move stream time; the file's other lines replay as without it."""
+    ahead = datetime.fromtimestamp(time.time() + 365 * 86400, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    lines = events_file.read_text().splitlines()
+    with_future = tmp_path / "with_future.jsonl"
+    with_future.write_text("\n".join(lines[:100] + [json.dumps({"event_id": "f1", "type": "contact.created",
+                                                                 "ts": ahead, "contact_id": "f", "channel": "voice",
+                                                                 "customer_id": "cf"})] + lines[100:]) + "\n")
+    out, dead, clean = tmp_path / "out.jsonl", tmp_path / "dead.jsonl", tmp_path / "clean.jsonl"
+    done = _kpi("replay", "--input", str(with_future), "--output", str(out), "--dead-letters", str(dead))
+    assert done.returncode == 0, done.stderr
+    assert "dead-lettered as from_the_future" in done.stderr and "1 of them from_the_future" in done.stderr
+    assert _kpi("replay", "--input", str(events_file), "--output", str(clean)).returncode == 0
+    assert out.read_bytes() == clean.read_bytes()
+    future = [json.loads(line) for line in dead.read_text().splitlines() if json.loads(line)["reason"] == "from_the_future"]
+    assert [json.loads(d["raw"])["event_id"] for d in future] == ["f1"]
+
+
+def test_not_after_none_replays_a_file_whose_times_lie_in_the_future(tmp_path):
+    path, start = _future_file(tmp_path)
+    bounded, free, dead = tmp_path / "bounded.jsonl", tmp_path / "free.jsonl", tmp_path / "dead.jsonl"
+    done = _kpi("replay", "--input", str(path), "--output", str(bounded), "--dead-letters", str(dead))
+    assert done.returncode == 0 and "--not-after none" in done.stderr  # the hint
+    assert bounded.read_text() == "" and {json.loads(x)["reason"] for x in dead.read_text().splitlines()} == {
+        "from_the_future"}
+    done = _kpi("replay", "--input", str(path), "--output", str(free), "--not-after", "none")
+    assert done.returncode == 0 and "from_the_future" not in done.stderr
+    records = [json.loads(line) for line in free.read_text().splitlines()]
+    assert min(r["interval_start"] for r in records if r["kind"] == "queue_interval")[:13] == start[:13]
+    # an explicit bound past the file's last event accepts everything too, and says which bound it used
+    later = _kpi("replay", "--input", str(path), "--output", str(tmp_path / "later.jsonl"), "--not-after", "2100-01-01")
+    assert later.returncode == 0 and "later than 2100-01-01T00:00:00.000Z" in later.stderr
+    assert (tmp_path / "later.jsonl").read_bytes() == free.read_bytes()
+
+
+def test_a_bad_not_after_is_a_clear_error(events_file, tmp_path):
+    done = _kpi("replay", "--input", str(events_file), "--output", str(tmp_path / "x.jsonl"), "--not-after", "soon")
+    assert done.returncode == 2
+    assert "--not-after 'soon' is not an ISO 8601 time" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_not_after_bound():
+    from processor.replay import not_after_bound
+
+    assert not_after_bound(None, 300, now=1_795_000_000) == 1_795_000_300_000  # the worker's rule
+    assert not_after_bound("none", 300) is None and not_after_bound(" NONE ", 300) is None
+    want = 1_795_996_800_000  # 2026-11-30T00:00:00Z
+    for text in ("2026-11-30T00:00:00Z", "2026-11-30T01:00:00+01:00", "2026-11-30T00:00:00", "2026-11-30"):
+        assert not_after_bound(text, 300) == want, text
+    with pytest.raises(ValueError, match="not an ISO 8601 time"):
+        not_after_bound("next week", 300)
