@@ -164,6 +164,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     facts_table = table("queue-facts")
     published_table = table("published")
     profiles_table = table("profiles")                  # stage one: contacts no longer in progress (profile only)
+    agent_ids_table = table("agent-event-ids")          # stage one: each agent's event ids within the retention
     customers_table = table("customers")                # stage one: each customer's churn event ids (retention)
     journeys_table = table("journey-facts")             # journey facts by fact id
 
@@ -309,6 +310,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                     _persist(agents_table, dirty_agents, part)
                     _persist(profiles_table, book.take_dirty_profiles(), part)
                     _persist(customers_table, book.take_dirty_customers(), part)
+                    _persist(agent_ids_table, book.take_dirty_agent_ids(), part)
                 await out.ack(stream, batch)
 
     def _apply_facts(batch: list, book_of) -> set[int]:
@@ -430,6 +432,9 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
             for cid, (p, state) in profiles_table.items():
                 if p in books and state is not None and cid not in books[p].contacts:
                     books[p].restore_profile(cid, state)
+            for key, (p, value) in agent_ids_table.items():
+                if p in books and value is not None:
+                    books[p].restore_agent_id(key, value)
             for customer, (p, state) in customers_table.items():
                 if p in books and state is not None:
                     books[p].restore_customer(customer, state)

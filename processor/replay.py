@@ -213,10 +213,7 @@ def _stage_one(input_path: str, engine: EngineSettings, dead_path: str | None, c
 
 def _clear_dirty(book: ContactBook) -> None:
     """Nothing persists in replay: forget which keys changed (as Pipeline.clear_dirty does)."""
-    book.dirty_contacts.clear()
-    book.dirty_agents.clear()
-    book.dirty_profiles.clear()
-    book.dirty_customers.clear()
+    book.clear_dirty()
 
 
 def _two_processes() -> bool:

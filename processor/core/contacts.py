@@ -109,11 +109,17 @@ class ContactState:
         return s
 
 
+ID_SEP = "\x1f"  # between the agent id and the event id in the key of a remembered agent event id
+
+
 class AgentState:
     """Latest presence of one agent by event time; emits one presence fact per queue it serves.
 
     `recent`: the agent's state changes within the retention (event id -> (ts, state)), so that a
-    repeated event id, even with other content, changes nothing (contract §1).
+    repeated event id, even with other content, changes nothing (contract §1). They are persisted
+    one key per id (ContactBook.take_dirty_agent_ids), not with the state: a busy agent has
+    hundreds within the retention, and rewriting them all with every change cost more than the
+    rest of stage one.
     """
 
     __slots__ = ("ts_ms", "event_id", "state", "queues", "capacity", "recent")
@@ -124,12 +130,11 @@ class AgentState:
         self.recent = recent if recent is not None else {}
 
     def to_state(self) -> list:
-        return [self.ts_ms, self.event_id, self.state, list(self.queues), self.capacity,
-                [[eid, ts, state] for eid, (ts, state) in self.recent.items()]]
+        return [self.ts_ms, self.event_id, self.state, list(self.queues), self.capacity]
 
     @classmethod
     def from_state(cls, d: list) -> "AgentState":
-        recent = {eid: (ts, state) for eid, ts, state in d[5]} if len(d) > 5 else {}
+        recent = {eid: (ts, state) for eid, ts, state in d[5]} if len(d) > 5 else {}  # written before ids had keys
         return cls(d[0], d[1], d[2], tuple(d[3]), d[4], recent)
 
 
@@ -197,6 +202,7 @@ class ContactBook:
         self.stream_ms = 0
         self.dirty_contacts: set[str] = set()
         self.dirty_agents: set[str] = set()
+        self.dirty_agent_ids: dict[tuple[str, str], tuple[int, str] | None] = {}  # (agent, event id) -> (ts, state)
         self.dirty_profiles: set[str] = set()
         self._with_orphans: set[str] = set()
         # contact -> orphan event id -> stream time when it arrived: an orphan gets the lateness of
@@ -358,9 +364,9 @@ class ContactBook:
                 res.agent_deltas.append((fid, e.agent_id, ("ast", e.agent_id, ts, state)))
                 return
         res.agent_deltas.append((fid, e.agent_id, ("ast", e.agent_id, e.ts_ms, e.state)))
+        self.dirty_agent_ids[(e.agent_id, e.event_id)] = (e.ts_ms, e.state)
         if old is not None and (old.ts_ms, old.event_id) >= (e.ts_ms, e.event_id):
             old.recent[e.event_id] = (e.ts_ms, e.state)
-            self.dirty_agents.add(e.agent_id)
             return  # older presence than what we hold: superseded, changes nothing
         new = AgentState(e.ts_ms, e.event_id, e.state, tuple(dict.fromkeys(e.queues)), e.capacity,
                          old.recent if old is not None else {})
@@ -400,9 +406,10 @@ class ContactBook:
                 if st.last_ms < self._low_profile_ms:
                     self._low_profile_ms = st.last_ms
         for aid, agent in self.agents.items():  # an id older than the retention is too late anyway
-            if any(ts < cutoff for ts, _ in agent.recent.values()):
-                agent.recent = {eid: v for eid, v in agent.recent.items() if v[0] >= cutoff}
-                self.dirty_agents.add(aid)
+            old_ids = [eid for eid, (ts, _) in agent.recent.items() if ts < cutoff]
+            for eid in old_ids:
+                del agent.recent[eid]
+                self.dirty_agent_ids[(aid, eid)] = None
         for customer in [c for c, cust in self.customers.items() if any(ts < cutoff for ts in cust.churns.values())]:
             cust = self.customers[customer]  # likewise for churn ids
             cust.churns = {eid: ts for eid, ts in cust.churns.items() if ts >= cutoff}
@@ -424,6 +431,28 @@ class ContactBook:
         self.dirty_contacts.clear()
         self.dirty_agents.clear()
         return contacts, agents
+
+    def take_dirty_agent_ids(self) -> dict[str, list | None]:
+        """The agent event ids added or forgotten since the last call, one key each ("agent\x1fevent id")."""
+        out = {f"{aid}{ID_SEP}{eid}": (list(v) if v is not None else None)
+               for (aid, eid), v in self.dirty_agent_ids.items()}
+        self.dirty_agent_ids.clear()
+        return out
+
+    def restore_agent_id(self, key: str, value: list) -> None:
+        """After restore_agent: one remembered event id of that agent (see take_dirty_agent_ids)."""
+        aid, _, eid = key.partition(ID_SEP)
+        agent = self.agents.get(aid)
+        if agent is not None:
+            agent.recent[eid] = (value[0], value[1])
+
+    def clear_dirty(self) -> None:
+        """Nothing persists (replay): forget which keys changed."""
+        self.dirty_contacts.clear()
+        self.dirty_agents.clear()
+        self.dirty_agent_ids.clear()
+        self.dirty_profiles.clear()
+        self.dirty_customers.clear()
 
     def take_dirty_customers(self) -> dict[str, list | None]:
         out = {c: (self.customers[c].to_state() if c in self.customers else None) for c in self.dirty_customers}

@@ -80,10 +80,7 @@ class Pipeline:
     def clear_dirty(self) -> None:
         """Nothing persists here: forget which keys changed (tracked for the streaming shell's tables).
         Done in batches, not per event: the sets are only ever read by take_dirty()."""
-        self.contacts.dirty_contacts.clear()
-        self.contacts.dirty_agents.clear()
-        self.contacts.dirty_profiles.clear()
-        self.contacts.dirty_customers.clear()
+        self.contacts.clear_dirty()
         self.queues.clear_dirty()
         self.journeys.dirty_facts.clear()
 

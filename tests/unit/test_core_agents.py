@@ -176,7 +176,9 @@ def test_scores_per_agent_follow_the_agent_the_customer_last_dealt_with():
 
 def test_a_repeated_state_change_id_changes_nothing_whatever_it_says_even_after_a_restart():
     """busy at 10:05 (id s2) re-sent later as 'away', and once more after stage one was rebuilt from its table."""
-    from processor.core.contacts import AgentState
+    import json
+
+    from processor.core.contacts import ID_SEP, AgentState
 
     events = in_order(a1_day())
     busy = next(e for e in events if e.state == "busy")
@@ -189,8 +191,13 @@ def test_a_repeated_state_change_id_changes_nothing_whatever_it_says_even_after_
         records += recs
     assert pipe.counts.duplicates == 1
     # stage one rebuilt from its persisted state (what a restarted worker does), then the forgery again
+    # (the agent's state and, one table key each, its remembered event ids: what the changelogs hold)
     state = pipe.contacts.agents["a1"].to_state()
-    pipe.contacts.agents["a1"] = AgentState.from_state(state)
+    ids = {f"a1{ID_SEP}{eid}": [ts, st] for eid, (ts, st) in pipe.contacts.agents["a1"].recent.items()}
+    pipe.contacts.agents["a1"] = AgentState.from_state(json.loads(json.dumps(state)))
+    assert pipe.contacts.agents["a1"].recent == {}
+    for key, value in ids.items():
+        pipe.contacts.restore_agent_id(key, json.loads(json.dumps(value)))
     records += pipe.feed(forged)[0] + pipe.feed(tick("11:00:00"))[0] + pipe.finish()
     assert pipe.counts.duplicates == 2
     assert Run(pipe, [], [], records).latest_of(K) == clean

@@ -36,7 +36,7 @@ class Shell:
 
     def __init__(self, tables: dict | None = None) -> None:
         self.tables = tables or {name: {} for name in ("contacts", "agents", "profiles", "facts", "published", "journeys",
-                                                       "customers")}
+                                                       "customers", "agent-event-ids")}
         self.contacts, self.queues, self.journeys = ContactBook(ENGINE), QueueBook(ENGINE), JourneyBook(ENGINE)
         if tables is not None:  # rebuild from the tables only
             t = self.tables
@@ -47,6 +47,8 @@ class Shell:
             for cid, state in t["profiles"].items():
                 if cid not in self.contacts.contacts:
                     self.contacts.restore_profile(cid, json.loads(state))
+            for key, value in t["agent-event-ids"].items():
+                self.contacts.restore_agent_id(key, json.loads(value))
             for customer, state in t["customers"].items():
                 self.contacts.restore_customer(customer, json.loads(state))
             for fid, fact in t["facts"].items():
@@ -75,7 +77,8 @@ class Shell:
         facts, published = self.queues.take_dirty()
         for name, dirty in (("contacts", contacts), ("agents", agents), ("profiles", self.contacts.take_dirty_profiles()),
                             ("facts", facts), ("published", published), ("journeys", self.journeys.take_dirty()),
-                            ("customers", self.contacts.take_dirty_customers())):
+                            ("customers", self.contacts.take_dirty_customers()),
+                            ("agent-event-ids", self.contacts.take_dirty_agent_ids())):
             for key, value in dirty.items():
                 if value is None:
                     t[name].pop(key, None)
