@@ -13,6 +13,8 @@ cost per contact (queues with `agent_hour_cost`) = agent_hour_cost x staffed age
 """
 from __future__ import annotations
 
+from bisect import bisect_right
+
 from .figures import aht_seconds, cost_per_contact, expected_contacts_per_hour
 from .queues import QueueBook
 from .settings import MINUTE_MS
@@ -22,15 +24,25 @@ WINDOW_MINUTES = 60
 
 
 def staffed_ms(history: list[tuple[int, str]], since: int, until: int) -> int:
-    """Milliseconds of [since, until) in a state other than offline, from a presence history."""
+    """Milliseconds of [since, until) in a state other than offline, from a presence history
+    (sorted by start). Starts at the state held at `since`: every /metrics scrape calls this for
+    each agent of each queue."""
     total = 0
-    for i, (start, state) in enumerate(history):
+    first = max(0, bisect_right(history, since, key=_start) - 1)
+    for i in range(first, len(history)):
+        start, state = history[i]
+        if start >= until:
+            break
         end = history[i + 1][0] if i + 1 < len(history) else until
         if state != "offline":
             lo, hi = max(start, since), min(end, until)
             if hi > lo:
                 total += hi - lo
     return total
+
+
+def _start(entry: tuple[int, str]) -> int:
+    return entry[0]
 
 
 def capacity_view(book: QueueBook, now_ms: int) -> list[dict]:

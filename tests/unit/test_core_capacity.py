@@ -80,3 +80,29 @@ def test_gauges_of_the_new_figures():
     assert s[series_key("contact_repeat_provisional_ratio", qc)] == pytest.approx(3 / 14)
     assert s[series_key("contact_capacity_staffed_agents", {"queue": "Q1"})] >= 3
     assert series_key("contact_capacity_slots", {"queue": "Q1"}) in s
+
+
+def _staffed_by_definition(history, since, until):
+    """Every presence entry's overlap with [since, until), offline excluded: the definition, entry by entry."""
+    total = 0
+    for i, (start, state) in enumerate(history):
+        end = history[i + 1][0] if i + 1 < len(history) else until
+        if state != "offline":
+            total += max(0, min(end, until) - max(start, since))
+    return total
+
+
+def test_staffed_time_starts_at_the_state_held_at_the_window_start_and_equals_the_definition():
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from processor.core.capacity import staffed_ms
+
+    @given(st.lists(st.tuples(st.integers(0, 100), st.sampled_from(["offline", "available", "busy"])),
+                    max_size=10, unique_by=lambda e: e[0]),
+           st.integers(-10, 110), st.integers(0, 130))
+    def check(entries, since, span):
+        history = sorted(entries)
+        assert staffed_ms(history, since, since + span) == _staffed_by_definition(history, since, since + span)
+
+    check()
