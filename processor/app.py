@@ -423,21 +423,17 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
             _forget_read_offsets(k.input_topic)
             owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == k.input_topic}
             books = {p: ContactBook(engine) for p in owned}
-            for cid, (p, state) in contacts_table.items():
-                if p in books and state is not None:
-                    books[p].restore_contact(cid, state)
-            for aid, (p, state) in agents_table.items():
-                if p in books and state is not None:
-                    books[p].restore_agent(aid, state)
-            for cid, (p, state) in profiles_table.items():
-                if p in books and state is not None and cid not in books[p].contacts:
-                    books[p].restore_profile(cid, state)
-            for key, (p, value) in agent_ids_table.items():
-                if p in books and value is not None:
-                    books[p].restore_agent_id(key, value)
-            for customer, (p, state) in customers_table.items():
-                if p in books and state is not None:
-                    books[p].restore_customer(customer, state)
+            for cid, book, state in _owned_rows(contacts_table, books):
+                book.restore_contact(cid, state)
+            for aid, book, state in _owned_rows(agents_table, books):  # before their event ids
+                book.restore_agent(aid, state)
+            for cid, book, state in _owned_rows(profiles_table, books):
+                if cid not in book.contacts:
+                    book.restore_profile(cid, state)
+            for key, book, value in _owned_rows(agent_ids_table, books):
+                book.restore_agent_id(key, value)
+            for customer, book, state in _owned_rows(customers_table, books):
+                book.restore_customer(customer, state)
             rt.contacts = books
             now = time.monotonic()
             rt.last_read = {p: rt.last_read.get(p, now) for p in owned}
@@ -450,17 +446,11 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
             _forget_read_offsets(k.facts_topic)
             owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == k.facts_topic}
             books = {p: _queue_book(engine, k.partitions) for p in owned}
-            for fid, (p, fact) in facts_table.items():
-                if p in books and fact is not None:
-                    books[p].restore_fact(fid, fact)
-            for key, (p, value) in published_table.items():
-                if p in books and value is not None:
-                    books[p].restore_published(key, value)
-            for p, book in books.items():
-                old = rt.queues.get(p)
-                if old is not None:  # kept through the rebalance: keep its clock too
-                    book.sources, book.heard = dict(old.sources), set(old.heard)
-                    book.stream_ms, book.latest_ms = old.stream_ms, old.latest_ms
+            for fid, book, fact in _owned_rows(facts_table, books):
+                book.restore_fact(fid, fact)
+            for key, book, value in _owned_rows(published_table, books):
+                book.restore_published(key, value)
+            _keep_clocks(books, rt.queues)
             rt.queues = books
             log.info("stage two rebuilt: %d facts, partitions %s",
                      sum(len(b.facts) for b in books.values()), sorted(owned))
@@ -477,11 +467,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                     stored[p].append((fid, fact))
             for p, facts in stored.items():
                 books[p].restore(facts)
-            for p, book in books.items():
-                old = rt.journeys.get(p)
-                if old is not None:  # kept through the rebalance: keep its clock too
-                    book.sources, book.heard = dict(old.sources), set(old.heard)
-                    book.stream_ms, book.latest_ms = old.stream_ms, old.latest_ms
+            _keep_clocks(books, rt.journeys)
             rt.journeys = books
             log.info("journeys rebuilt: %d facts, partitions %s",
                      sum(len(b.facts) for b in books.values()), sorted(owned))
@@ -498,6 +484,22 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
 
     app.kpi_runtime = rt  # for tests and the CLI
     return app, rt
+
+
+def _owned_rows(table, books: dict):
+    """(key, book, value) of a table's entries that belong to a partition in `books` (values carry it)."""
+    for key, (p, value) in table.items():
+        if p in books and value is not None:
+            yield key, books[p], value
+
+
+def _keep_clocks(books: dict, old_books: dict) -> None:
+    """A partition kept through a rebalance keeps its clock (sources heard, stream time) in the rebuilt book."""
+    for p, book in books.items():
+        old = old_books.get(p)
+        if old is not None:
+            book.sources, book.heard = dict(old.sources), set(old.heard)
+            book.stream_ms, book.latest_ms = old.stream_ms, old.latest_ms
 
 
 def _json(raw: bytes | None):

@@ -104,11 +104,8 @@ def replay_lines(lines: Iterable[bytes], engine: EngineSettings, out: IO[str], d
             for event in items:
                 n += 1
                 if event.__class__ is tuple:  # a line the decoder rejected
-                    exc, raw = event
                     rejected += 1
-                    future += exc.reason == "from_the_future"
-                    if dead is not None:
-                        dead.write(_rejected_line(exc, raw))
+                    future += _reject(event, dead)
                     continue
                 records, dead_letters = feed(event)
                 for rec in records:
@@ -174,11 +171,8 @@ def _stage_one(input_path: str, engine: EngineSettings, dead_path: str | None, c
                 batch = []
                 for event in items:
                     if event.__class__ is tuple:  # a line the decoder rejected
-                        exc, raw = event
                         dead_letters += 1
-                        future += exc.reason == "from_the_future"
-                        if dead is not None:
-                            dead.write(_rejected_line(exc, raw))
+                        future += _reject(event, dead)
                         continue
                     res = ingest(event)
                     events += 1
@@ -191,9 +185,9 @@ def _stage_one(input_path: str, engine: EngineSettings, dead_path: str | None, c
                                 dead.write(_core_dead_line(dl))
                     batch.append((res.deltas, res.agent_deltas, res.journey_deltas, book.stream_ms))
                     if events % EXPIRE_EVERY == 0:  # where Pipeline.expire runs it (it emits nothing)
-                        _clear_dirty(book)
+                        book.clear_dirty()
                         book.expire()
-                        _clear_dirty(book)
+                        book.clear_dirty()
                 if batch:
                     conn.send_bytes(marshal.dumps((0, batch)))
         if dead is not None:
@@ -211,9 +205,12 @@ def _stage_one(input_path: str, engine: EngineSettings, dead_path: str | None, c
         conn.close()
 
 
-def _clear_dirty(book: ContactBook) -> None:
-    """Nothing persists in replay: forget which keys changed (as Pipeline.clear_dirty does)."""
-    book.clear_dirty()
+def _reject(rejected: tuple, dead) -> bool:
+    """A line the decoder rejected, (BadEvent, raw): its dead letter; True if it was from the future."""
+    exc, raw = rejected
+    if dead is not None:
+        dead.write(_rejected_line(exc, raw))
+    return exc.reason == "from_the_future"
 
 
 def _two_processes() -> bool:
