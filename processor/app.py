@@ -226,6 +226,9 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         finally:
             await gap_reader.close()
 
+    def _owned_partitions(topic: str) -> set[int]:
+        return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
+
     def _forget_read_offsets(topic: str) -> None:
         """Recovery: Faust seeks this topic's partitions to their committed offsets; the next message
         read must be the committed one, so a message dropped right after the seek is a gap too."""
@@ -421,7 +424,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     async def _recover_stage_one():
         async with locks["one"]:
             _forget_read_offsets(k.input_topic)
-            owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == k.input_topic}
+            owned = _owned_partitions(k.input_topic)
             books = {p: ContactBook(engine) for p in owned}
             for cid, book, state in _owned_rows(contacts_table, books):
                 book.restore_contact(cid, state)
@@ -444,7 +447,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     async def _recover_stage_two():
         async with locks["two"]:
             _forget_read_offsets(k.facts_topic)
-            owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == k.facts_topic}
+            owned = _owned_partitions(k.facts_topic)
             books = {p: _queue_book(engine, k.partitions) for p in owned}
             for fid, book, fact in _owned_rows(facts_table, books):
                 book.restore_fact(fid, fact)
@@ -459,7 +462,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     async def _recover_journeys():
         async with locks["journeys"]:
             _forget_read_offsets(k.journeys_topic)
-            owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == k.journeys_topic}
+            owned = _owned_partitions(k.journeys_topic)
             books = {p: _journey_book(engine, k.partitions) for p in owned}
             stored: dict[int, list] = defaultdict(list)
             for fid, (p, fact) in journeys_table.items():

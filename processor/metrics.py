@@ -126,15 +126,18 @@ class KpiCollector:
             errors.add_metric([], snap.errors)
         yield from (up, writes, errors)
 
+    def _owned(self) -> set:
+        """The topic-partitions this worker owns now (active assignment); none before the worker starts."""
+        try:
+            return set(self.app.assignor.assigned_actives()) if self.app is not None else set()
+        except Exception:  # not started yet
+            return set()
+
     def _assigned(self):
         family = GaugeMetricFamily("kpi_assigned_partitions",
                                    "Partitions of each topic this worker owns now (active assignment).", labels=["topic"])
-        try:
-            owned = list(self.app.assignor.assigned_actives()) if self.app is not None else []
-        except Exception:  # not started yet
-            owned = []
         counts: dict[str, int] = {}
-        for tp in owned:
+        for tp in self._owned():
             counts[tp.topic] = counts.get(tp.topic, 0) + 1
         for topic, n in sorted(counts.items()):
             family.add_metric([topic], n)
@@ -147,10 +150,7 @@ class KpiCollector:
         if consumer is None:
             return lag
         from faust.types import TP
-        try:  # only what this worker owns now: after a rebalance the old owner must stop reporting
-            owned = set(self.app.assignor.assigned_actives())
-        except Exception:
-            owned = set()
+        owned = self._owned()  # only what this worker owns now: after a rebalance the old owner must stop reporting
         for (topic, partition), offset in sorted(self.rt.health.offsets.items()):
             if TP(topic, partition) not in owned:
                 continue
