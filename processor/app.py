@@ -44,6 +44,8 @@ DEAD_LETTER_MAX_BYTES = 8 * 1024 * 1024  # see topics.py: the dead-letter topic 
 TICK_SECONDS = 1.0
 EXPIRE_SECONDS = 30.0
 IDLE_SECONDS = 5.0
+FETCH_MAX_WAIT_MS = 50          # longest a fetch waits for data (see _short_fetch_wait)
+COMMIT_EVERY = 100_000        # messages between offset commits, besides the 1 s interval
 BATCH_MAX = 1000              # events handled together by an agent (Faust's per-message cost is the limit)
 BATCH_WITHIN_SECONDS = 0.05   # ...or whatever arrived within this time, so latency stays low  # an input partition with nothing read for this long stops holding the watermark
 
@@ -113,8 +115,31 @@ def _kafka_security(settings: Settings) -> dict:
         username=k.sasl_username, password=password, mechanism=k.sasl_mechanism, ssl_context=ctx)}
 
 
+def _short_fetch_wait() -> None:
+    """Make the worker's consumer wait at most FETCH_MAX_WAIT_MS for data (Faust fixes it at 1.5 s).
+
+    aiokafka sends one fetch per broker at a time, leaving out the partitions it still holds
+    records of; a fetch for quiet partitions (a journeys partition between two ticks) is held by
+    the broker for the whole wait while the busy input and facts partitions queue up behind it.
+    With 1.5 s the live gauges moved in 1.5 s steps and fell behind at 1,000 events/s."""
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    if getattr(AIOKafkaConsumerThread, "_kpi_short_fetch_wait", False):
+        return
+    create = AIOKafkaConsumerThread._create_worker_consumer
+
+    def _create_worker_consumer(self, transport):
+        consumer = create(self, transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by AIOKafkaConsumer.start() for its Fetcher
+        return consumer
+
+    AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer
+    AIOKafkaConsumerThread._kpi_short_fetch_wait = True
+
+
 def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     k = settings.kafka
+    _short_fetch_wait()
     engine = settings.engine()
     app = faust.App(
         settings.app_id,
@@ -137,7 +162,9 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         value_serializer="raw",
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
-        broker_commit_every=1000,
+        # Each commit waits for every record sent so far to be acknowledged (acks=all): committing
+        # by time only keeps the worker from stalling on it every thousand messages during a backlog.
+        broker_commit_every=COMMIT_EVERY,
         broker_commit_interval=1.0,
         stream_wait_empty=False,
         broker_session_timeout=k.session_timeout_seconds,
@@ -309,11 +336,11 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                         await out.send(facts_topic if topic == "facts" else journeys_topic, part, partition=target,
                                        key=b"", value={"src": part, "wm": book.stream_ms, "d": items})
                     dirty_contacts, dirty_agents = book.take_dirty()
-                    _persist(contacts_table, dirty_contacts, part)
-                    _persist(agents_table, dirty_agents, part)
-                    _persist(profiles_table, book.take_dirty_profiles(), part)
-                    _persist(customers_table, book.take_dirty_customers(), part)
-                    _persist(agent_ids_table, book.take_dirty_agent_ids(), part)
+                    await _persist(out, contacts_table, dirty_contacts, part)
+                    await _persist(out, agents_table, dirty_agents, part)
+                    await _persist(out, profiles_table, book.take_dirty_profiles(), part)
+                    await _persist(out, customers_table, book.take_dirty_customers(), part)
+                    await _persist(out, agent_ids_table, book.take_dirty_agent_ids(), part)
                 await out.ack(stream, batch)
 
     def _apply_facts(batch: list, book_of) -> set[int]:
@@ -343,8 +370,8 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                         await out.send(rollups_topic, part, key=rollup_key(rec), value=deadletter.dumps(rec))
                         rt.health.rollup_published()
                     dirty_facts, dirty_published = book.take_dirty()
-                    _persist(facts_table, dirty_facts, part)
-                    _persist(published_table, dirty_published, part)
+                    await _persist(out, facts_table, dirty_facts, part)
+                    await _persist(out, published_table, dirty_published, part)
                 await out.ack(stream, batch)
 
     # -- journeys (keyed by customer): resolution_day, retention_day ----------------------------
@@ -356,7 +383,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                 for part in sorted(touched):
                     book = rt.journey_book(part)
                     await _send_contributions(book, part)
-                    _persist(journeys_table, book.take_dirty(), part)
+                    await _persist(out, journeys_table, book.take_dirty(), part)
                 await out.ack(stream, batch)
 
     async def _send_contributions(book: JourneyBook, part: int) -> None:
@@ -603,23 +630,52 @@ class Output:
         from aiokafka.partitioner import DefaultPartitioner
         self._partitioner, self._partitions = DefaultPartitioner(), list(range(app.conf.topic_partitions))
         self._guarded = False
+        self.failed: BaseException | None = None  # the first record the producer could not deliver
 
     def transactional_id(self, partition: int) -> str:
         return f"{self.app.conf.id}-{self.app.assignor.group_for_topic(self.source_topic)}-{partition}"
 
     async def send(self, topic, src: int, *, key: bytes, value, partition: int | None = None) -> None:
         """`value` on `topic` (by `key`, or to `partition`), caused by input of partition `src`."""
-        if not self.exactly_once:
-            await topic.send(key=key, value=value, partition=partition)
-            return
-        self._guard_commits()
-        name = topic.get_topic_name()
-        data = value if isinstance(value, bytes) else json.dumps(value, separators=(",", ":")).encode()
-        if partition is None:  # the producer's default partitioner: the same queue lands where at_least_once puts it
+        data = value if isinstance(value, bytes) else _dumps(value)
+        await self.send_record(topic.get_topic_name(), src, key, data, partition)
+
+    async def send_record(self, topic: str, src: int, key: bytes, data: bytes | None, partition: int | None = None) -> None:
+        """One serialized record straight to the producer: Faust's per-message path (FutureMessage,
+        producer buffer, codecs) cost more than everything else a batch does (see the README)."""
+        if partition is None:  # the producer's default partitioner: where Faust's topic.send put it
             partition = self._partitioner(key, self._partitions, self._partitions)
-        tid = self.transactional_id(src)
-        self.open.add(tid)
-        await self.app.producer.send(name, key, data, partition, None, None, transactional_id=tid)
+        tid = None
+        if self.exactly_once:
+            self._guard_commits()
+            tid = self.transactional_id(src)
+            self.open.add(tid)
+        else:
+            self._guard_flush()
+        fut = await self.app.producer.send(topic, key, data, partition, None, None, transactional_id=tid)
+        fut.add_done_callback(self._delivered)
+
+    def _delivered(self, fut) -> None:
+        if not fut.cancelled() and fut.exception() is not None and self.failed is None:
+            self.failed = fut.exception()
+            log.error("a record was not delivered: %r; no offset is committed after it", self.failed)
+
+    def _guard_flush(self) -> None:
+        """at_least_once: Faust flushes the producer before it commits offsets; a record that was not
+        delivered makes that flush fail, so the offsets of the input that caused it stay uncommitted."""
+        if self._guarded:
+            return
+        producer = self.app.producer
+        flush = producer.flush
+
+        async def checked_flush() -> None:
+            await flush()
+            if self.failed is not None:
+                from faust.exceptions import ProducerSendError
+                raise ProducerSendError(f"a record was not delivered: {self.failed!r}")
+
+        producer.flush = checked_flush
+        self._guarded = True
 
     def _guard_commits(self) -> None:
         """Make Faust's commits wait for the batch in progress and carry the table writes and ticks too."""
@@ -727,14 +783,29 @@ def _partition_rocksdb_store():
     return PartitionRocksDBStore
 
 
-def _persist(table: PartitionTable, dirty: dict, partition: int) -> None:
-    table._write_partition = partition
+async def _persist(out: Output, table: PartitionTable, dirty: dict, partition: int) -> None:
+    """A batch's changed keys into the table's store, and their changelog records to `partition`.
+
+    The records are sent as plain producer records rather than through Faust's table writes (one
+    FutureMessage each, the largest cost of a batch); Faust's recovery reads them like its own."""
+    if not dirty:
+        return
+    store, topic = table.data, table.changelog_topic.get_topic_name()
+    table._write_partition = partition  # the RocksDB store writes to that partition's database
     try:
         for key, value in dirty.items():
             if value is None:
-                if key in table:
-                    del table[key]
+                if key not in store:
+                    continue
+                del store[key]
+                await out.send_record(topic, partition, _dumps(key), None, partition)
             else:
-                table[key] = [partition, value]
+                row = [partition, value]
+                store[key] = row
+                await out.send_record(topic, partition, _dumps(key), _dumps(row), partition)
     finally:
         table._write_partition = None
+
+
+def _dumps(value) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
