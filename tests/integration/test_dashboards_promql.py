@@ -180,6 +180,9 @@ def live(kafka, feed, tmp_path_factory):
                                   what=f"{valid} events processed, {records} rollups published, no lag")
         published = samples["kpi_rollups_published_total"]
         prom.wait_for("kpi_rollups_published_total", lambda r: bool(r) and float(r[0]["value"][1]) == published)
+        # rate() needs two samples in its range: a worker that settles within one scrape gives one
+        prom.wait_for("count_over_time(kpi_rollups_published_total[1m])",
+                      lambda r: bool(r) and float(r[0]["value"][1]) >= 2)
         # the rules were evaluated on the scraped data: the input is months old, so KpiDataStale is pending
         prom.wait_for('ALERTS{alertname="KpiDataStale", alertstate="pending"}', timeout=15)
         with urllib.request.urlopen(worker.url + "/metrics", timeout=5) as resp:

@@ -1,0 +1,136 @@
+"""The worker's outputs go to the producer as record batches (processor/app.py Output)."""
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.record.default_records import DefaultRecordBatch
+
+from processor.app import Output
+
+
+class FakeAioProducer:
+    """The two aiokafka calls Output uses, recording what reached the broker side."""
+
+    def __init__(self, batch_size: int, slow: asyncio.Event | None = None) -> None:
+        self.batch_size, self.slow = batch_size, slow
+        self.sent: list[tuple[str, int, list[tuple[bytes, bytes]]]] = []
+        self.futures: list[asyncio.Future] = []
+
+    def create_batch(self):
+        return BatchBuilder(self.batch_size, 0)
+
+    async def send_batch(self, batch, topic, *, partition):
+        if self.slow is not None:
+            await self.slow.wait()  # the accumulator waits for the previous batch of the partition
+        records = [(r.key, r.value) for r in DefaultRecordBatch(bytes(batch._build()))]
+        self.sent.append((topic, partition, records))
+        return self._future()
+
+    async def send(self, topic, value, *, key, partition):
+        self.sent.append((topic, partition, [(key, value)]))
+        return self._future()
+
+    def _future(self):
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        self.futures.append(fut)
+        return fut
+
+
+def _output(producer: FakeAioProducer) -> Output:
+    flushed = []
+
+    async def flush():
+        flushed.append(True)
+
+    faust_producer = SimpleNamespace(_ensure_producer=lambda: producer, flush=flush)
+    app = SimpleNamespace(conf=SimpleNamespace(topic_partitions=4, id="t"), producer=faust_producer)
+    return Output(app, {}, exactly_once=False, source_topic="in")
+
+
+def _records(producer, topic, partition):
+    return [kv for t, p, recs in producer.sent if (t, p) == (topic, partition) for kv in recs]
+
+
+def test_records_wait_for_the_ack_and_keep_their_order_per_partition():
+    async def main():
+        producer = FakeAioProducer(batch_size=16384)
+        out = _output(producer)
+        for i in range(50):
+            await out.send_record("changelog", 0, b"k%d" % i, b"v%d" % i, i % 2)
+        assert producer.sent == []  # nothing before the stage acks its input
+        await out.ack(None, [])
+        assert _records(producer, "changelog", 0) == [(b"k%d" % i, b"v%d" % i) for i in range(0, 50, 2)]
+        assert _records(producer, "changelog", 1) == [(b"k%d" % i, b"v%d" % i) for i in range(1, 50, 2)]
+        assert len(producer.sent) == 2  # one batch per partition
+
+    asyncio.run(main())
+
+
+def test_a_full_batch_goes_at_once_and_nothing_is_lost_or_reordered():
+    async def main():
+        producer = FakeAioProducer(batch_size=300)
+        out = _output(producer)
+        for i in range(100):
+            await out.send_record("t", 0, b"key-%03d" % i, b"x" * 40, 2)
+        assert len(producer.sent) > 3  # full batches were submitted before the ack
+        await out.flush_batches()
+        assert [k for k, _ in _records(producer, "t", 2)] == [b"key-%03d" % i for i in range(100)]
+
+    asyncio.run(main())
+
+
+def test_a_record_larger_than_a_batch_is_sent_alone():
+    async def main():
+        producer = FakeAioProducer(batch_size=200)
+        out = _output(producer)
+        await out.send_record("dead", 0, b"a", b"small", 1)
+        await out.send_record("dead", 0, b"b", b"y" * 5000, 1)
+        await out.flush_batches()
+        assert [k for k, _ in _records(producer, "dead", 1)] == [b"a", b"b"]
+
+    asyncio.run(main())
+
+
+def test_a_batch_begun_by_another_stage_while_one_is_submitted_is_kept():
+    async def main():
+        gate = asyncio.Event()
+        producer = FakeAioProducer(batch_size=300, slow=gate)
+        out = _output(producer)
+
+        async def stage(name: bytes, n: int):
+            for i in range(n):
+                await out.send_record("facts", 0, name + b"-%03d" % i, b"z" * 40, 3)
+
+        one = asyncio.ensure_future(stage(b"one", 20))  # fills a batch, then waits in send_batch
+        await asyncio.sleep(0.01)
+        await stage(b"two", 2)                            # meanwhile another stage begins the next one
+        gate.set()
+        await one
+        await out.flush_batches()
+        keys = [k for k, _ in _records(producer, "facts", 3)]
+        assert sorted(keys) == sorted([b"one-%03d" % i for i in range(20)] + [b"two-000", b"two-001"])
+        assert [k for k in keys if k.startswith(b"one")] == [b"one-%03d" % i for i in range(20)]
+
+    asyncio.run(main())
+
+
+def test_an_undelivered_record_fails_the_flush_before_a_commit():
+    async def main():
+        from faust.exceptions import ProducerSendError
+
+        producer = FakeAioProducer(batch_size=16384)
+        out = _output(producer)
+        await out.send_record("t", 0, b"k", b"v", 0)
+        await out.flush_batches()
+        failed = asyncio.get_running_loop().create_future()
+        failed.add_done_callback(out._delivered)
+        failed.set_exception(OSError("broker gone"))
+        await asyncio.sleep(0)
+        with pytest.raises(ProducerSendError):
+            await out.app.producer.flush()  # what Faust calls before it commits offsets
+
+    asyncio.run(main())
