@@ -639,7 +639,7 @@ class Output:
             self._guard_commits()
             tid = self.transactional_id(src)
             self.open.add(tid)
-        else:
+        elif not self._guarded:
             self._guard_flush()
         slot = (tid, topic, partition)
         batch = self._batches.get(slot)
