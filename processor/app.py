@@ -35,6 +35,7 @@ from .core.contacts import ContactBook
 from .core.journeys import JourneyBook
 from .core.queues import QueueBook
 from .decode import BadEvent, decode
+from .gc_policy import FREEZE_SECONDS, GcPolicy
 from .health import Health
 from .metrics import KpiCollector
 from .metrics_extra import ExtraCollector
@@ -151,6 +152,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         **_kafka_security(settings),
     )
     rt = Runtime(settings, Health(), CollectorRegistry(auto_describe=True))
+    gc_policy = GcPolicy()
     rt.registry.register(KpiCollector(rt, app))
     rt.registry.register(ExtraCollector(rt))
 
@@ -430,6 +432,10 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         async with locks["journeys"]:
             for book in list(rt.journeys.values()):
                 book.expire()
+
+    @app.timer(FREEZE_SECONDS)
+    async def garbage_collection():
+        gc_policy.tick()  # long-lived state out of the cycle collector's way (processor/gc_policy.py)
 
     # -- recovery: rebuild the books from the tables for exactly the partitions we own ----------
     @contacts_table.on_recover
@@ -837,3 +843,4 @@ async def _persist(out: Output, table: PartitionTable, dirty: dict, partition: i
 def _dumps(value) -> bytes:
     """Compact JSON (orjson: a third of the worker's serializing time; no NaN or infinity in state)."""
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+

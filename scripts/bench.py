@@ -596,6 +596,9 @@ def latency_summary(probes: ProbeLog, poller: Poller, feed: dict, waited_until: 
     unseen probe was waited for), and the number stays out of the *_ms fields (None there).
     """
     lat, missed = probes.latencies(poller.samples, feed["first_probe"], feed["last_probe"])
+    t0 = probes.sent[feed["first_probe"] - 1]
+    series = [[round(probes.sent[k - 1] - t0, 2), round(v * 1000, 1)]  # in send order: where the slow ones fall
+              for k, v in zip(range(feed["first_probe"], feed["last_probe"] + 1), lat)]
     lat.sort()
     unseen_floor = waited_until - probes.sent[feed["last_probe"] - 1] if missed else None
     ms = lambda v: round(v * 1000, 1) if v is not None else None  # noqa: E731
@@ -607,6 +610,7 @@ def latency_summary(probes: ProbeLog, poller: Poller, feed: dict, waited_until: 
         out[f"{name}_ms"] = ms(v) if v != float("inf") else None
         out[f"{name}_text"] = f"{v * 1000:.1f} ms" if v != float("inf") else f"> {unseen_floor * 1000:,.0f} ms"
     out["poll"] = poller.resolution(feed["wall_start"], waited_until)
+    out["series_s_ms"] = series
     return out
 
 
