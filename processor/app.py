@@ -30,7 +30,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from . import deadletter
 from .config import Settings
-from .consumer_tuning import quick_hand_off, short_fetch_wait
+from .consumer_tuning import StallWatch, fetch_position, quick_hand_off, short_fetch_wait
 from .core.contacts import ContactBook
 from .core.journeys import JourneyBook
 from .core.queues import QueueBook
@@ -72,6 +72,7 @@ class Runtime:
     read_offsets: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition) -> last offset read
     offset_gaps: int = 0  # offsets skipped by the consumer and read again (see create_app._mend_gaps)
     offset_repeats: int = 0  # offsets delivered again after a later one (not applied twice)
+    fetch_stalls: int = 0  # partitions sought back after Faust dropped fetched records (consumer_tuning.StallWatch)
 
     def book(self, partition: int) -> ContactBook:
         b = self.contacts.get(partition)
@@ -432,6 +433,27 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         async with locks["journeys"]:
             for book in list(rt.journeys.values()):
                 book.expire()
+
+    stall_watch = StallWatch()
+
+    @app.timer(TICK_SECONDS)
+    async def resume_stalled_fetches():
+        """Seek back a partition whose fetched records Faust dropped (consumer_tuning.StallWatch)."""
+        consumer = app.consumer
+        if app.rebalancing or not consumer.flow_active:
+            return
+        owned = {tp for tp in app.assignor.assigned_actives()
+                 if tp.topic in (k.input_topic, k.facts_topic, k.journeys_topic)}
+        stall_watch.forget(owned)
+        for tp in sorted(owned):
+            delivered = consumer._read_offset.get(tp)
+            offset = stall_watch.check(tp, fetch_position(consumer, tp), delivered,
+                                       rt.health.offsets.get((tp.topic, tp.partition)))
+            if offset is not None:
+                rt.fetch_stalls += 1
+                log.error("%s[%d]: fetched up to %s but delivered only up to %s: seeking back to %d",
+                          tp.topic, tp.partition, fetch_position(consumer, tp), delivered, offset)
+                await consumer.seek(tp, offset)
 
     @app.timer(FREEZE_SECONDS)
     async def garbage_collection():

@@ -44,13 +44,14 @@ def cmd_worker(args) -> int:
     from faust.worker import Worker
 
     from .app import create_app
+    from .core import describe
     from .topics import ensure_topics
 
     ensure_topics(s)
     app, _ = create_app(s)
     print(f"worker {s.app_id}: consuming {s.kafka.input_topic} on {s.kafka.bootstrap}; "
           f"gauges at http://{s.web_host}:{s.web_port}/metrics; rollups to {s.kafka.rollup_topic}; "
-          f"dead letters to {s.kafka.dead_letter_topic}", file=sys.stderr, flush=True)
+          f"dead letters to {s.kafka.dead_letter_topic}; {describe()}", file=sys.stderr, flush=True)
     worker = Worker(app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
     return 0

@@ -91,3 +91,55 @@ async def _finish(coro, waiting_on):
             waiting_on = coro.send(None)
         except StopIteration as stop:
             return stop.value
+
+
+class StallWatch:
+    """Finds partitions whose fetched records faust-streaming dropped without seeking back.
+
+    Faust's fetch loop stops handing out a fetched batch when the consumer generation changes or
+    the flow is suspended (a rebalance), and skips records of a partition it does not count as
+    active; aiokafka's fetch position is past those records by then, and nothing seeks back.
+    After a takeover under a backlog (seen here in the two-worker failover test) a partition
+    then sat with hundreds of unread messages: no later message arrived to reveal the gap. A
+    partition is stalled when, over `checks` consecutive checks, the fetch position stays ahead
+    of the last offset Faust delivered while neither that nor the last offset the agent handled
+    moves: the caller seeks it to the offset after the last delivered one. Offsets read twice
+    are not applied twice (app._mend_gaps). Each stalled state is sought once: with
+    exactly_once the position may rightly stay one past a transaction marker.
+    """
+
+    def __init__(self, checks: int = 3) -> None:
+        self.checks = checks
+        self._seen: dict = {}     # tp -> ((position, delivered, handled), consecutive checks)
+        self._sought: set = set()  # (tp, state) already sought
+
+    def check(self, tp, position: int | None, delivered: int | None, handled: int | None) -> int | None:
+        """The offset to seek `tp` to, or None. `position`: the consumer's next fetch offset;
+        `delivered`: the last offset Faust handed to the stream; `handled`: the last one the agent read."""
+        if position is None or delivered is None or position <= delivered + 1:
+            self._seen.pop(tp, None)
+            return None
+        state = (position, delivered, handled)
+        prev = self._seen.get(tp)
+        count = prev[1] + 1 if prev is not None and prev[0] == state else 1
+        self._seen[tp] = (state, count)
+        if count < self.checks or (tp, state) in self._sought:
+            return None
+        self._sought.add((tp, state))
+        return delivered + 1
+
+    def forget(self, keep) -> None:
+        """Drop what is known of partitions not in `keep` (after a rebalance)."""
+        self._seen = {tp: v for tp, v in self._seen.items() if tp in keep}
+        self._sought = {(tp, s) for tp, s in self._sought if tp in keep}
+
+
+def fetch_position(consumer, tp) -> int | None:
+    """The next offset the worker's aiokafka consumer fetches for `tp` (None: not known yet).
+
+    Read from aiokafka's subscription state: Faust offers no synchronous accessor."""
+    try:
+        state = consumer._thread._ensure_consumer()._subscription.subscription.assignment.state_value(tp)
+    except Exception:  # not started, not assigned (any more), or rebalancing
+        return None
+    return state.position if state is not None and state.has_valid_position else None

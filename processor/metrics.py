@@ -183,12 +183,8 @@ def _behind_fetch_position(consumer, tp, end: int) -> int:
     """exactly_once: offsets between the last message read and the end may be transaction markers
     (one per commit, after the last message of every partition written in a transaction), which a
     read_committed consumer skips. Kafka's own `records-lag` is the end (the last stable offset)
-    minus the fetch position, which steps over them: that, when it is smaller. The position is
-    read from aiokafka's subscription state (no public synchronous accessor)."""
-    try:
-        state = consumer._thread._ensure_consumer()._subscription.subscription.assignment.state_value(tp)
-        position = state.position if state is not None and state.has_valid_position else None
-    except Exception:
-        return end
-    return end if position is None else max(0, end - position)
+    minus the fetch position, which steps over them: that, when it is smaller."""
+    from .consumer_tuning import fetch_position
 
+    position = fetch_position(consumer, tp)
+    return end if position is None else max(0, end - position)

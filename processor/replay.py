@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, Iterable, Iterator
 
 from . import deadletter
+from .core import describe
 from .core.contacts import ContactBook
 from .core.events import format_ts
 from .core.pipeline import EXPIRE_EVERY, Pipeline
@@ -317,6 +318,7 @@ def run_replay(input_path: Path, output_path: Path, engine: EngineSettings, dead
         print(f"{c.from_the_future:,} of them from_the_future: later than {format_ts(not_after_ms)}; if the file's "
               f"times really lie ahead (a simulated future), replay it with --not-after {NO_BOUND} "
               f"or a later --not-after", file=sys.stderr)
+    print(describe(), file=sys.stderr)
     print(f"rollups written to {output_path}", file=sys.stderr)
     if dead_path:
         print(f"dead letters written to {dead_path}", file=sys.stderr)

@@ -166,7 +166,15 @@ def host_info() -> dict:
 
     return {"cpus": os.cpu_count(), "cpu_model": cpu, "loadavg_at_start": os.getloadavg(), "python": platform.python_version(),
             "platform": platform.platform(), "git_commit": git("rev-parse", "--short", "HEAD"),
-            "git_dirty_files": [line[3:] for line in git("status", "--porcelain").splitlines()]}
+            "git_dirty_files": [line[3:] for line in git("status", "--porcelain").splitlines()],
+            "core": _core_kind()}
+
+
+def _core_kind() -> str:
+    """Which KPI core the workers this benchmark starts import (they inherit this environment)."""
+    from processor.core import describe
+
+    return describe()
 
 
 def event_key(ev: dict) -> bytes:
@@ -837,7 +845,7 @@ def print_summary(r: dict) -> None:
     figure(f"== contact-kpi benchmark: N={r['config']['events']:,} events, {r['config']['partitions']} partitions, "
            f"{h['cpus']} CPUs ({h['cpu_model']}), load avg {h['loadavg_at_start'][0]:.2f} at start, "
            f"Python {h['python']}, commit {h['git_commit']}"
-           f"{' + local changes' if h['git_dirty_files'] else ''} ==")
+           f"{' + local changes' if h['git_dirty_files'] else ''}, {h.get('core', 'KPI core: not recorded')} ==")
     figure(f"{'step':<{w0}}  {'figure':<{w1}}  target")
     figure(f"{'-' * w0}  {'-' * w1}  {'-' * 6}")
     for a, b, c in rows:

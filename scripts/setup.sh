@@ -33,7 +33,7 @@ if [[ "$(id -u)" -ne 0 ]]; then
 fi
 
 # ---------------------------------------------------------------------------
-step "1/4 system packages (redis-server, prometheus, chromium, java, maven)"
+step "1/5 system packages (redis-server, prometheus, chromium, java, maven, gcc)"
 # command -> Debian package that provides it
 declare -A PKG_FOR=(
     [redis-server]=redis-server
@@ -42,9 +42,10 @@ declare -A PKG_FOR=(
     [chromedriver]=chromium-driver
     [java]=default-jre-headless
     [mvn]=maven
+    [gcc]=gcc
 )
 missing=()
-for cmd in redis-server prometheus chromium chromedriver java mvn; do
+for cmd in redis-server prometheus chromium chromedriver java mvn gcc; do
     if command -v "$cmd" >/dev/null 2>&1; then
         info "ok       $cmd ($(command -v "$cmd"))"
     else
@@ -91,26 +92,31 @@ if [[ -n "$java_major" && "${java_major%%.*}" -lt 17 ]]; then
 fi
 
 # ---------------------------------------------------------------------------
-step "2/4 Python $("$PY" -c 'import sys; print(sys.version.split()[0])') ($(command -v "$PY"))"
+step "2/5 Python $("$PY" -c 'import sys; print(sys.version.split()[0])') ($(command -v "$PY"))"
 if ! "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)'; then
     echo "error: Python 3.11 or newer is needed" >&2
     exit 1
 fi
 
 # ---------------------------------------------------------------------------
-step "3/4 pip install -e '.[test]'"
+step "3/5 pip install -e '.[test,native]'"
 PIP_FLAGS=(--disable-pip-version-check)
 if "$PY" -c 'import sys; sys.exit(0 if sys.prefix == sys.base_prefix else 1)' \
    && [[ -f "$("$PY" -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')/EXTERNALLY-MANAGED" ]]; then
     # Debian's own python3 refuses system-wide pip installs without this.
     PIP_FLAGS+=(--break-system-packages)
 fi
-"$PY" -m pip install "${PIP_FLAGS[@]}" -q -e "$REPO_ROOT[test]"
+"$PY" -m pip install "${PIP_FLAGS[@]}" -q -e "$REPO_ROOT[test,native]"
 info "installed: $("$PY" -m pip show contact-kpi 2>/dev/null | sed -n 's/^Version: //p' | sed 's/^/contact-kpi /')"
 
 # ---------------------------------------------------------------------------
-step "4/4 Apache Kafka broker jars (Maven Central, cached)"
+step "4/5 Apache Kafka broker jars (Maven Central, cached)"
 "$PY" -m processor.services.kafka --ensure-jars
+
+# ---------------------------------------------------------------------------
+step "5/5 the KPI core compiled by mypyc (cached by source digest; about a minute when the source changed)"
+"$PY" -m processor.native 2>&1 | grep -v -e '^gcc ' -e '^creating ' -e '^copying ' -e 'Beta' -e 'warnings.warn' || true
+"$PY" -m processor.native --check
 
 step "done"
 info "run the integration tests:  $PY -m pytest tests/integration -q"

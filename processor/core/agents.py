@@ -102,12 +102,12 @@ class AgentBook:
         if f[0] == "aleg":
             _, agent, end, handle = f
             key = (agent, self._start(end))
-            b = self.legs.get(key)
-            if b is None:
-                b = self.legs[key] = [0, 0]
-            b[0] += sign
-            b[1] += sign * handle
-            if b[0] == 0:
+            legs = self.legs.get(key)
+            if legs is None:
+                legs = self.legs[key] = [0, 0]
+            legs[0] += sign
+            legs[1] += sign * handle
+            if legs[0] == 0:
                 del self.legs[key]
             self.publisher.touch(key, key[1] + iv)
             return

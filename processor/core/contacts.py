@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
+from typing import Any
 
 from .events import CONTACT_TYPES, TYPE_RANK, Event, event_from_state, event_to_state
 from .profile import PROFILE_TYPES, compact, is_profile_event, profile_facts
@@ -82,7 +83,7 @@ class ContactState:
         return None
 
     def to_state(self) -> dict:
-        d = {"events": [event_to_state(e) for e in self.events],
+        d: dict = {"events": [event_to_state(e) for e in self.events],
              "facts": {k: list(v) for k, v in self.facts.items()}}
         if self.cold:
             d["cold"] = [event_to_state(e) for e in self.cold]
@@ -211,7 +212,7 @@ class ContactBook:
         self._orphan_since: dict[str, dict[str, int]] = {}
         # A lower bound of the last event time of the profiles held: expire() skips their scan when none
         # can be past the horizon (exact again after a scan). A profile's last_ms does not change while held.
-        self._low_profile_ms = float("inf")
+        self._low_profile_ms: Any = float("inf")  # an event time, or inf (Any: kept as it is, compiled)
 
     # -- input -----------------------------------------------------------------
     def ingest(self, e: Event) -> StageOneResult:
@@ -234,6 +235,7 @@ class ContactBook:
 
     def _ingest_contact(self, e: Event, res: StageOneResult) -> None:
         cid = e.contact_id
+        assert cid is not None  # the decoder requires it of every contact event
         st = self.contacts.get(cid)
         cold = st is None and cid in self.profiles
         if cold:
@@ -336,6 +338,7 @@ class ContactBook:
     def _ingest_churn(self, e: Event, res: StageOneResult) -> None:
         """The churn is a fact of its own (idempotent by event id); its id is kept for the retention."""
         customer = e.customer_id
+        assert customer is not None  # the decoder requires it of a churn
         fid = f"ch|{e.event_id}"
         cust = self.customers.get(customer)
         seen = cust.churns.get(e.event_id) if cust is not None else None
@@ -353,31 +356,33 @@ class ContactBook:
     def _ingest_agent(self, e: Event, res: StageOneResult) -> None:
         # Every state change is a point of the agent's timeline (agent_interval), even one older
         # than the presence held here: idempotent by event id.
-        fid = f"as|{e.agent_id}|{e.event_id}"
-        old = self.agents.get(e.agent_id)
+        agent_id, state = e.agent_id, e.state
+        assert agent_id is not None and state is not None  # the decoder requires both
+        fid = f"as|{agent_id}|{e.event_id}"
+        old = self.agents.get(agent_id)
         if old is not None:
             seen = old.recent.get(e.event_id)
             if seen is not None or old.event_id == e.event_id:
                 # A repeat, whatever it says now: re-assert what the first one said (repairs a lost send).
                 res.duplicate = True
                 ts, state = seen if seen is not None else (old.ts_ms, old.state)
-                res.agent_deltas.append((fid, e.agent_id, ("ast", e.agent_id, ts, state)))
+                res.agent_deltas.append((fid, agent_id, ("ast", agent_id, ts, state)))
                 return
-        res.agent_deltas.append((fid, e.agent_id, ("ast", e.agent_id, e.ts_ms, e.state)))
-        self.dirty_agent_ids[(e.agent_id, e.event_id)] = (e.ts_ms, e.state)
+        res.agent_deltas.append((fid, agent_id, ("ast", agent_id, e.ts_ms, state)))
+        self.dirty_agent_ids[(agent_id, e.event_id)] = (e.ts_ms, state)
         if old is not None and (old.ts_ms, old.event_id) >= (e.ts_ms, e.event_id):
-            old.recent[e.event_id] = (e.ts_ms, e.state)
+            old.recent[e.event_id] = (e.ts_ms, state)
             return  # older presence than what we hold: superseded, changes nothing
-        new = AgentState(e.ts_ms, e.event_id, e.state, tuple(dict.fromkeys(e.queues)), e.capacity,
+        new = AgentState(e.ts_ms, e.event_id, state, tuple(dict.fromkeys(e.queues)), e.capacity,
                          old.recent if old is not None else {})
-        new.recent[e.event_id] = (e.ts_ms, e.state)
-        self.agents[e.agent_id] = new
-        self.dirty_agents.add(e.agent_id)
+        new.recent[e.event_id] = (e.ts_ms, state)
+        self.agents[agent_id] = new
+        self.dirty_agents.add(agent_id)
         if old is not None:
             for q in set(old.queues) - set(new.queues):
-                res.deltas.append((f"a|{e.agent_id}|{q}", q, None))
+                res.deltas.append((f"a|{agent_id}|{q}", q, None))
         for q in new.queues:
-            res.deltas.append((f"a|{e.agent_id}|{q}", q, ("agent", q, e.agent_id, e.state, e.ts_ms, e.capacity)))
+            res.deltas.append((f"a|{agent_id}|{q}", q, ("agent", q, agent_id, state, e.ts_ms, e.capacity)))
 
     # -- housekeeping ----------------------------------------------------------
     def expire(self) -> int:

@@ -31,6 +31,7 @@ Definitions (contract §2, W = recontact window; "within W" of an instant t is [
 from __future__ import annotations
 
 import bisect
+from typing import Any
 
 from .calendar import local_day_bounds
 from .profile import NO_QUEUE
@@ -83,7 +84,7 @@ class JourneyBook(SourceClock):
         # Lower bounds (never above the true minimum) of the times expire() compares with its horizons:
         # creation of contact facts, of seen facts, time of churns, day end of the contributions held.
         # expire() skips a scan that can find nothing, and makes them exact again after a scan.
-        inf = float("inf")
+        inf: Any = float("inf")
         self._low_contact = self._low_seen = self._low_churn = self._low_res_end = self._low_ret_end = inf
 
     # -- facts in -------------------------------------------------------------------------------
@@ -101,7 +102,9 @@ class JourneyBook(SourceClock):
             if fact is not None:  # sent again (stage one re-asserts after a crash): re-assert what follows from it
                 self._reassert(fact_id, fact)
             return
-        customer_id = (fact or old)[1]
+        kept = fact if fact is not None else old
+        assert kept is not None  # old == fact returned above
+        customer_id = kept[1]
         cust = self.customers.get(customer_id)
         if cust is None:
             cust = self.customers[customer_id] = Customer()
@@ -254,7 +257,9 @@ class JourneyBook(SourceClock):
         if self._emit:
             if old is not None and new is not None and old[1] != new[1]:
                 self.deltas.append((f"rs|{cid}", old[1], None))  # another queue now: delete it where it was
-            self.deltas.append((f"rs|{cid}", (new or old)[1], new))
+            kept = new if new is not None else old
+            assert kept is not None  # old == new returned above
+            self.deltas.append((f"rs|{cid}", kept[1], new))
 
     def _recompute_retention(self, customer: str, cust: Customer) -> None:
         first: dict[Group, int] = {}
@@ -322,7 +327,7 @@ class JourneyBook(SourceClock):
         customers, facts = self.customers, self.facts
         slim, gone = [], []
         if contact_horizon > self._low_contact or seen_before >= self._low_seen or churn_before >= self._low_churn:
-            inf = float("inf")
+            inf: Any = float("inf")
             low_contact = low_seen = low_churn = inf  # exact again after this scan
             for fid, f in facts.items():
                 kind = f[0]
@@ -366,8 +371,8 @@ class JourneyBook(SourceClock):
         if res_floor < self._low_res_end and ret_floor < self._low_ret_end:
             # No contribution is at or below the floors: only a customer that lost facts can be empty now.
             for customer in {f[1] for _, f in gone}:
-                cust = customers.get(customer)
-                if cust is not None and cust.empty():
+                held = customers.get(customer)
+                if held is not None and held.empty():
                     del customers[customer]
             return changed
         empty = []

@@ -75,9 +75,9 @@ def profile_facts(contact_id: str, events: list[Event]) -> tuple[dict[str, tuple
     """(experience facts, journey facts) by fact id, from profile events sorted by Event.sort_key."""
     created = reply = resolved = reopened = None
     queued_ts: list[int] = []
-    queued_q: list[str] = []
+    queued_q: list[str | None] = []  # never None: the decoder requires the queue and agent of these types
     dealt_ts: list[int] = []       # answers and non-automated replies: who the customer dealt with
-    dealt_agent: list[str] = []
+    dealt_agent: list[str | None] = []
     scored: list[Event] = []
     for e in events:
         t = e.type
@@ -105,7 +105,7 @@ def profile_facts(contact_id: str, events: list[Event]) -> tuple[dict[str, tuple
         elif t in ("survey.responded", "qa.scored"):
             scored.append(e)
 
-    def queue_at(ts: int) -> str:
+    def queue_at(ts: int) -> str | None:
         i = bisect.bisect_right(queued_ts, ts)
         return queued_q[i - 1] if i else NO_QUEUE
 

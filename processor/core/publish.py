@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Callable
+from typing import Any, Callable
 
 
 def digest(record: dict) -> str:
@@ -64,7 +64,7 @@ class Publisher:
         self.build = build
         self.published: dict[Key, list] = {}   # key -> [version, digest]
         self.pending: dict[Key, int] = {}      # never published yet: key -> due time
-        self.next_due: float = float("inf")
+        self.next_due: Any = float("inf")  # a time (ms), or inf (Any: kept as it is, compiled)
         self.changed: set[Key] = set()
         self.dirty: set[Key] = set()           # published entries changed since the last take
         # A first version's digest is computed only when something asks for it (a later publication

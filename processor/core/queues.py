@@ -17,6 +17,7 @@ import hashlib
 import heapq
 import json
 from datetime import datetime
+from typing import Any
 
 from .agents import AGENT_KINDS, AgentBook
 from .events import format_ts
@@ -84,7 +85,7 @@ class QueueBook(SourceClock):
         # Intervals never published yet, and the earliest start among them: advance() looks at
         # them only when the watermark has passed that start, not on every message.
         self._pending: set[tuple[str, str, int]] = set()
-        self._next_close: float = float("inf")
+        self._next_close: Any = float("inf")  # an interval start, or inf (Any: kept as it is, compiled)
         self._floor: dict[str, int] = {}  # queue -> end time below which facts were expired
         # queue -> a lower bound of the end times of its ended segments and legs: expire() skips the scan
         # of the facts when none can be below its floor (exact again after a scan)
@@ -95,11 +96,11 @@ class QueueBook(SourceClock):
         # A lower bound of the watermark (stream time - lateness) at which advance() may have something
         # to do: raised by advance() to the exact value, lowered by every change that can make a record
         # due (here and by the other books' publishers, which share it). Below it advance() returns at once.
-        self._alarm: list[float] = [float("-inf")]
+        self._alarm: list[Any] = [float("-inf")]
         for publisher in (self.experience.publisher, self.agent_book.publisher, self.resolution.resolution,
                           self.resolution.retention):
             publisher.alarm = self._alarm
-        self._subs = {**{k: self.experience for k in EXPERIENCE_KINDS}, **{k: self.agent_book for k in AGENT_KINDS},
+        self._subs: dict[str, Any] = {**{k: self.experience for k in EXPERIENCE_KINDS}, **{k: self.agent_book for k in AGENT_KINDS},
                       **{k: self.resolution for k in RESOLUTION_KINDS}}
 
     # -- facts -----------------------------------------------------------------
@@ -283,7 +284,7 @@ class QueueBook(SourceClock):
 
     def _set_alarm(self) -> None:
         """The exact watermark from which _anything_due() holds, as things stand (see _anything_due)."""
-        neg_inf = float("-inf")
+        neg_inf: Any = float("-inf")
         ab = self.agent_book
         if self._changed_closed or ab._closed is None or self.stream_ms <= 0:
             self._alarm[0] = neg_inf

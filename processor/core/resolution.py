@@ -11,6 +11,7 @@ late changes until they expire (day end + W, or + the longest horizon, + retenti
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 from .events import format_ts
 from .figures import resolution_figures, retention_rate
@@ -38,7 +39,8 @@ class ResolutionBook:
         self._window_ms = settings.recontact_window_ms  # settings are frozen: read once
         # Lower bounds of the day ends of the "res" and of the "ret" facts held: expire() skips the
         # scan of the facts when no fact can be at or below a floor (exact again after a scan).
-        self._low_res_end = self._low_ret_end = float("inf")
+        inf: Any = float("inf")  # Any: a day end (ms) or inf, kept as it is when compiled
+        self._low_res_end = self._low_ret_end = inf
         self._horizons = settings.retention_horizons_days
 
     def apply(self, fact_id: str, fact: tuple | None) -> None:

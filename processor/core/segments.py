@@ -27,7 +27,7 @@ Orphans do not count as events of the contact here: an event that fits nowhere r
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .events import SEGMENT_ENDS, UNKNOWN_CHANNEL, Event
 
@@ -92,6 +92,7 @@ def derive_facts(contact_id: str, events: list[Event], channel: str | None = Non
     leg: _Leg | None = None
 
     def end_leg(ts: int, acw_ms: int) -> None:
+        assert leg is not None  # called with a leg open
         talk_end = leg.wrap_start if leg.wrap_start is not None else ts
         talk_ms = talk_end - leg.answered_ms - leg.hold_ms
         fid = f"l|{contact_id}|{leg.answered_ms}"
@@ -104,7 +105,7 @@ def derive_facts(contact_id: str, events: list[Event], channel: str | None = Non
     def limit(queue: str) -> int | None:  # the staleness limit of a queue, for this contact's channel
         return settings.stale_after(queue, channel) if settings is not None else None
 
-    last_ms: int | None = None  # time of the latest event that fitted (not an orphan); set once anything is open
+    last_ms: Any = None  # (Any: int once set, None before) time of the latest event that fitted (not an orphan); set once anything is open
     if shortest is None:  # a silence no longer than this makes nothing stale, whatever the queue
         shortest = settings.min_stale_after() if settings is not None else NEVER
     for e in events:
@@ -119,16 +120,20 @@ def derive_facts(contact_id: str, events: list[Event], channel: str | None = Non
                 leg = None  # never wrapped up: no leg, nothing handled
         t = e.type
         if t == "contact.queued":
-            if e.queue_id in open_segments:
-                orphans.append((e, f"contact.queued for queue {e.queue_id!r} while already waiting in it"))
+            queue_id = e.queue_id
+            assert queue_id is not None  # the decoder requires it of the types that open or end a segment
+            if queue_id in open_segments:
+                orphans.append((e, f"contact.queued for queue {queue_id!r} while already waiting in it"))
             else:
-                open_segments[e.queue_id] = e.ts_ms
+                open_segments[queue_id] = e.ts_ms
         elif (outcome := SEGMENT_ENDS.get(t)) is not None:
-            start = open_segments.pop(e.queue_id, None)
-            if start is None:
-                orphans.append((e, f"{t} for queue {e.queue_id!r} with no open queue segment"))
+            queue_id = e.queue_id
+            assert queue_id is not None
+            began = open_segments.pop(queue_id, None)
+            if began is None:
+                orphans.append((e, f"{t} for queue {queue_id!r} with no open queue segment"))
                 continue  # an orphan: last_ms stays
-            facts[f"s|{contact_id}|{e.queue_id}|{start}"] = ("seg", e.queue_id, channel, start, e.ts_ms, outcome)
+            facts[f"s|{contact_id}|{queue_id}|{began}"] = ("seg", queue_id, channel, began, e.ts_ms, outcome)
             if outcome == "answered":
                 if leg is not None:  # answered again before the previous leg ended: that leg ends here, no ACW
                     # With one-second timestamps, the transfer that ended that leg (and the end of its
@@ -147,7 +152,7 @@ def derive_facts(contact_id: str, events: list[Event], channel: str | None = Non
                     leg.close_hold(e.ts_ms)
                     leg.wrap_start = None
                     end_leg(e.ts_ms, 0)
-                leg = _Leg(e.queue_id, e.ts_ms, e.agent_id)
+                leg = _Leg(queue_id, e.ts_ms, e.agent_id)
         elif t == "contact.hold_started":
             if leg is None or leg.hold_start is not None or leg.wrap_start is not None:
                 orphans.append((e, "hold_started outside a connected leg or while already on hold"))

@@ -157,3 +157,43 @@ def test_finish_passes_errors_and_results_through():
         assert await task == "handled"
 
     asyncio.run(main())
+
+
+# ------------------------------------------------------------------------------ StallWatch
+
+def test_a_partition_fetched_ahead_of_what_was_delivered_is_sought_back_once_it_stays_so():
+    from processor.consumer_tuning import StallWatch
+
+    watch = StallWatch(checks=3)
+    tp = ("events", 2)
+    # Faust delivered up to 620 and the agent handled 629 (repeats), aiokafka fetched up to 1094.
+    assert watch.check(tp, 1095, 620, 629) is None
+    assert watch.check(tp, 1095, 620, 629) is None
+    assert watch.check(tp, 1095, 620, 629) == 621
+    assert watch.check(tp, 1095, 620, 629) is None  # sought once for that state: no seek on every check
+
+
+def test_progress_or_a_caught_up_partition_is_not_a_stall():
+    from processor.consumer_tuning import StallWatch
+
+    watch = StallWatch(checks=2)
+    tp = ("events", 0)
+    # Under back-pressure the delivered offset waits while the agent works through its buffer.
+    for handled in range(100, 110):
+        assert watch.check(tp, 500, 300, handled) is None
+    assert [watch.check(tp, 301, 300, 300) for _ in range(5)] == [None] * 5  # next to fetch = next to deliver
+    assert [watch.check(tp, None, 300, 300) for _ in range(5)] == [None] * 5  # position unknown
+    assert [watch.check(tp, 500, None, None) for _ in range(5)] == [None] * 5  # nothing delivered since the seek
+
+
+def test_a_new_stall_after_a_seek_is_sought_again_and_revoked_partitions_are_forgotten():
+    from processor.consumer_tuning import StallWatch
+
+    watch = StallWatch(checks=2)
+    a, b = ("facts", 0), ("facts", 1)
+    assert [watch.check(a, 50, 10, 10) for _ in range(2)] == [None, 11]
+    assert [watch.check(a, 80, 60, 60) for _ in range(2)] == [None, 61]  # later, another drop
+    assert [watch.check(b, 9, 3, 3) for _ in range(1)] == [None]
+    watch.forget({a})
+    assert watch.check(b, 9, 3, 3) is None  # counting starts again for b
+    assert watch.check(b, 9, 3, 3) == 4

@@ -28,7 +28,8 @@ def test_ci_runs_the_readme_test_command_and_nothing_less():
 
 def test_setup_script_installs_what_the_tests_start():
     setup = (ROOT / "scripts" / "setup.sh").read_text()
-    for package in ("redis-server", "prometheus", "chromium", "chromium-driver", "maven"):
+    for package in ("redis-server", "prometheus", "chromium", "chromium-driver", "maven", "gcc"):
         assert package in setup, package
     assert "--ensure-jars" in setup  # the Apache Kafka jars from Maven Central
-    assert "pip install" in setup and ".[test]" in setup.replace('"', "").replace("'", "")
+    assert "pip install" in setup and ".[test,native]" in setup.replace('"', "").replace("'", "")
+    assert "-m processor.native\n" in setup.replace(" 2>&1 |", "\n") and "-m processor.native --check" in setup
