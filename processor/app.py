@@ -447,12 +447,14 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         stall_watch.forget(owned)
         for tp in sorted(owned):
             delivered = consumer._read_offset.get(tp)
-            offset = stall_watch.check(tp, fetch_position(consumer, tp), delivered,
-                                       rt.health.offsets.get((tp.topic, tp.partition)))
+            position = fetch_position(consumer, tp)
+            offset = stall_watch.check(tp, position, delivered, rt.health.offsets.get((tp.topic, tp.partition)))
             if offset is not None:
+                if out.exactly_once and not await gap_reader.read(tp.topic, tp.partition, offset, position):
+                    continue  # only transaction markers (or aborted records) in between: nothing was dropped
                 rt.fetch_stalls += 1
                 log.error("%s[%d]: fetched up to %s but delivered only up to %s: seeking back to %d",
-                          tp.topic, tp.partition, fetch_position(consumer, tp), delivered, offset)
+                          tp.topic, tp.partition, position, delivered, offset)
                 await consumer.seek(tp, offset)
 
     @app.timer(FREEZE_SECONDS)

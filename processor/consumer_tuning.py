@@ -104,8 +104,10 @@ class StallWatch:
     partition is stalled when, over `checks` consecutive checks, the fetch position stays ahead
     of the last offset Faust delivered while neither that nor the last offset the agent handled
     moves: the caller seeks it to the offset after the last delivered one. Offsets read twice
-    are not applied twice (app._mend_gaps). Each stalled state is sought once: with
-    exactly_once the position may rightly stay one past a transaction marker.
+    are not applied twice (app._mend_gaps). With exactly_once the position rightly stays past
+    the transaction markers after the last message: the caller reads the range again with a
+    read_committed consumer and seeks only when it holds messages. Each stalled state is
+    checked once.
     """
 
     def __init__(self, checks: int = 3) -> None:
