@@ -381,6 +381,26 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
             await out.send(facts_topic, part, key=queue.encode(), value={"src": k.partitions + part, "wm": book.stream_ms, "d": items})
 
     # -- stream time for idle partitions, and housekeeping ------------------------------------
+    def _nothing_to_read(src: int) -> bool:
+        """True unless input partition `src` has messages the agent has not read: a partition whose
+        messages are held up (a stalled fetch, see StallWatch) must keep holding the watermark back,
+        or its events arrive after their intervals were closed. One offset of slack: a transaction
+        marker after the last message (a transactional producer upstream) is not a message."""
+        from faust.types import TP
+
+        tp = TP(k.input_topic, src)
+        try:
+            end = app.consumer.highwater(tp)
+        except Exception:  # not assigned (any more), not started
+            return True
+        handled = rt.health.offsets.get((k.input_topic, src))
+        if handled is None:
+            position = fetch_position(app.consumer, tp)
+            handled = position - 1 if position is not None else None
+        if end is None or end < 0 or handled is None:
+            return True
+        return end - 1 - handled <= 1
+
     @app.timer(TICK_SECONDS)
     async def tick():
         """Repeat each owned input partition's stream time to every stage-two partition.
@@ -392,7 +412,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         now = time.monotonic()
         async with locks["one"]:
             for src, book in list(rt.contacts.items()):
-                idle = now - rt.last_read.setdefault(src, now) >= IDLE_SECONDS
+                idle = now - rt.last_read.setdefault(src, now) >= IDLE_SECONDS and _nothing_to_read(src)
                 if book.stream_ms == 0 and not idle:
                     continue  # just assigned and not read yet: say nothing rather than "time zero"
                 value = {"src": src, "wm": book.stream_ms, "idle": idle, "d": []}
