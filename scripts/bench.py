@@ -59,6 +59,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from processor.config import Settings  # noqa: E402
+from processor.core import describe as describe_core  # noqa: E402
 from processor.core.events import format_ts, parse_ts_ms  # noqa: E402
 from processor.services.worker import parse_metrics, series_key  # noqa: E402
 from processor.simulator import Simulation, sorted_events  # noqa: E402
@@ -167,14 +168,7 @@ def host_info() -> dict:
     return {"cpus": os.cpu_count(), "cpu_model": cpu, "loadavg_at_start": os.getloadavg(), "python": platform.python_version(),
             "platform": platform.platform(), "git_commit": git("rev-parse", "--short", "HEAD"),
             "git_dirty_files": [line[3:] for line in git("status", "--porcelain").splitlines()],
-            "core": _core_kind()}
-
-
-def _core_kind() -> str:
-    """Which KPI core the workers this benchmark starts import (they inherit this environment)."""
-    from processor.core import describe
-
-    return describe()
+            "core": describe_core()}  # the workers this benchmark starts inherit its environment
 
 
 def event_key(ev: dict) -> bytes:
