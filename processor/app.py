@@ -16,7 +16,6 @@ books are rebuilt from the tables after every recovery, so a worker holds only w
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import zlib
@@ -30,6 +29,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from . import deadletter
 from .config import Settings
+from . import intake
 from .consumer_tuning import StallWatch, fetch_position, quick_hand_off, short_fetch_wait
 from .core.contacts import ContactBook
 from .core.journeys import JourneyBook
@@ -48,8 +48,7 @@ TICK_SECONDS = 1.0
 EXPIRE_SECONDS = 30.0
 IDLE_SECONDS = 5.0
 COMMIT_EVERY = 100_000        # messages between offset commits, besides the 1 s interval
-BATCH_MAX = 1000              # events handled together by an agent (Faust's per-message cost is the limit)
-BATCH_WITHIN_SECONDS = 0.05   # ...or whatever arrived within this time, so latency stays low  # an input partition with nothing read for this long stops holding the watermark
+BATCH_MAX = 5000              # records a stage takes from its intake at most (whatever has arrived, no waiting)
 
 
 @dataclass
@@ -183,7 +182,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     locks = {"one": asyncio.Lock(), "two": asyncio.Lock(), "journeys": asyncio.Lock()}
     out = Output(app, locks, exactly_once=k.processing_guarantee == "exactly_once", source_topic=k.input_topic)
 
-    async def _mend_gaps(batch: list, decode_value) -> list:
+    async def _mend_gaps(batch: list) -> list:
         """The batch, with what the consumer skipped read again: offsets must follow each other.
 
         faust-streaming 0.15 can drop a message fetched while recovery seeks to the committed
@@ -196,41 +195,51 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         is not a gap.
         """
         mended = []
-        for event in batch:
-            msg = event.message
-            tp = (msg.topic, msg.partition)
-            last = rt.read_offsets.get(tp)
-            if last is not None and msg.offset > last + 1:
-                missed = await _read_range(msg.topic, msg.partition, last + 1, msg.offset, decode_value)
-                if missed:
-                    rt.offset_gaps += 1
-                    log.error("offsets %d..%d of %s[%d] were skipped by the consumer: read %d messages again",
-                              last + 1, msg.offset - 1, msg.topic, msg.partition, len(missed))
-                mended += missed
-            if last is not None and msg.offset <= last:
-                # Already applied (read again above, or delivered twice): an older message applied
-                # after a newer one would turn a fact back to an earlier state.
-                rt.offset_repeats += 1
-                log.warning("offset %d of %s[%d] delivered again after %d: not applied twice",
-                            msg.offset, msg.topic, msg.partition, last)
-                continue
-            rt.read_offsets[tp] = msg.offset
-            mended.append(event)
+        read_offsets = rt.read_offsets
+        for r in batch:
+            tp = (r.topic, r.partition)
+            last = read_offsets.get(tp)
+            if last is not None and r.offset != last + 1:
+                if r.offset > last + 1:
+                    missed = await gap_reader.read(r.topic, r.partition, last + 1, r.offset)
+                    if missed:
+                        rt.offset_gaps += 1
+                        log.error("offsets %d..%d of %s[%d] were skipped by the consumer: read %d messages again",
+                                  last + 1, r.offset - 1, r.topic, r.partition, len(missed))
+                    mended += missed
+                else:
+                    # Already applied (read again above, or delivered twice): an older message applied
+                    # after a newer one would turn a fact back to an earlier state.
+                    rt.offset_repeats += 1
+                    log.warning("offset %d of %s[%d] delivered again after %d: not applied twice",
+                                r.offset, r.topic, r.partition, last)
+                    continue
+            read_offsets[tp] = r.offset
+            mended.append(r)
         return mended
 
     gap_reader = GapReader(settings, read_committed=out.exactly_once)
 
-    async def _read_range(topic: str, partition: int, start: int, end: int, decode_value) -> list:
-        """Messages [start, end) of one partition, as stand-ins for Faust events."""
-        from types import SimpleNamespace
+    # Fetched records reach the stages a partition's fetch at a time (processor/intake.py).
+    intakes = {name: intake.Intake() for name in (k.input_topic, k.facts_topic, k.journeys_topic)}
+    app._kpi_intakes = intakes
+    intake.patch_fetch_loop()
 
-        return [SimpleNamespace(message=SimpleNamespace(topic=topic, partition=partition, offset=r.offset, key=r.key),
-                                value=decode_value(r.value))
-                for r in await gap_reader.read(topic, partition, start, end)]
+    async def _take(topic: str, lock: asyncio.Lock) -> list:
+        """The next records of `topic`, with its stage lock acquired; [] (lock released) when a
+        rebalance happened meanwhile (Faust seeks back to the committed offsets: they come again)."""
+        while True:
+            batch = await intakes[topic].take(lambda: app.consumer_generation_id, BATCH_MAX)
+            generation = app.consumer_generation_id  # the batch's (take drops older lists)
+            await lock.acquire()
+            if app.consumer_generation_id == generation:
+                return batch
+            lock.release()
 
     @app.task
     async def tune_consumer():
         quick_hand_off(app.consumer)
+        intake.manage(app, intakes)
 
     @app.task
     async def gap_reader_closer():
@@ -270,24 +279,24 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     async def stage_one(stream):
         # Batches, not single events: deltas of a batch are coalesced per fact and sent as one
         # message per queue, and each touched contact is written to its table once per batch.
-        async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_SECONDS):
-            async with locks["one"]:  # a rebuild (on_recover) never swaps the books mid-batch
-                batch = await _mend_gaps(batch, lambda raw: raw)
+        while True:
+            batch = await _take(k.input_topic, locks["one"])
+            try:  # the lock is held (see _take)
+                batch = await _mend_gaps(batch)
                 # input partition -> (fact id, queue) -> fact: a fact that moves to another queue is deleted
                 # from the old one and upserted in the new one, two deltas of the same id
                 deltas: dict[int, dict[tuple, tuple]] = defaultdict(dict)
                 not_after_ms = int((time.time() + settings.max_future_seconds) * 1000)  # wall clock: see decode()
                 routed: dict[int, dict[tuple, tuple]] = defaultdict(dict)  # ... -> (fact id, topic, partition, key) -> fact
-                for event in batch:
-                    msg = event.message
-                    part = msg.partition
-                    rt.health.observe_offset(msg.topic, part, msg.offset)
-                    raw = event.value if event.value is not None else b""
+                for r in batch:
+                    part = r.partition
+                    rt.health.observe_offset(r.topic, part, r.offset)
+                    raw = r.value if r.value is not None else b""
                     try:
                         ev = decode(raw, not_after_ms)
                     except BadEvent as exc:
                         rt.health.dead_letter(exc.reason, exc.detail)
-                        await out.send(dlq_topic, part, key=msg.key,
+                        await out.send(dlq_topic, part, key=r.key,
                                        value=deadletter.dumps(deadletter.from_raw(exc.reason, exc.detail, raw)))
                         continue
                     book = rt.book(part)
@@ -295,7 +304,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                     rt.health.processed(ev.ts_ms, res.duplicate)
                     for dl in res.dead_letters:
                         rt.health.dead_letter(dl.reason, dl.detail)
-                        await out.send(dlq_topic, part, key=msg.key, value=deadletter.dumps(deadletter.from_core(dl)))
+                        await out.send(dlq_topic, part, key=r.key, value=deadletter.dumps(deadletter.from_core(dl)))
                     mine = deltas[part]
                     for fact_id, queue, fact in res.deltas:
                         mine[(fact_id, queue)] = fact
@@ -327,16 +336,17 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                     await _persist(out, profiles_table, book.take_dirty_profiles(), part)
                     await _persist(out, customers_table, book.take_dirty_customers(), part)
                     await _persist(out, agent_ids_table, book.take_dirty_agent_ids(), part)
-                await out.ack(stream, batch)
+                await out.ack(batch)
+            finally:
+                locks["one"].release()
 
     def _apply_facts(batch: list, book_of) -> set[int]:
         """Fact messages ({"src", "wm", "idle", "d"}) into the book of their partition; returns the partitions touched."""
         touched: set[int] = set()
-        for event in batch:
-            msg = event.message
-            part = msg.partition
-            rt.health.observe_offset(msg.topic, part, msg.offset)
-            value = event.value or {}
+        for r in batch:
+            part = r.partition
+            rt.health.observe_offset(r.topic, part, r.offset)
+            value = _json(r.value) or {}
             book = book_of(part)
             touched.add(part)
             for fact_id, fact, *route in value.get("d", ()):
@@ -347,9 +357,10 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     # -- stage two ---------------------------------------------------------------------------
     @app.agent(facts_topic, concurrency=1)
     async def stage_two(stream):
-        async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_SECONDS):
-            async with locks["two"]:  # a rebuild (on_recover) never swaps the books mid-batch
-                touched = _apply_facts(await _mend_gaps(batch, _json), rt.queue_book)
+        while True:
+            batch = await _take(k.facts_topic, locks["two"])
+            try:  # the lock is held: a rebuild (on_recover) never swaps the books mid-batch
+                touched = _apply_facts(await _mend_gaps(batch), rt.queue_book)
                 for part in sorted(touched):
                     book = rt.queue_book(part)
                     for rec in book.advance():
@@ -358,19 +369,24 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                     dirty_facts, dirty_published = book.take_dirty()
                     await _persist(out, facts_table, dirty_facts, part)
                     await _persist(out, published_table, dirty_published, part)
-                await out.ack(stream, batch)
+                await out.ack(batch)
+            finally:
+                locks["two"].release()
 
     # -- journeys (keyed by customer): resolution_day, retention_day ----------------------------
     @app.agent(journeys_topic, concurrency=1)
     async def stage_journeys(stream):
-        async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_SECONDS):
-            async with locks["journeys"]:  # a rebuild (on_recover) never swaps the books mid-batch
-                touched = _apply_facts(await _mend_gaps(batch, _json), rt.journey_book)
+        while True:
+            batch = await _take(k.journeys_topic, locks["journeys"])
+            try:  # the lock is held: a rebuild (on_recover) never swaps the books mid-batch
+                touched = _apply_facts(await _mend_gaps(batch), rt.journey_book)
                 for part in sorted(touched):
                     book = rt.journey_book(part)
                     await _send_contributions(book, part)
                     await _persist(out, journeys_table, book.take_dirty(), part)
-                await out.ack(stream, batch)
+                await out.ack(batch)
+            finally:
+                locks["journeys"].release()
 
     async def _send_contributions(book: JourneyBook, part: int) -> None:
         """The journey book's contributions, by queue, to stage two; its clock as source N + partition."""
@@ -568,7 +584,7 @@ def _keep_clocks(books: dict, old_books: dict) -> None:
 
 
 def _json(raw: bytes | None):
-    return json.loads(raw) if raw else None
+    return orjson.loads(raw) if raw else None
 
 
 def _item(fact_id: str, route: str, fact: tuple | None) -> list:
@@ -801,13 +817,12 @@ class Output:
                 await self.app.producer.flush()
                 await self._commit_open()
 
-    async def ack(self, stream, batch: list) -> None:
+    async def ack(self, batch: list) -> None:
         """Submit a batch's records, then mark its offsets committable, while its stage lock is held:
         a commit then carries either the whole batch (offsets and outputs) or none of it."""
         await self.flush_batches()
-        for event in batch:
-            if hasattr(event, "ack"):  # not the stand-ins of re-read offsets
-                await stream.ack(event)
+        if batch:
+            intake.ack(self.app.consumer, batch)
 
 
 class PartitionTable(faust.Table):

@@ -62,7 +62,7 @@ def test_records_wait_for_the_ack_and_keep_their_order_per_partition():
         for i in range(50):
             await out.send_record("changelog", 0, b"k%d" % i, b"v%d" % i, i % 2)
         assert producer.sent == []  # nothing before the stage acks its input
-        await out.ack(None, [])
+        await out.ack([])
         assert _records(producer, "changelog", 0) == [(b"k%d" % i, b"v%d" % i) for i in range(0, 50, 2)]
         assert _records(producer, "changelog", 1) == [(b"k%d" % i, b"v%d" % i) for i in range(1, 50, 2)]
         assert len(producer.sent) == 2  # one batch per partition

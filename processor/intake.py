@@ -1,0 +1,209 @@
+"""Fetched records handed to the stages a fetch at a time, not through Faust's per-message streams.
+
+faust-streaming delivers every record on its own: a ConsumerMessage, a round-robin generator step,
+the conductor's callback, a stream event, a queue put and get, an ack with its refcount. In a
+catch-up profile that machinery took about a quarter of the worker (README, "Throughput and
+latency"), more than the KPI arithmetic it feeds. Here Faust still owns the group, the
+assignment, the seeks, the gaps and the commits; only the hand-off changes: the fetch loop puts
+each partition's fetched records into the `Intake` of its topic as one list, and the stage takes
+whatever has arrived (up to a limit) and acks the offsets it handled in one call.
+
+Semantics kept from Faust's path (faust/transport/consumer.py `_drain_messages`, `getmany`,
+`ack`; faust/streams.py): records older than the last one read are dropped; a jump in offsets
+(transaction markers, compaction) is recorded as a gap, so commits pass it; a fetch stops being
+handed out when the flow is suspended or the generation changes (a rebalance); intakes are
+emptied with Faust's own buffers on a rebalance, and a list from an older generation is never
+handed to a stage; waiting for room is raced against the suspension of the flow. Topics without
+an intake (table changelogs during recovery) go through Faust's per-message path as before.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+INTAKE_MAX = 20_000  # records waiting in one intake before the fetch loop waits for room
+
+
+class Intake:
+    """The fetched, not yet handled records of one topic (all its owned partitions, in fetch order)."""
+
+    def __init__(self, maxsize: int = INTAKE_MAX) -> None:
+        self.maxsize = maxsize
+        self._lists: deque = deque()  # (generation, [records of one partition, in offset order])
+        self._count = 0
+        self._ready = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+
+    def __len__(self) -> int:
+        return self._count
+
+    def full(self) -> bool:
+        return self._count >= self.maxsize
+
+    def put_nowait(self, generation: int, records: list) -> None:
+        self._lists.append((generation, records))
+        self._count += len(records)
+        self._ready.set()
+        if self._count >= self.maxsize:
+            self._room.clear()
+
+    async def wait_for_room(self) -> None:
+        while self._count >= self.maxsize:
+            await self._room.wait()
+
+    def clear(self) -> None:
+        """Called by Faust's flow control on a rebalance, with its own stream buffers."""
+        self._lists.clear()
+        self._count = 0
+        self._ready.clear()
+        self._room.set()
+
+    async def take(self, generation_now, limit: int) -> list:
+        """The records that have arrived (at least one list, whole lists up to about `limit` records),
+        waiting for the first; lists fetched in an older generation than `generation_now()` are dropped."""
+        while True:
+            while not self._lists:
+                self._ready.clear()
+                await self._ready.wait()
+            taken: list = []
+            current = generation_now()
+            while self._lists and len(taken) < limit:
+                generation, records = self._lists.popleft()
+                self._count -= len(records)
+                if generation == current:
+                    taken += records
+            if not self._lists:
+                self._ready.clear()
+            if self._count < self.maxsize:
+                self._room.set()
+            if taken:
+                return taken
+
+
+def patch_fetch_loop() -> None:
+    """Make the aiokafka driver's fetch loop hand over in lists the records of the topics that have
+    an intake (`app._kpi_intakes`, topic name -> Intake); an app without intakes runs Faust's loop."""
+    from faust.transport.drivers.aiokafka import Consumer
+
+    if getattr(Consumer, "_kpi_intake_patched", False):
+        return
+    faust_drain = Consumer._drain_messages
+
+    async def _drain_messages(self, fetcher) -> None:
+        if getattr(self.app, "_kpi_intakes", None) is None:
+            return await faust_drain(self, fetcher)
+        return await _drain_in_lists(self, fetcher)
+
+    Consumer._drain_messages = _drain_messages
+    Consumer._kpi_intake_patched = True
+
+
+def manage(app, intakes: dict[str, Intake]) -> None:
+    """Have Faust's flow control empty the intakes with its stream buffers (on every rebalance)."""
+    for each in intakes.values():
+        app.flow_control.manage_queue(each)
+
+
+async def _drain_in_lists(self, fetcher) -> None:  # pragma: no cover - runs inside a live worker
+    """Faust's `Consumer._drain_messages` + `getmany`, with a partition's records handed over as one list."""
+    from faust.transport.consumer import CONSUMER_FETCHING
+
+    intakes: dict[str, Intake] = self.app._kpi_intakes
+    callback = self.callback
+    consumer_should_stop = self._stopped.is_set
+    fetcher_should_stop = fetcher._stopped.is_set
+    read_offset = self._read_offset
+    acks_enabled_for = self.app.topics.acks_enabled_for
+    app = self.app
+    try:
+        while not (consumer_should_stop() or fetcher_should_stop()):
+            self.diag.set_flag(CONSUMER_FETCHING)
+            records, active = await self._wait_next_records(1.0)
+            await self.sleep(0)
+            if records is None or self.should_stop:
+                continue
+            generation = app.consumer_generation_id
+            if not self.flow_active:
+                try:
+                    await self.perform_seek()  # as Faust's getmany: back to the committed offsets
+                except Exception as exc:  # noqa: BLE001 - logged as Faust does
+                    self.log.warning(f"exception performing seek when flow not active {exc}")
+                continue
+            for tp, recs in records.items():
+                if not self.flow_active or app.consumer_generation_id != generation:
+                    break  # a rebalance: Faust seeks every assigned partition back to its committed offset
+                if active is not None and tp not in active and tp not in self._buffered_partitions:
+                    continue
+                app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                last = read_offset[tp]
+                if last is not None and recs and recs[0].offset < last:
+                    recs = [r for r in recs if r.offset >= last]
+                if not recs:
+                    continue
+                if self._commit_every is not None and self._n_acked >= self._commit_every:
+                    self._n_acked = 0
+                    await self.commit()
+                intake = intakes.get(tp.topic)
+                if intake is None:  # Faust's per-message path (table changelogs during recovery)
+                    for r in recs:
+                        prev = read_offset[tp]
+                        if prev and r.offset - prev > 1 and acks_enabled_for(tp.topic):
+                            await self._add_gap(tp, prev + 1, r.offset)
+                        await self.wait_first(callback(self._to_message(tp, r)), self.suspend_flow.wait())
+                        read_offset[tp] = r.offset
+                    continue
+                if acks_enabled_for(tp.topic) and (last and recs[0].offset - last > 1
+                                                   or recs[-1].offset - recs[0].offset != len(recs) - 1):
+                    prev = last
+                    for r in recs:
+                        if prev and r.offset - prev > 1:
+                            await self._add_gap(tp, prev + 1, r.offset)
+                        prev = r.offset
+                if intake.full():
+                    await self.wait_first(intake.wait_for_room(), self.suspend_flow.wait())
+                    if not self.flow_active or app.consumer_generation_id != generation:
+                        break
+                intake.put_nowait(generation, recs)
+                read_offset[tp] = recs[-1].offset
+            self.diag.unset_flag(CONSUMER_FETCHING)
+    except self.consumer_stopped_errors:
+        if self.transport.app.should_stop:
+            self.log.info("Broker stopped consumer, shutting down...")
+            return
+        raise
+    except asyncio.CancelledError:
+        if self.transport.app.should_stop:
+            self.log.info("Consumer shutting down for user cancel.")
+            return
+        raise
+    except Exception as exc:
+        self.log.exception("Drain messages raised: %r", exc)
+        raise
+    finally:
+        self.diag.unset_flag(CONSUMER_FETCHING)
+
+
+def ack(consumer, records: list) -> int:
+    """Mark the offsets of handled records committable, as Faust's `Consumer.ack` does one by one."""
+    from aiokafka.structs import TopicPartition as TP  # the driver's keys: aiokafka checks their type at commit
+    from faust.transport.consumer import notify
+    from faust.types.tuples import ack_lock
+
+    n = 0
+    with ack_lock:
+        tp = None
+        for r in records:
+            if tp is None or r.partition != tp.partition or r.topic != tp.topic:
+                tp = TP(r.topic, r.partition)
+                committed = consumer._committed_offset[tp]
+                acked_index = consumer._acked_index[tp]
+                acked = consumer._acked[tp]
+            offset = r.offset
+            if (committed is None or offset >= committed) and offset not in acked_index:
+                acked_index.add(offset)
+                acked.append(offset)
+                n += 1
+        consumer._n_acked += n
+        notify(consumer._waiting_for_ack)
+    return n
