@@ -148,6 +148,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         broker_commit_interval=1.0,
         stream_wait_empty=False,
         broker_session_timeout=k.session_timeout_seconds,
+        table_standby_replicas=k.standby_replicas,
         broker_heartbeat_interval=k.session_timeout_seconds / 3,
         **_kafka_security(settings),
     )
@@ -196,6 +197,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         """
         mended = []
         read_offsets = rt.read_offsets
+        repeats: dict[tuple, list] = {}  # (topic, partition) -> [first, last, count, applied up to]
         for r in batch:
             tp = (r.topic, r.partition)
             last = read_offsets.get(tp)
@@ -208,14 +210,18 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                                   last + 1, r.offset - 1, r.topic, r.partition, len(missed))
                     mended += missed
                 else:
-                    # Already applied (read again above, or delivered twice): an older message applied
-                    # after a newer one would turn a fact back to an earlier state.
+                    # Already applied (read again above, or fetched both before and after the seek to
+                    # the committed offsets that ends a rebalance): an older message applied after a
+                    # newer one would turn a fact back to an earlier state.
                     rt.offset_repeats += 1
-                    log.warning("offset %d of %s[%d] delivered again after %d: not applied twice",
-                                r.offset, r.topic, r.partition, last)
+                    seen = repeats.get(tp)
+                    repeats[tp] = [r.offset, r.offset, 1, last] if seen is None else [seen[0], r.offset, seen[2] + 1, last]
                     continue
             read_offsets[tp] = r.offset
             mended.append(r)
+        for (topic, partition), (first, end, count, last) in repeats.items():
+            log.warning("%d offsets of %s[%d] (%d..%d) delivered again after %d: not applied twice",
+                        count, topic, partition, first, end, last)
         return mended
 
     gap_reader = GapReader(settings, read_committed=out.exactly_once)
@@ -224,6 +230,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     intakes = {name: intake.Intake() for name in (k.input_topic, k.facts_topic, k.journeys_topic)}
     app._kpi_intakes = intakes
     intake.patch_fetch_loop()
+    intake.manage(app, intakes)  # emptied when partitions are revoked
 
     async def _take(topic: str, lock: asyncio.Lock) -> list:
         """The next records of `topic`, with its stage lock acquired; [] (lock released) when a
@@ -239,7 +246,6 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     @app.task
     async def tune_consumer():
         quick_hand_off(app.consumer)
-        intake.manage(app, intakes)
 
     @app.task
     async def gap_reader_closer():

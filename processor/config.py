@@ -136,6 +136,9 @@ class KafkaConfig(BaseModel):
     ssl_key_password: SecretStr | None = None
     # How long the group waits for a crashed worker before handing its partitions over.
     session_timeout_seconds: float = Field(10.0, ge=6, le=300)
+    # Warm copies of other workers' tables (Faust's table_standby_replicas): a takeover then reads only the
+    # changelog's tail, but every worker also reads every other worker's changelog records all the time.
+    standby_replicas: int = Field(1, ge=0, le=8)
 
     @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile")
     @classmethod

@@ -12,8 +12,8 @@ Semantics kept from Faust's path (faust/transport/consumer.py `_drain_messages`,
 `ack`; faust/streams.py): records older than the last one read are dropped; a jump in offsets
 (transaction markers, compaction) is recorded as a gap, so commits pass it; a fetch stops being
 handed out when the flow is suspended or the generation changes (a rebalance); intakes are
-emptied with Faust's own buffers on a rebalance, and a list from an older generation is never
-handed to a stage; waiting for room is raced against the suspension of the flow. Topics without
+emptied when partitions are revoked, and a list from an older generation is never handed to a
+stage; waiting for room is raced against the suspension of the flow. Topics without
 an intake (table changelogs during recovery) go through Faust's per-message path as before.
 """
 from __future__ import annotations
@@ -53,7 +53,7 @@ class Intake:
             await self._room.wait()
 
     def clear(self) -> None:
-        """Called by Faust's flow control on a rebalance, with its own stream buffers."""
+        """Drop everything (partitions revoked: see `manage`)."""
         self._lists.clear()
         self._count = 0
         self._ready.clear()
@@ -100,9 +100,20 @@ def patch_fetch_loop() -> None:
 
 
 def manage(app, intakes: dict[str, Intake]) -> None:
-    """Have Faust's flow control empty the intakes with its stream buffers (on every rebalance)."""
-    for each in intakes.values():
-        app.flow_control.manage_queue(each)
+    """Empty the intakes when partitions are revoked, as Faust empties its stream buffers then.
+
+    Not on `flow_control.resume()` (where Faust clears its buffers again): recovery resumes the
+    stream partitions and seeks them to the committed offsets *before* it resumes the flow, so
+    records fetched right after that seek would be dropped there with their offsets marked read
+    and fetched past, and the partition would stall (seen in the two-worker benchmark). What an
+    intake still holds then was fetched in the current generation after the books were rebuilt;
+    records fetched before the seek come again after it and are not applied twice (app._mend_gaps)."""
+
+    async def on_revoked(sender, revoked, **kwargs) -> None:
+        for each in intakes.values():
+            each.clear()
+
+    app.on_partitions_revoked.connect(on_revoked, weak=False)
 
 
 async def _drain_in_lists(self, fetcher) -> None:  # pragma: no cover - runs inside a live worker

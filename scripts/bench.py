@@ -329,13 +329,17 @@ def caught_up(samples: dict[str, float], n: int, topics: list[str], partitions: 
             and all(len(lags.get(t, {})) >= partitions and not any(lags[t].values()) for t in topics))
 
 
-def measure_catchup(workers: list, n: int, topics: list[str], partitions: int, timeout: float) -> dict:
+def measure_catchup(workers: list, n: int, topics: list[str], partitions: int, timeout: float,
+                    after_start=None) -> dict:
     """From the launch of the workers (one group) to n events processed between them and zero lag on
-    every partition of both topics (each worker reports the partitions it owns)."""
+    every partition of both topics (each worker reports the partitions it owns). `after_start`, if
+    given, runs once the workers serve /metrics (the steady-state run: wait for the group, produce)."""
     t_launch = time.monotonic()
     for worker in workers:
         worker.start(timeout=120)
     t_metrics = time.monotonic()
+    if after_start is not None:
+        after_start()
     progress(f"worker pids {[w.pid for w in workers]} serving /metrics after {t_metrics - t_launch:.1f}s; waiting for "
              f"{n:,} events and zero lag ...")
 
@@ -717,23 +721,15 @@ def parse_args(argv=None):
 
 
 def scale_out(args, bootstrap: str, events_path: Path, run_dir: Path, one: dict) -> dict:
-    """The catch-up again with --workers workers in one group, on topics of their own holding the same events."""
+    """The catch-up again with --workers workers in one group, on topics of their own holding the same events;
+    then the steady-state comparison (`steady_scale`) of one worker and --workers workers."""
     from processor.services import KpiWorker
-    from processor.topics import ensure_topics
 
-    suffix = uuid.uuid4().hex[:8]
-    topics = {"input_topic": f"bench-{suffix}-events", "facts_topic": f"bench-{suffix}-facts",
-              "rollup_topic": f"bench-{suffix}-rollups", "dead_letter_topic": f"bench-{suffix}-dead"}
-    app_id = f"kpi-bench-{suffix}"
-    ensure_topics(Settings(app_id=app_id, kafka={"bootstrap": bootstrap, "partitions": args.partitions, **topics}))
     with open(events_path, "rb") as fh:
         messages = [(event_key(json.loads(line)), line.rstrip(b"\n")) for line in fh]
+    topics, app_id = scale_topics(args, bootstrap)
     asyncio.run(produce_bulk(bootstrap, topics["input_topic"], messages))
-    env = {"KPI_APP_ID": app_id, "KPI_KAFKA__PARTITIONS": str(args.partitions),
-           **{f"KPI_KAFKA__{k.upper()}": v for k, v in topics.items()}}
-    for item in args.worker_env:
-        k, _, v = item.partition("=")
-        env[k] = v
+    env = scale_env(args, topics, app_id)
     workers = [KpiWorker(bootstrap, work_dir=run_dir / f"scale-worker-{i}", env=env) for i in range(args.workers)]
     progress(f"scaling: {args.workers} kpi workers (app id {app_id}) on {len(messages):,} events; logs: "
              f"{[str(w.log_path) for w in workers]}")
@@ -746,7 +742,89 @@ def scale_out(args, bootstrap: str, events_path: Path, run_dir: Path, one: dict)
     c["ratio_to_one_worker"] = c["events_per_s"] / one["events_per_s"] if c["events_per_s"] and one["events_per_s"] else None
     c["logs"] = [str(w.log_path) for w in workers]
     c["log_problems"] = [worker_log_problems(w.log_path) for w in workers]
+    steady = {count: steady_scale(args, bootstrap, messages, run_dir, count) for count in (1, args.workers)}
+    one_steady, many_steady = steady[1]["events_per_s"], steady[args.workers]["events_per_s"]
+    c["steady"] = {"one": steady[1], "many": steady[args.workers],
+                   "ratio": many_steady / one_steady if one_steady and many_steady else None}
     return c
+
+
+def scale_topics(args, bootstrap: str) -> tuple[dict, str]:
+    from processor.topics import ensure_topics
+
+    suffix = uuid.uuid4().hex[:8]
+    topics = {"input_topic": f"bench-{suffix}-events", "facts_topic": f"bench-{suffix}-facts",
+              "rollup_topic": f"bench-{suffix}-rollups", "dead_letter_topic": f"bench-{suffix}-dead"}
+    app_id = f"kpi-bench-{suffix}"
+    ensure_topics(Settings(app_id=app_id, kafka={"bootstrap": bootstrap, "partitions": args.partitions, **topics}))
+    return topics, app_id
+
+
+def scale_env(args, topics: dict, app_id: str) -> dict:
+    env = {"KPI_APP_ID": app_id, "KPI_KAFKA__PARTITIONS": str(args.partitions),
+           **{f"KPI_KAFKA__{k.upper()}": v for k, v in topics.items()}}
+    for item in args.worker_env:
+        k, _, v = item.partition("=")
+        env[k] = v
+    return env
+
+
+def steady_scale(args, bootstrap: str, messages: list, run_dir: Path, count: int) -> dict:
+    """`count` workers of one group on empty topics of their own; once every one owns input partitions and
+    the assignment has held for STEADY_HOLD seconds, the N events are produced, and the workers are timed
+    from the first processed event to zero lag. Unlike the catch-up, no rebalance (and no changelog
+    recovery) falls inside the span: what two workers do together against what one does, the same way."""
+    from processor.services import KpiWorker
+
+    topics, app_id = scale_topics(args, bootstrap)
+    env = scale_env(args, topics, app_id)
+    workers = [KpiWorker(bootstrap, work_dir=run_dir / f"steady-{count}-worker-{i}", env=env) for i in range(count)]
+    progress(f"steady state: {count} kpi worker(s) (app id {app_id}) on empty topics, then {len(messages):,} events")
+
+    producer = threading.Thread(target=lambda: asyncio.run(produce_bulk(bootstrap, topics["input_topic"], messages)),
+                                name="steady-producer", daemon=True)
+
+    def group_then_produce() -> None:  # produced while the workers are being timed, from the first event on
+        wait_for_assignment(workers, topics["input_topic"], args.partitions)
+        producer.start()
+
+    try:
+        c = measure_catchup(workers, len(messages), [topics["input_topic"], topics["facts_topic"]], args.partitions,
+                            timeout=max(600.0, len(messages) / 200), after_start=group_then_produce)
+    finally:
+        if producer.is_alive():
+            producer.join(timeout=60)
+        for w in workers:
+            w.stop()
+    c["logs"] = [str(w.log_path) for w in workers]
+    c["log_problems"] = [worker_log_problems(w.log_path) for w in workers]
+    progress(f"steady state: {count} worker(s) {fmt_rate(c['events_per_s'])}")
+    return c
+
+
+STEADY_HOLD = 3.0  # seconds the group's assignment must hold before the steady-state run produces
+
+
+def wait_for_assignment(workers: list, topic: str, partitions: int, timeout: float = 120.0) -> None:
+    """Until each worker owns at least one partition of `topic`, together all of them, unchanged for STEADY_HOLD s."""
+    series = series_key("kpi_assigned_partitions", {"topic": topic})
+    deadline = time.monotonic() + timeout
+    stable_since, last = None, None
+    while time.monotonic() < deadline:
+        try:
+            owned = tuple(w.scrape().get(series, 0) for w in workers)
+        except OSError:
+            owned = None
+        ok = owned is not None and all(owned) and sum(owned) == partitions
+        if ok and owned == last:
+            if time.monotonic() - stable_since >= STEADY_HOLD:
+                progress(f"group settled: input partitions per worker {list(owned)}")
+                return
+        else:
+            stable_since = time.monotonic()
+        last = owned if ok else None
+        time.sleep(CATCHUP_POLL)
+    raise RuntimeError(f"the group did not settle within {timeout:.0f}s; logs: {[str(w.log_path) for w in workers]}")
 
 
 def delete_topics(bootstrap: str, names: list[str], app_id: str) -> None:
@@ -788,7 +866,13 @@ def summary_rows(r: dict) -> list[tuple[str, str, str]]:
         ok = sc["ratio_to_one_worker"] is not None and sc["ratio_to_one_worker"] >= 1.6
         rows.append((f"{sc['workers']} workers catch-up, together", fmt_rate(sc["events_per_s"])
                      + (f"  ({sc['ratio_to_one_worker']:.2f}x one worker)" if sc["ratio_to_one_worker"] else ""),
-                     f">= 1.6x where cores allow: {met(ok)}"))
+                     "(includes the rebalance when the second joins)"))
+        st = sc.get("steady")
+        if st:
+            ok = st["ratio"] is not None and st["ratio"] >= 1.6
+            rows.append((f"steady state: 1 / {sc['workers']} workers", f"{fmt_rate(st['one']['events_per_s'])} / "
+                         f"{fmt_rate(st['many']['events_per_s'])}"
+                         + (f"  ({st['ratio']:.2f}x)" if st["ratio"] else ""), f">= 1.6x where cores allow: {met(ok)}"))
     lat = r.get("latency")
     if lat:
         f = lat["feed"]
@@ -994,6 +1078,11 @@ def main(argv=None) -> int:
                    f"processed event to zero lag ({sc['ratio_to_one_worker']:.2f}x one worker's "
                    f"{fmt_rate(results['catchup']['events_per_s'])}; {results['host']['cpus']} CPUs shared with the "
                    f"broker); CPU {sc['worker_cpu_seconds']} s between them")
+            st = sc["steady"]
+            figure(f"           steady state (group settled on empty topics, then the N events produced): one worker "
+                   f"{fmt_rate(st['one']['events_per_s'])}, {sc['workers']} workers {fmt_rate(st['many']['events_per_s'])}"
+                   + (f" ({st['ratio']:.2f}x)" if st["ratio"] else "") + f"; CPU {st['one']['worker_cpu_seconds']} s / "
+                   f"{st['many']['worker_cpu_seconds']} s")
         return_code = 0
     except BaseException as exc:
         results["error"] = repr(exc)

@@ -49,7 +49,7 @@ def test_take_waits_for_records_and_clear_empties_the_intake():
         waiter = asyncio.ensure_future(box.wait_for_room())
         await asyncio.sleep(0.01)
         assert not waiter.done()
-        box.clear()  # a rebalance: Faust's flow control empties its buffers, and the intakes with them
+        box.clear()  # partitions revoked
         await asyncio.wait_for(waiter, 1)
         assert len(box) == 0
         taker = asyncio.ensure_future(box.take(lambda: 0, limit=10))
