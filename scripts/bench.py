@@ -25,7 +25,11 @@ One run:
   5. memory: the worker's peak RSS (VmHWM), and with --soak-seconds > 0 its RSS every 10 s while
      the live feed goes on at --rate;
   6. with --workers W > 1, after the first worker is stopped: the same N events on topics of their
-     own, read by W workers of one group, timed like step 3 (first event to zero lag everywhere);
+     own, read by W workers of one group, timed like step 3 (first event to zero lag everywhere; the
+     group rebalances when the later workers join, and they recover the first one's tables);
+     then the steady state: 1 worker, and W workers, each on empty topics of their own, the group
+     settled (every worker owns input partitions, unchanged for 3 s) before the N events are
+     produced, timed from the first processed event to zero lag: the W-to-1 ratio of that;
   7. a summary table on stdout, the results as JSON (--output, default bench-results.json in the
      run folder).
 
