@@ -7,7 +7,13 @@ nothing: the gauges stalled for as long each time. The state is freed by referen
 when it expires, not by the cycle collector, so every FREEZE_SECONDS what exists is moved out of
 the collector's sight (gc.freeze): a full collection then walks only what was made since, which
 kept it under about 0.1 s. Every SWEEP_SECONDS the frozen objects are collected once (one full
-pass) in case some became cyclic garbage meanwhile.
+pass) in case some became cyclic garbage meanwhile: objects that were alive at a freeze (a batch
+in flight, futures and frames of the event loop) and died later.
+
+That sweep walks the whole state, and stops the worker while it does: 3.7 s at 3 GB of state in a
+2,000 events/s soak (4 December), every 10 minutes as it was, so the gauges froze and the soak's
+p99 latency was 2.1 s. The garbage it finds is small (2,237 objects after 10 minutes of that
+soak), so it runs every 6 hours: between two sweeps some 80,000 such objects wait, a few MiB.
 """
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ import time
 log = logging.getLogger("processor")
 
 FREEZE_SECONDS = 5.0
-SWEEP_SECONDS = 600.0
+SWEEP_SECONDS = 6 * 3600.0
 
 
 class GcPolicy:
