@@ -944,7 +944,9 @@ async def _persist(out: Output, table: PartitionTable, dirty: dict, partition: i
             else:
                 row = [partition, value]
                 data = _dumps(row)
-                store[key] = data if keeps_bytes else row
+                # orjson's result keeps its whole write buffer (about 4 KiB whatever the length): a
+                # row kept in the store is an exact-size copy.
+                store[key] = bytes(memoryview(data)) if keeps_bytes else row
                 await out.send_record(topic, partition, _dumps(key), data, partition)
     finally:
         table._write_partition = None
