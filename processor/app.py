@@ -27,9 +27,8 @@ import orjson
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from . import deadletter
+from . import deadletter, intake
 from .config import Settings
-from . import intake
 from .consumer_tuning import StallWatch, fetch_position, quick_hand_off, short_fetch_wait
 from .core.contacts import ContactBook
 from .core.journeys import JourneyBook
@@ -233,8 +232,9 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     intake.manage(app, intakes)  # emptied when partitions are revoked
 
     async def _take(topic: str, lock: asyncio.Lock) -> list:
-        """The next records of `topic`, with its stage lock acquired; [] (lock released) when a
-        rebalance happened meanwhile (Faust seeks back to the committed offsets: they come again)."""
+        """The next records of `topic`, returned with its stage lock acquired. Records taken before a
+        rebalance that happened while waiting for the lock are dropped and the next ones taken
+        (Faust seeks back to the committed offsets: they come again)."""
         while True:
             batch = await intakes[topic].take(lambda: app.consumer_generation_id, BATCH_MAX)
             generation = app.consumer_generation_id  # the batch's (take drops older lists)
@@ -283,6 +283,8 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     # -- stage one ---------------------------------------------------------------------------
     @app.agent(events_topic, concurrency=1)
     async def stage_one(stream):
+        # The agents' streams stay empty: the records come from the intakes (processor/intake.py);
+        # the agents remain for Faust's subscription, assignment and transactions by topic.
         # Batches, not single events: deltas of a batch are coalesced per fact and sent as one
         # message per queue, and each touched contact is written to its table once per batch.
         while True:
