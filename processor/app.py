@@ -44,7 +44,7 @@ log = logging.getLogger("processor")
 DEAD_LETTER_MAX_BYTES = 8 * 1024 * 1024  # see topics.py: the dead-letter topic accepts messages this large
 
 TICK_SECONDS = 1.0
-EXPIRE_SECONDS = 30.0
+EXPIRE_SECONDS = 5.0        # housekeeping: often, so each pass frees little at once (README, "Tick timer")
 IDLE_SECONDS = 5.0
 COMMIT_EVERY = 100_000        # messages between offset commits, besides the 1 s interval
 BATCH_MAX = 5000              # records a stage takes from its intake at most (whatever has arrived, no waiting)
