@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import faust
 import orjson
+from faust.stores.memory import Store as MemoryStore
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -865,8 +866,6 @@ class PartitionTable(faust.Table):
     _write_partition: int | None = None
 
     def keeps_bytes(self) -> bool:
-        from faust.stores.memory import Store as MemoryStore
-
         return type(self.data) is MemoryStore
 
     def apply_changelog_batch(self, batch) -> None:
