@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -88,22 +89,32 @@ _NO_CONTACT = frozenset(AGENT_TYPES + CUSTOMER_TYPES)
 
 
 def _simple(*names: str) -> Callable[[dict, str, int], Event]:
-    """Builder for types whose own fields are required strings copied as they are."""
+    """Builder for types whose own fields are required strings copied as they are (shared, see _i)."""
     if not names:
-        return lambda o, t, ms: Event(o["event_id"], t, ms, o["contact_id"])
+        return lambda o, t, ms: Event(o["event_id"], t, ms, _i(o["contact_id"]))
     if names == ("agent_id",):
-        return lambda o, t, ms: Event(o["event_id"], t, ms, o["contact_id"], agent_id=o["agent_id"])
+        return lambda o, t, ms: Event(o["event_id"], t, ms, _i(o["contact_id"]), agent_id=_i(o["agent_id"]))
     if names == ("queue_id",):
-        return lambda o, t, ms: Event(o["event_id"], t, ms, o["contact_id"], queue_id=o["queue_id"])
-    return lambda o, t, ms: Event(o["event_id"], t, ms, o["contact_id"], **{n: o[n] for n in names})
+        return lambda o, t, ms: Event(o["event_id"], t, ms, _i(o["contact_id"]), queue_id=_i(o["queue_id"]))
+    return lambda o, t, ms: Event(o["event_id"], t, ms, _i(o["contact_id"]), **{n: _i(o[n]) for n in names})
 
+
+def _i_opt(v: Any) -> Any:
+    return v if v is None else _i(v)
+
+
+# Every string an Event keeps except its event id is one of few values (queue, channel, agent, state)
+# or shared by all of a contact's events (contact id, customer id): one copy of each, not one per
+# event. Kept events are most of a worker's memory (README, "Memory"). Mortal interning: a string
+# no event holds any more is freed.
+_i = sys.intern
 
 _BUILDERS: dict[str, Callable[[dict, str, int], Event]] = {
     "contact.created": lambda o, t, ms: Event(
-        o["event_id"], t, ms, o["contact_id"], channel=o["channel"], customer_id=o["customer_id"],
-        issue=o.get("issue")),
+        o["event_id"], t, ms, _i(o["contact_id"]), channel=_i(o["channel"]), customer_id=_i(o["customer_id"]),
+        issue=_i_opt(o.get("issue"))),
     "contact.queued": lambda o, t, ms: Event(
-        o["event_id"], t, ms, o["contact_id"], queue_id=o["queue_id"], priority=_int(o.get("priority"))),
+        o["event_id"], t, ms, _i(o["contact_id"]), queue_id=_i(o["queue_id"]), priority=_int(o.get("priority"))),
     "contact.answered": _simple("queue_id", "agent_id"),
     "contact.abandoned": _simple("queue_id"),
     "contact.flowed_out": _simple("queue_id", "reason"),
@@ -115,17 +126,17 @@ _BUILDERS: dict[str, Callable[[dict, str, int], Event]] = {
     "contact.resolved": _simple(),
     "contact.reopened": _simple(),
     "message.agent_replied": lambda o, t, ms: Event(
-        o["event_id"], t, ms, o["contact_id"], agent_id=o["agent_id"], automated=o.get("automated") is True),
+        o["event_id"], t, ms, _i(o["contact_id"]), agent_id=_i(o["agent_id"]), automated=o.get("automated") is True),
     "message.customer_replied": _simple(),
     "survey.responded": lambda o, t, ms: Event(
-        o["event_id"], t, ms, o["contact_id"], survey=o["survey"], score=float(o["score"]),
+        o["event_id"], t, ms, _i(o["contact_id"]), survey=_i(o["survey"]), score=float(o["score"]),
         scale_max=float(o["scale_max"])),
     "qa.scored": lambda o, t, ms: Event(
-        o["event_id"], t, ms, o["contact_id"], agent_id=o["agent_id"], score=float(o["score"])),
+        o["event_id"], t, ms, _i(o["contact_id"]), agent_id=_i(o["agent_id"]), score=float(o["score"])),
     "agent.state_changed": lambda o, t, ms: Event(
-        o["event_id"], t, ms, agent_id=o["agent_id"], state=o["state"], queues=tuple(o["queues"]),
-        capacity=_int(o.get("capacity"))),
-    "customer.churned": lambda o, t, ms: Event(o["event_id"], t, ms, customer_id=o["customer_id"]),
+        o["event_id"], t, ms, agent_id=_i(o["agent_id"]), state=_i(o["state"]),
+        queues=tuple(_i(q) for q in o["queues"]), capacity=_int(o.get("capacity"))),
+    "customer.churned": lambda o, t, ms: Event(o["event_id"], t, ms, customer_id=_i(o["customer_id"])),
 }
 assert _BUILDERS.keys() == set(EVENT_TYPES) and _NO_CONTACT <= _BUILDERS.keys()
 
@@ -145,8 +156,8 @@ def _fast_path(t: str) -> Callable[[Any], Any]:
 
 
 # Per type: (schema validator, builder, required fields). One dict lookup per event.
-_BY_TYPE = {t: (_VALIDATORS[t], _BUILDERS[t], _REQUIRED[t]) for t in EVENT_TYPES}
-_PRECHECKED = {t: (_fast_path(t), _BUILDERS[t], _REQUIRED[t]) for t in EVENT_TYPES}
+_BY_TYPE = {t: (_VALIDATORS[t], _BUILDERS[t], _REQUIRED[t], t) for t in EVENT_TYPES}
+_PRECHECKED = {t: (_fast_path(t), _BUILDERS[t], _REQUIRED[t], t) for t in EVENT_TYPES}
 
 
 @contextmanager
@@ -247,7 +258,7 @@ def decode(raw: bytes | str, not_after_ms: int | None = None) -> Event:
         if "type" not in obj:
             raise BadEvent("invalid_field", "missing required field type")
         raise BadEvent("invalid_field", f"type must be string, not {type(t).__name__}")
-    validate, build, required = entry
+    validate, build, required, canonical = entry  # canonical: the type string every event shares
     try:
         validate(obj)
     except _SchemaError as e:
@@ -269,4 +280,4 @@ def decode(raw: bytes | str, not_after_ms: int | None = None) -> Event:
 
     if t == "survey.responded" and obj["score"] > obj["scale_max"]:
         raise BadEvent("invalid_field", "score is greater than scale_max")
-    return build(obj, t, ms)
+    return build(obj, canonical, ms)

@@ -733,7 +733,7 @@ def scale_out(args, bootstrap: str, events_path: Path, run_dir: Path, one: dict)
         messages = [(event_key(json.loads(line)), line.rstrip(b"\n")) for line in fh]
     topics, app_id = scale_topics(args, bootstrap)
     asyncio.run(produce_bulk(bootstrap, topics["input_topic"], messages))
-    env = scale_env(args, topics, app_id)
+    env = worker_env(args, topics, app_id)
     workers = [KpiWorker(bootstrap, work_dir=run_dir / f"scale-worker-{i}", env=env) for i in range(args.workers)]
     progress(f"scaling: {args.workers} kpi workers (app id {app_id}) on {len(messages):,} events; logs: "
              f"{[str(w.log_path) for w in workers]}")
@@ -753,18 +753,24 @@ def scale_out(args, bootstrap: str, events_path: Path, run_dir: Path, one: dict)
     return c
 
 
+def run_names(kind: str = "bench") -> tuple[str, dict[str, str], str]:
+    """A run's unique suffix, its topics (settings names -> topic names) and its app id."""
+    suffix = uuid.uuid4().hex[:8]
+    topics = {"input_topic": f"{kind}-{suffix}-events", "facts_topic": f"{kind}-{suffix}-facts",
+              "rollup_topic": f"{kind}-{suffix}-rollups", "dead_letter_topic": f"{kind}-{suffix}-dead"}
+    return suffix, topics, f"kpi-{kind}-{suffix}"
+
+
 def scale_topics(args, bootstrap: str) -> tuple[dict, str]:
     from processor.topics import ensure_topics
 
-    suffix = uuid.uuid4().hex[:8]
-    topics = {"input_topic": f"bench-{suffix}-events", "facts_topic": f"bench-{suffix}-facts",
-              "rollup_topic": f"bench-{suffix}-rollups", "dead_letter_topic": f"bench-{suffix}-dead"}
-    app_id = f"kpi-bench-{suffix}"
+    _, topics, app_id = run_names()
     ensure_topics(Settings(app_id=app_id, kafka={"bootstrap": bootstrap, "partitions": args.partitions, **topics}))
     return topics, app_id
 
 
-def scale_env(args, topics: dict, app_id: str) -> dict:
+def worker_env(args, topics: dict, app_id: str) -> dict:
+    """A worker's environment: this run's app id and topics, and every --worker-env setting."""
     env = {"KPI_APP_ID": app_id, "KPI_KAFKA__PARTITIONS": str(args.partitions),
            **{f"KPI_KAFKA__{k.upper()}": v for k, v in topics.items()}}
     for item in args.worker_env:
@@ -781,7 +787,7 @@ def steady_scale(args, bootstrap: str, messages: list, run_dir: Path, count: int
     from processor.services import KpiWorker
 
     topics, app_id = scale_topics(args, bootstrap)
-    env = scale_env(args, topics, app_id)
+    env = worker_env(args, topics, app_id)
     workers = [KpiWorker(bootstrap, work_dir=run_dir / f"steady-{count}-worker-{i}", env=env) for i in range(count)]
     progress(f"steady state: {count} kpi worker(s) (app id {app_id}) on empty topics, then {len(messages):,} events")
 
@@ -829,6 +835,22 @@ def wait_for_assignment(workers: list, topic: str, partitions: int, timeout: flo
         last = owned if ok else None
         time.sleep(CATCHUP_POLL)
     raise RuntimeError(f"the group did not settle within {timeout:.0f}s; logs: {[str(w.log_path) for w in workers]}")
+
+
+def shut_down(args, worker, broker, topics: dict, app_id: str) -> None:
+    """The end of a run: the worker stopped, this run's topics deleted from a --bootstrap broker
+    (unless --keep), our own broker stopped."""
+    if worker is not None:
+        progress("stopping the worker ...")
+        worker.stop()
+    if args.bootstrap and not args.keep:
+        try:
+            delete_topics(args.bootstrap, list(topics.values()), app_id)
+        except Exception as exc:  # cleanup only
+            progress(f"could not delete this run's topics: {exc!r}")
+    if broker is not None:
+        progress("stopping Apache Kafka ...")
+        broker.stop()
 
 
 def delete_topics(bootstrap: str, names: list[str], app_id: str) -> None:
@@ -939,12 +961,9 @@ def main(argv=None) -> int:
     from processor.services import ApacheKafka, KpiWorker
     from processor.topics import ensure_topics
 
-    suffix = uuid.uuid4().hex[:8]
+    suffix, topics, app_id = run_names()
     run_dir = Path(tempfile.mkdtemp(prefix="kpi-bench-"))
     output = Path(args.output).resolve() if args.output else run_dir / "bench-results.json"
-    topics = {"input_topic": f"bench-{suffix}-events", "facts_topic": f"bench-{suffix}-facts",
-              "rollup_topic": f"bench-{suffix}-rollups", "dead_letter_topic": f"bench-{suffix}-dead"}
-    app_id = f"kpi-bench-{suffix}"
     results: dict = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                      "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
                      "config": {**{k: v for k, v in vars(args).items()}, "app_id": app_id, **topics},
@@ -1005,11 +1024,7 @@ def main(argv=None) -> int:
                f"{fmt_rate(b['events_per_s_including_start'])} including consumer start)")
 
         # -- 3. worker catch-up ------------------------------------------------------------------------
-        env = {"KPI_APP_ID": app_id, "KPI_KAFKA__PARTITIONS": str(args.partitions),
-               **{f"KPI_KAFKA__{k.upper()}": v for k, v in topics.items()}}
-        for item in args.worker_env:
-            k, _, v = item.partition("=")
-            env[k] = v
+        env = worker_env(args, topics, app_id)
         worker = KpiWorker(bootstrap, work_dir=run_dir / "worker", env=env)
         progress(f"starting kpi worker (app id {app_id}); its log: {worker.log_path}")
         results["worker"] = {"log": str(worker.log_path), "env": env, "url": worker.url}
@@ -1095,17 +1110,7 @@ def main(argv=None) -> int:
         if worker is not None:
             progress(worker.log_tail(20))
     finally:
-        if worker is not None:
-            progress("stopping the worker ...")
-            worker.stop()
-        if args.bootstrap and not args.keep:
-            try:
-                delete_topics(args.bootstrap, list(topics.values()), app_id)
-            except Exception as exc:  # cleanup only
-                progress(f"could not delete this run's topics: {exc!r}")
-        if broker is not None:
-            progress("stopping Apache Kafka ...")
-            broker.stop()
+        shut_down(args, worker, broker, topics, app_id)
         if not args.keep:
             for bulky in (run_dir / "kafka" / "kraft-logs", run_dir / "worker" / "data", run_dir / "events.jsonl",
                           run_dir / "replay-rollups.jsonl"):

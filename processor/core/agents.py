@@ -74,6 +74,11 @@ class AgentBook:
             return
         if old is None and fact is not None and fact[2] < self._floor:
             return  # expired already (stage one dead-letters such events as too late)
+        if fact is not None and fact[0] == "ast" and fact_id.endswith("|") and fact[2] > self._floor:
+            # A carry (see expire) is made at the floor: a book rebuilt from the table learns the floor
+            # from it, so a repeat of a change older than the floor (stage one re-asserts what it sent
+            # before a crash) is ignored here too instead of landing before the carry.
+            self._floor = fact[2]
         if old is not None:
             self._account(fact_id, old, -1)
         if fact is None:
@@ -128,7 +133,8 @@ class AgentBook:
         # the change affects the intervals from its own up to the next change (or what is closed)
         upto = tl[i + 1][0] if i + 1 < len(tl) else None
         if sign < 0:
-            del tl[i]
+            if i < len(tl) and tl[i] == entry:
+                del tl[i]
             if not tl:
                 del self.timelines[agent]
         first = ts - ts % iv
@@ -214,14 +220,18 @@ class AgentBook:
                 continue
             carry_state = tl[i - 1][2]
             for _ts_, fid, _s in tl[:i]:
-                del self.facts[fid]
-                self.dirty_facts.add(fid)
-                dropped += 1
+                if self.facts.pop(fid, None) is not None:
+                    self.dirty_facts.add(fid)
+                    dropped += 1
             del tl[:i]
+            carry = f"as|{agent}|"   # an empty event id: sorts before any real change at the floor
+            if tl and tl[0][1] == carry:
+                del tl[0]  # a carry made at this very floor before (by a book since rebuilt): replaced
             if carry_state == "offline" and not tl:
+                if self.facts.pop(carry, None) is not None:
+                    self.dirty_facts.add(carry)
                 del self.timelines[agent]
                 continue
-            carry = f"as|{agent}|"   # an empty event id: sorts before any real change at the floor
             self.facts[carry] = ("ast", agent, floor, carry_state)
             self.dirty_facts.add(carry)
             tl.insert(0, (floor, carry, carry_state))

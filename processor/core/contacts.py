@@ -15,7 +15,7 @@ from typing import Any
 
 from .events import CONTACT_TYPES, TYPE_RANK, Event, event_from_state, event_to_state
 from .profile import PROFILE_TYPES, compact, is_profile_event, profile_facts
-from .segments import FACT_TYPES, Fact, derive_facts
+from .segments import FACT_TYPES, Fact, derive_facts, fact_from_json
 from .settings import EngineSettings
 
 Delta = tuple[str, str, Fact | None]
@@ -101,9 +101,9 @@ class ContactState:
         s.events = [event_from_state(e) for e in d["events"]]
         s.cold = [event_from_state(e) for e in d.get("cold", ())]
         s.ids = {e.event_id for e in s.events} | {e.event_id for e in s.cold}
-        s.facts = {k: tuple(v) for k, v in d["facts"].items()}
-        s.afacts = {k: tuple(v) for k, v in d.get("afacts", {}).items()}
-        s.pfacts = {k: tuple(v) for k, v in d.get("pfacts", {}).items()}
+        s.facts = {k: fact_from_json(v) for k, v in d["facts"].items()}
+        s.afacts = {k: fact_from_json(v) for k, v in d.get("afacts", {}).items()}
+        s.pfacts = {k: fact_from_json(v) for k, v in d.get("pfacts", {}).items()}
         s.last_ms = max((e.ts_ms for e in s.events), default=d.get("last_ms", 0))
         if s.cold:
             s.last_ms = max(s.last_ms, max(e.ts_ms for e in s.cold))

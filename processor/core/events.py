@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from sys import intern
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MS = timedelta(milliseconds=1)
@@ -137,9 +138,16 @@ def event_to_state(e: Event) -> dict:
     return out
 
 
+# Fields whose strings many kept events share (ids of contacts, customers, agents, queues; names):
+# one copy each when rebuilt from a table, as processor.decode does for events read (README, "Memory").
+SHARED_FIELDS = ("type", "contact_id", "channel", "customer_id", "issue", "queue_id", "agent_id", "reason",
+                 "to_queue_id", "survey", "state")
+
+
 def event_from_state(d: dict) -> Event:
+    d = {k: intern(v) if k in SHARED_FIELDS and v.__class__ is str else v for k, v in d.items()}
     if "queues" in d:
-        d = {**d, "queues": tuple(d["queues"])}
+        d["queues"] = tuple(intern(q) for q in d["queues"])
     return Event(**d)
 
 

@@ -31,11 +31,13 @@ Definitions (contract §2, W = recontact window; "within W" of an instant t is [
 from __future__ import annotations
 
 import bisect
+import heapq
 from typing import Any
 
 from .calendar import local_day_bounds
 from .profile import NO_QUEUE
 from .publish import SourceClock
+from .segments import fact_from_json
 from .settings import DAY_MS, EngineSettings
 
 JOURNEY_KINDS = frozenset({"contact", "churn", "seen"})
@@ -81,11 +83,17 @@ class JourneyBook(SourceClock):
         self._horizons_ms = tuple(h * DAY_MS for h in settings.retention_horizons_days)
         self._no_churn = (0,) * len(self._horizons_ms)  # churned within no horizon
         self._zones: dict[str, str] = {}  # queue -> its time zone
-        # Lower bounds (never above the true minimum) of the times expire() compares with its horizons:
-        # creation of contact facts, of seen facts, time of churns, day end of the contributions held.
-        # expire() skips a scan that can find nothing, and makes them exact again after a scan.
+        # Lower bounds (never above the true minimum) of the day ends of the contributions held:
+        # expire() skips the pass over the customers that can find nothing, and makes them exact again.
         inf: Any = float("inf")
-        self._low_contact = self._low_seen = self._low_churn = self._low_res_end = self._low_ret_end = inf
+        self._low_res_end = self._low_ret_end = inf
+        # The facts by the time expire() compares with its horizons, oldest first: contact facts by
+        # creation, seen facts by creation, churns by time. Entries of facts changed or gone since are
+        # skipped when they come up. expire() then visits what it drops, not every fact it holds: a
+        # scan of every fact took 0.33 s per pass at 95 days of a simulated center (755,000 facts).
+        self._contacts_by_time: list[tuple[int, str]] = []
+        self._seen_by_time: list[tuple[int, str]] = []
+        self._churns_by_time: list[tuple[int, str]] = []
 
     # -- facts in -------------------------------------------------------------------------------
     def apply(self, fact_id: str, fact: tuple | None, route: str | None = None) -> None:
@@ -117,14 +125,10 @@ class JourneyBook(SourceClock):
             self.facts[fact_id] = fact
             self._add(cust, fact_id, fact, touched)
             kind = fact[0]
-            if kind == "contact":
-                if fact[3] < self._low_contact:
-                    self._low_contact = fact[3]
-            elif kind == "seen":
-                if fact[4] < self._low_seen:
-                    self._low_seen = fact[4]
-            elif fact[2] < self._low_churn:
-                self._low_churn = fact[2]
+            t = fact[3] if kind == "contact" else fact[4] if kind == "seen" else fact[2]
+            if old is None or old[0] != kind or t != (old[3] if kind == "contact" else old[4] if kind == "seen" else old[2]):
+                heapq.heappush(self._contacts_by_time if kind == "contact" else self._seen_by_time
+                               if kind == "seen" else self._churns_by_time, (t, fact_id))
         self.dirty_facts.add(fact_id)
         # retention depends on which (queue, channel, day) and when, not on resolution times
         retention = old is None or fact is None or old[0] != "contact" or old[3:6] != fact[3:6]
@@ -326,28 +330,28 @@ class JourneyBook(SourceClock):
         churn_before = seen_before - self._max_horizon_ms()  # a churn before this goes
         customers, facts = self.customers, self.facts
         slim, gone = [], []
-        if contact_horizon > self._low_contact or seen_before >= self._low_seen or churn_before >= self._low_churn:
-            inf: Any = float("inf")
-            low_contact = low_seen = low_churn = inf  # exact again after this scan
-            for fid, f in facts.items():
-                kind = f[0]
-                if kind == "contact":
-                    if f[3] < contact_horizon:
-                        slim.append((fid, f))
-                        if f[3] < low_seen:  # it stays, as a seen fact
-                            low_seen = f[3]
-                    elif f[3] < low_contact:
-                        low_contact = f[3]
-                elif kind == "seen":
-                    if f[4] <= seen_before:     # f[4] + LONGEST_DAY_MS <= ret_floor
-                        gone.append((fid, f))
-                    elif f[4] < low_seen:
-                        low_seen = f[4]
-                elif f[2] <= churn_before:      # churn: f[2] + longest horizon + LONGEST_DAY_MS <= ret_floor
-                    gone.append((fid, f))
-                elif f[2] < low_churn:
-                    low_churn = f[2]
-            self._low_contact, self._low_seen, self._low_churn = low_contact, low_seen, low_churn
+        taken: set[str] = set()  # a fact changed back to an earlier time has two entries
+        heap = self._contacts_by_time
+        while heap and heap[0][0] < contact_horizon:
+            t, fid = heapq.heappop(heap)
+            f = facts.get(fid)
+            if f is not None and f[0] == "contact" and f[3] == t and fid not in taken:
+                taken.add(fid)
+                slim.append((fid, f))
+        heap = self._seen_by_time
+        while heap and heap[0][0] <= seen_before:  # f[4] + LONGEST_DAY_MS <= ret_floor
+            t, fid = heapq.heappop(heap)
+            f = facts.get(fid)
+            if f is not None and f[0] == "seen" and f[4] == t and fid not in taken:
+                taken.add(fid)
+                gone.append((fid, f))
+        heap = self._churns_by_time
+        while heap and heap[0][0] <= churn_before:  # f[2] + longest horizon + LONGEST_DAY_MS <= ret_floor
+            t, fid = heapq.heappop(heap)
+            f = facts.get(fid)
+            if f is not None and f[0] == "churn" and f[2] == t and fid not in taken:
+                taken.add(fid)
+                gone.append((fid, f))
         for fid, f in slim:
             cust = customers[f[1]]
             cid = self._cid(fid)
@@ -357,6 +361,7 @@ class JourneyBook(SourceClock):
             seen = ("seen", f[1], f[5], f[4], f[3])
             cust.seen[cid] = seen  # same group and creation time: cust.groups[cid] stays
             facts[fid] = seen
+            heapq.heappush(self._seen_by_time, (f[3], fid))
             self.dirty_facts.add(fid)
         for fid, f in gone:
             cust = customers[f[1]]
@@ -376,7 +381,7 @@ class JourneyBook(SourceClock):
                     del customers[customer]
             return changed
         empty = []
-        inf = float("inf")
+        inf: Any = float("inf")  # a day end (ms) or inf, kept as it is when compiled
         low_res = low_ret = inf  # exact again after this pass
         for customer, cust in customers.items():
             # drop what is at or below the floors (rebuilt only when there is something to drop)
@@ -414,7 +419,7 @@ class JourneyBook(SourceClock):
         self._emit = False
         try:
             for fid, fact in facts:
-                self.apply(fid, tuple(fact))
+                self.apply(fid, fact_from_json(fact))
         finally:
             self._emit = True
         self.dirty_facts.clear()

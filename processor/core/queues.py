@@ -25,7 +25,7 @@ from .experience import EXPERIENCE_KINDS, ExperienceBook
 from .figures import segment_figures
 from .publish import SourceClock
 from .resolution import RESOLUTION_KINDS, ResolutionBook
-from .segments import Fact
+from .segments import Fact, fact_from_json
 from .settings import MINUTE_MS, EngineSettings, zone
 from .stats import SegmentStats, WaitHistogram
 
@@ -530,7 +530,7 @@ class QueueBook(SourceClock):
             publisher.dirty.clear()
 
     def restore_fact(self, fid: str, fact: list) -> None:
-        f = tuple(fact)
+        f = fact_from_json(fact)
         self.apply(fid, f)
         sub = self._sub_book(fid, f)
         (sub.dirty_facts if sub is not None else self.dirty_facts).discard(fid)

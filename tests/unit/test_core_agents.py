@@ -201,3 +201,72 @@ def test_a_repeated_state_change_id_changes_nothing_whatever_it_says_even_after_
     records += pipe.feed(forged)[0] + pipe.feed(tick("11:00:00"))[0] + pipe.finish()
     assert pipe.counts.duplicates == 2
     assert Run(pipe, [], [], records).latest_of(K) == clean
+
+
+def _timeline_matches_facts(book) -> None:
+    """Every timeline entry is a held presence fact with the same time and state, and the other way round."""
+    entries = [(fid, ts, state) for tl in book.timelines.values() for ts, fid, state in tl]
+    assert len(entries) == len({fid for fid, _, _ in entries})  # one entry per fact
+    assert sorted(entries) == sorted((fid, f[2], f[3]) for fid, f in book.facts.items() if f[0] == "ast")
+
+
+def test_a_book_rebuilt_from_its_table_keeps_its_floor_and_one_carry_per_agent():
+    """Seen in a steady-state soak: after a rebalance the rebuilt book took a re-sent change older than
+    its carry, the next expiry at the same floor made a second carry, and the one after crashed the
+    worker (KeyError in AgentBook.expire)."""
+    from processor.core.agents import AgentBook
+
+    hour = 3_600_000
+    book = AgentBook(engine())
+    old, later = ("ast", "a1", 1 * hour, "busy"), ("ast", "a1", 3 * hour + 60_000, "available")
+    book.apply("as|a1|e1", old)
+    book.apply("as|a1|e2", later)
+    book.expire(5 * hour)  # retention 2 h: floor 3:00, e1 gives way to a carry (busy at the floor)
+    assert book.facts["as|a1|"] == ("ast", "a1", 3 * hour, "busy") and "as|a1|e1" not in book.facts
+    table = dict(book.facts)
+
+    rebuilt = AgentBook(engine())
+    for fid, fact in table.items():
+        rebuilt.apply(fid, fact)
+    rebuilt.apply("as|a1|e1", old)  # re-sent after the crash: older than the floor, so nothing
+    assert "as|a1|e1" not in rebuilt.facts
+    rebuilt.expire(5 * hour)  # the same floor again
+    rebuilt.expire(6 * hour)
+    rebuilt.expire(9 * hour)  # past e2 too: the carry now holds e2's state
+    _timeline_matches_facts(rebuilt)
+    assert rebuilt.timelines["a1"] == [(7 * hour, "as|a1|", "available")]
+
+
+def test_presence_timelines_stay_consistent_through_repeats_rebuilds_and_expiry():
+    """Random presence changes, repeats of earlier ones, rebuilds from the persisted facts and expiry."""
+    import random
+
+    from processor.core.agents import AgentBook
+
+    for seed in range(25):
+        rnd = random.Random(seed)
+        book, table, sent, now = AgentBook(engine()), {}, {}, 10 * 86_400_000
+        for step in range(800):
+            r = rnd.random()
+            if r < 0.55:
+                agent = f"a{rnd.randrange(3)}"
+                fid = f"as|{agent}|e{step}"
+                sent[fid] = ("ast", agent, now - rnd.randrange(3 * 3_600_000), rnd.choice(["available", "busy", "offline"]))
+                book.apply(fid, sent[fid])
+            elif r < 0.7 and sent:
+                fid = rnd.choice(list(sent))
+                book.apply(fid, sent[fid])  # a repeat, maybe of a change expired since
+            elif r < 0.8:
+                now += rnd.randrange(3 * 3_600_000)
+                book.expire(now)
+            else:
+                for fid in book.dirty_facts:  # persisted, as the worker's table
+                    table[fid] = book.facts.get(fid)
+                book.dirty_facts.clear()
+                table = {fid: f for fid, f in table.items() if f is not None}
+                if r < 0.85:
+                    book = AgentBook(engine())  # a restart: rebuilt from the table
+                    for fid, fact in table.items():
+                        book.apply(fid, fact)
+            book.advance(now)
+            _timeline_matches_facts(book)

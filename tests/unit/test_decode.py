@@ -404,3 +404,25 @@ def test_an_event_later_than_the_sources_can_have_sent_is_from_the_future():
         decode(json.dumps(doc | {"ts": "2026-11-23T10:05:00.001Z"}), not_after_ms=limit)
     assert info.value.reason == "from_the_future" and "0.001 s past" in info.value.detail
     assert decode(json.dumps(doc | {"ts": "2027-11-23T10:05:00Z"})).ts_ms > limit  # no limit given: history
+
+
+def test_events_and_facts_share_one_copy_of_their_ids_and_names():
+    """Kept events are most of a worker's state: the strings many of them carry are held once."""
+    from processor.core.events import event_from_state, event_to_state
+    from processor.core.segments import fact_from_json
+
+    answered = {"event_id": "e-2", "type": "contact.answered", "ts": "2026-11-23T09:00:01Z", "contact_id": "c-1",
+                "queue_id": "billing", "agent_id": "a-7"}
+    one = decode(json.dumps(answered).encode())
+    two = decode(json.dumps({**answered, "event_id": "e-3"}).encode())
+    for field in ("type", "contact_id", "queue_id", "agent_id"):
+        assert getattr(one, field) is getattr(two, field)
+    assert one.type is EVENT_TYPES[EVENT_TYPES.index("contact.answered")]  # the contract's string, not a copy
+    assert one == Event("e-2", "contact.answered", one.ts_ms, "c-1", queue_id="billing", agent_id="a-7")
+    rebuilt = event_from_state(json.loads(json.dumps(event_to_state(two))))
+    assert rebuilt == two and rebuilt.contact_id is one.contact_id and rebuilt.queue_id is one.queue_id
+    agent = decode(json.dumps({"event_id": "e-4", "type": "agent.state_changed", "ts": "2026-11-23T09:00:02Z",
+                               "agent_id": "a-7", "state": "available", "queues": ["billing"]}).encode())
+    assert agent.agent_id is one.agent_id and agent.queues[0] is one.queue_id
+    fact = fact_from_json(json.loads('["seg", "billing", "voice", 1, 2, "answered"]'))
+    assert fact == ("seg", "billing", "voice", 1, 2, "answered") and fact[1] is one.queue_id

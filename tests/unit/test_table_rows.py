@@ -78,3 +78,76 @@ def test_the_partition_is_read_from_the_bytes_without_decoding_the_value():
     assert _row_partition(b'[0,{"a":1}]') == 0
     assert _row_partition(b'[17,null]') == 17
     assert _row_partition(orjson.dumps([1023, ["x", 1]])) == 1023
+
+
+def _record(partition: int, offset: int, key: str, raw: bytes | None):
+    from aiokafka.structs import ConsumerRecord
+
+    return ConsumerRecord("t-changelog", partition, offset, 0, 0, orjson.dumps(key), raw, None, 1,
+                          len(raw or b""), ())
+
+
+def test_fetched_changelog_records_give_the_same_rows_as_faust_events():
+    by_events, by_records = _table(), _table()
+
+    def event(key, raw, partition):
+        return SimpleNamespace(key=key, value=orjson.loads(raw) if raw else None,
+                               message=SimpleNamespace(value=raw, partition=partition))
+
+    feed = [("a", b'[0,{"k":1}]', 0), ("b", b'[0,[1,2]]', 0), ("a", b'[0,{"k":2}]', 0), ("b", None, 0),
+            ("c|x\u00e9", b'[0,"y"]', 0)]
+    by_events.apply_changelog_batch([event(k, v, p) for k, v, p in feed])
+    by_records.apply_changelog_records([_record(p, i, k, v) for i, (k, v, p) in enumerate(feed)])
+    assert by_records.data.data == by_events.data.data == {"a": b'[0,{"k":2}]', "c|x\u00e9": b'[0,"y"]'}
+    assert by_records.data._key_partition == by_events.data._key_partition
+
+
+def test_changelog_records_keep_the_recovery_offsets_and_end_the_recovery_when_caught_up():
+    from faust.types import TP
+
+    from processor.intake import changelog_records
+
+    table = _table()
+    app = table.app
+    recovery = app.tables.recovery
+    tp, standby_tp = TP(table.changelog_topic.get_topic_name(), 0), TP(table.changelog_topic.get_topic_name(), 1)
+    recovery.tp_to_table.update({tp: table, standby_tp: table})
+    recovery.active_tps.add(tp)
+    recovery.standby_tps.add(standby_tp)
+    recovery.active_highwaters[tp] = 3
+    recovery.standby_highwaters[standby_tp] = 0
+    recovery.active_offsets[tp] = 0  # offset 0 applied already: not again
+    recovery.in_recovery = True
+    consumer = SimpleNamespace(app=app)
+    applied = changelog_records(consumer, tp, [_record(0, 0, "old", b'[0,"stale"]'), _record(0, 1, "a", b'[0,1]'),
+                                               _record(0, 2, "b", b'[0,2]')])
+    assert applied and table.data.data == {"a": b"[0,1]", "b": b"[0,2]"}
+    assert recovery.active_offsets[tp] == 2 and recovery.in_recovery  # highwater 3 not reached
+    assert not recovery.signal_recovery_end.is_set()
+    assert changelog_records(consumer, tp, [_record(0, 3, "a", None)])
+    assert table.data.data == {"b": b"[0,2]"}
+    assert not recovery.in_recovery and recovery.signal_recovery_end.is_set()  # caught up: as Faust's loop
+    assert changelog_records(consumer, standby_tp, [_record(1, 0, "s", b'[1,"s"]')])
+    assert recovery.standby_offsets[standby_tp] == 0 and table.data.data["s"] == b'[1,"s"]'
+    assert app.tables.standbys_ready
+    assert not changelog_records(consumer, TP(tp.topic, 2), [_record(2, 0, "x", b'[2,1]')])  # not tracked: Faust's path
+    assert "x" not in table.data.data
+
+
+def test_the_end_of_recovery_signal_survives_faust_clearing_it_outside_recovery():
+    from processor import intake
+
+    table = _table()
+    app = table.app
+    intake.manage(app, {})
+    recovery = app.tables.recovery
+    recovery.in_recovery = True
+    recovery.signal_recovery_end.set()
+    recovery.signal_recovery_end.clear()  # in recovery: Faust's loop clears it at each turn
+    assert not recovery.signal_recovery_end.is_set()
+    recovery.signal_recovery_end.set()
+    recovery._set_recovery_ended()
+    recovery.signal_recovery_end.clear()  # a turn of Faust's loop after the end: the set stays
+    assert recovery.signal_recovery_end.is_set()
+    recovery._set_recovery_started()  # the next recovery starts with it cleared
+    assert recovery.in_recovery and not recovery.signal_recovery_end.is_set()
