@@ -491,12 +491,13 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         owned = {tp for tp in app.assignor.assigned_actives()
                  if tp.topic in (k.input_topic, k.facts_topic, k.journeys_topic)}
         stall_watch.forget(owned)
+        if any(each.full() for each in intakes.values()):
+            # The fetch loop waits for room in a full intake, and holds what it fetched for every
+            # partition behind it (of any topic) until then: that is not a dropped fetch. Seeking
+            # then only read those records twice (seen in a steady-state soak: the facts partitions
+            # sought back while the input topic's intake was full, an ERROR line each).
+            return
         for tp in sorted(owned):
-            if len(intakes[tp.topic]):
-                # Records wait for the stage (it is behind, or busy with a long batch): the fetch loop
-                # holds the rest until there is room, which is not a dropped fetch. Seeking then only
-                # read them twice (seen in a steady-state soak, with ERROR lines for each).
-                continue
             delivered = consumer._read_offset.get(tp)
             position = fetch_position(consumer, tp)
             offset = stall_watch.check(tp, position, delivered, rt.health.offsets.get((tp.topic, tp.partition)))
