@@ -67,6 +67,21 @@ class Customer:
         return not (self.contacts or self.seen or self.churns or self.contrib or self.ret_contrib)
 
 
+def _pop_due(heap: list[tuple[int, str]], before: int, facts: dict[str, tuple], kind: str, at: int) -> list:
+    """(fact id, fact) of the facts of `kind` whose time (`fact[at]`) is below `before`, popped from
+    their time heap; an entry of a fact changed or gone since, or seen twice (a fact changed back to
+    an earlier time has two entries), is dropped."""
+    due: list = []
+    taken: set[str] = set()
+    while heap and heap[0][0] < before:
+        t, fid = heapq.heappop(heap)
+        f = facts.get(fid)
+        if f is not None and f[0] == kind and f[at] == t and fid not in taken:
+            taken.add(fid)
+            due.append((fid, f))
+    return due
+
+
 class JourneyBook(SourceClock):
     """Journey state of one partition (any number of customers)."""
 
@@ -329,29 +344,9 @@ class JourneyBook(SourceClock):
         seen_before = ret_floor - LONGEST_DAY_MS            # a seen fact created before this goes
         churn_before = seen_before - self._max_horizon_ms()  # a churn before this goes
         customers, facts = self.customers, self.facts
-        slim, gone = [], []
-        taken: set[str] = set()  # a fact changed back to an earlier time has two entries
-        heap = self._contacts_by_time
-        while heap and heap[0][0] < contact_horizon:
-            t, fid = heapq.heappop(heap)
-            f = facts.get(fid)
-            if f is not None and f[0] == "contact" and f[3] == t and fid not in taken:
-                taken.add(fid)
-                slim.append((fid, f))
-        heap = self._seen_by_time
-        while heap and heap[0][0] <= seen_before:  # f[4] + LONGEST_DAY_MS <= ret_floor
-            t, fid = heapq.heappop(heap)
-            f = facts.get(fid)
-            if f is not None and f[0] == "seen" and f[4] == t and fid not in taken:
-                taken.add(fid)
-                gone.append((fid, f))
-        heap = self._churns_by_time
-        while heap and heap[0][0] <= churn_before:  # f[2] + longest horizon + LONGEST_DAY_MS <= ret_floor
-            t, fid = heapq.heappop(heap)
-            f = facts.get(fid)
-            if f is not None and f[0] == "churn" and f[2] == t and fid not in taken:
-                taken.add(fid)
-                gone.append((fid, f))
+        slim = _pop_due(self._contacts_by_time, contact_horizon, facts, "contact", 3)
+        gone = _pop_due(self._seen_by_time, seen_before + 1, facts, "seen", 4)      # f[4] + LONGEST_DAY_MS <= ret_floor
+        gone += _pop_due(self._churns_by_time, churn_before + 1, facts, "churn", 2)  # f[2] + longest horizon + ... <= ret_floor
         for fid, f in slim:
             cust = customers[f[1]]
             cid = self._cid(fid)
