@@ -3,9 +3,9 @@
 Both are measured by scripts/bench.py (README, "Throughput and latency"):
 - the fetch wait: Faust fixes aiokafka's fetch_max_wait_ms at 1.5 s (see `short_fetch_wait`);
 - the hand-off of each fetched message: Faust races it against three events with four new tasks
-  and asyncio.wait, per message (see `quick_hand_off`). The stages' own topics no longer take
-  that path (processor/intake.py hands them lists); table changelog records still do, during
-  recovery and for standby replicas.
+  and asyncio.wait, per message (see `quick_hand_off`). The stages' own topics and the tables'
+  changelogs no longer take that path (processor/intake.py hands them lists); only records it
+  leaves to Faust do (a changelog of a RocksDB-backed table).
 """
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from time import monotonic
 
 INTAKE_MAX = 20_000  # records waiting in one intake before the fetch loop waits for room
 
@@ -234,8 +235,6 @@ def changelog_records(consumer, tp, records: list) -> bool:
     (a table without `apply_changelog_records`, a store that does not keep bytes, a partition the
     recovery does not track). Standby replicas read every record the other workers write: through
     the per-message path that was about 30 % of a worker with two workers (README, "Measured")."""
-    from time import monotonic
-
     app = consumer.app
     if app.topics.acks_enabled_for(tp.topic):
         return False
@@ -284,8 +283,6 @@ def ack(consumer, records: list) -> int:
     Also notes that the partitions' stream is moving (Faust's monitor `stream_inbound_time`, set per
     stream event on Faust's path): without it Faust's event-path check, five minutes after the start,
     logs "Stream has not started processing" at ERROR for every partition with a lag, every minute."""
-    from time import monotonic
-
     from aiokafka.structs import TopicPartition as TP  # the driver's keys: aiokafka checks their type at commit
     from faust.transport.consumer import notify
     from faust.types.tuples import ack_lock

@@ -36,9 +36,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench import (RSS_EVERY, TARGETS, event_key, figure, host_info, lag_by_topic,  # noqa: E402
-                   live_pool, measure_catchup, proc_status, progress, progress_done, run_names, shut_down, worker_env,
-                   worker_log_problems)
+from bench import (RSS_EVERY, TARGETS, event_key, figure, host_info, lag_by_topic, live_pool,  # noqa: E402
+                   measure_catchup, proc_status, progress, progress_done, rss_growth, run_names, shut_down,
+                   soak_flat, start_broker, worker_env, worker_log_problems)
 
 from processor.core.events import format_ts, parse_ts_ms  # noqa: E402
 from processor.core.settings import DAY_MS  # noqa: E402
@@ -172,7 +172,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     from processor.config import Settings
-    from processor.services import ApacheKafka, KpiWorker
+    from processor.services import KpiWorker
     from processor.topics import ensure_topics
 
     args = parse_args(argv)
@@ -201,9 +201,7 @@ def main(argv=None) -> int:
         if args.bootstrap:
             bootstrap = args.bootstrap
         else:
-            broker = ApacheKafka(run_dir / "kafka")
-            progress(f"starting Apache Kafka in {broker.data_dir} (log {broker.log_path}) ...")
-            broker.start(timeout=120)
+            broker = start_broker(run_dir)
             bootstrap = broker.bootstrap
         settings = Settings(app_id=app_id, kafka={"bootstrap": bootstrap, "partitions": args.partitions, **topics})
         ensure_topics(settings)
@@ -229,19 +227,15 @@ def main(argv=None) -> int:
         total = h["events"] + s["events"]
         end = worker.wait_for(lambda m: m.get("kpi_events_processed_total", 0) >= total and not any(
             v for t in lag_by_topic(m).values() for v in t.values()), timeout=600, what="zero lag after the soak")
-        values = [kb for _, kb in s["rss_samples_kb"]]
-        half = [kb for t, kb in s["rss_samples_kb"] if t >= s["rss_samples_kb"][-1][0] / 2]
-        s.update(rss_first_kb=values[0], rss_last_kb=values[-1], rss_max_kb=max(values),
-                 growth_pct=(values[-1] - values[0]) / values[0] * 100,
-                 growth_pct_second_half=(half[-1] - half[0]) / half[0] * 100 if len(half) > 1 else None,
+        s.update(rss_growth(s["rss_samples_kb"]),
                  dead_lettered={k: v for k, v in end.items() if k.startswith("kpi_events_dead_lettered_total")})
         results["soak"] = s
-        verdict = "met" if abs(s["growth_pct"]) <= TARGETS["soak_rss_growth_pct"] else "NOT met"
+        verdict = "met" if soak_flat(s["growth_pct"]) else "NOT met"
         figure(f"soak:      {s['events']:,} events at {s['offered_events_per_s']:,.0f} events/s for {s['seconds']:.0f} s "
                f"(event time {s['first_ts']} .. {s['last_ts']}, {s['simulated_days']:g} simulated days), zero lag after it")
-        figure(f"           worker RSS first {values[0] / 1024:,.0f} MiB, last {values[-1] / 1024:,.0f} MiB, max "
-               f"{max(values) / 1024:,.0f} MiB: growth {s['growth_pct']:+.1f}% (second half "
-               f"{s['growth_pct_second_half'] or 0:+.1f}%; target within {TARGETS['soak_rss_growth_pct']:g}%: {verdict})")
+        figure(f"           worker RSS first {s['rss_first_kb'] / 1024:,.0f} MiB, last {s['rss_last_kb'] / 1024:,.0f} MiB, max "
+               f"{s['rss_max_kb'] / 1024:,.0f} MiB: growth {s['growth_pct']:+.1f}% (second half "
+               f"{s['growth_pct_second_half'] or 0:+.1f}%; target: no growth beyond {TARGETS['soak_rss_growth_pct']:g}%: {verdict})")
         figure(f"           dead-lettered: {s['dead_lettered'] or 'none'}")
         return 0
     except BaseException as exc:

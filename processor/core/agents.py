@@ -133,8 +133,7 @@ class AgentBook:
         # the change affects the intervals from its own up to the next change (or what is closed)
         upto = tl[i + 1][0] if i + 1 < len(tl) else None
         if sign < 0:
-            if i < len(tl) and tl[i] == entry:
-                del tl[i]
+            del tl[i]
             if not tl:
                 del self.timelines[agent]
         first = ts - ts % iv
@@ -220,18 +219,14 @@ class AgentBook:
                 continue
             carry_state = tl[i - 1][2]
             for _ts_, fid, _s in tl[:i]:
-                if self.facts.pop(fid, None) is not None:
-                    self.dirty_facts.add(fid)
-                    dropped += 1
+                del self.facts[fid]
+                self.dirty_facts.add(fid)
+                dropped += 1
             del tl[:i]
-            carry = f"as|{agent}|"   # an empty event id: sorts before any real change at the floor
-            if tl and tl[0][1] == carry:
-                del tl[0]  # a carry made at this very floor before (by a book since rebuilt): replaced
             if carry_state == "offline" and not tl:
-                if self.facts.pop(carry, None) is not None:
-                    self.dirty_facts.add(carry)
                 del self.timelines[agent]
                 continue
+            carry = f"as|{agent}|"   # an empty event id: sorts before any real change at the floor
             self.facts[carry] = ("ast", agent, floor, carry_state)
             self.dirty_facts.add(carry)
             tl.insert(0, (floor, carry, carry_state))

@@ -67,16 +67,23 @@ class Customer:
         return not (self.contacts or self.seen or self.churns or self.contrib or self.ret_contrib)
 
 
-def _pop_due(heap: list[tuple[int, str]], before: int, facts: dict[str, tuple], kind: str, at: int) -> list:
-    """(fact id, fact) of the facts of `kind` whose time (`fact[at]`) is below `before`, popped from
-    their time heap; an entry of a fact changed or gone since, or seen twice (a fact changed back to
-    an earlier time has two entries), is dropped."""
+def _fact_time(f: tuple) -> int:
+    """What a journey fact's horizons count from: a contact's or seen contact's creation, a churn's time."""
+    kind = f[0]
+    return f[3] if kind == "contact" else f[4] if kind == "seen" else f[2]
+
+
+def _pop_due(by_time: dict[str, list[tuple[int, str]]], kind: str, before: int, facts: dict[str, tuple]) -> list:
+    """(fact id, fact) of the facts of `kind` whose time is below `before`, popped from their time
+    heap; an entry of a fact changed or gone since, or seen twice (a fact changed back to an earlier
+    time has two entries), is dropped."""
+    heap = by_time[kind]
     due: list = []
     taken: set[str] = set()
     while heap and heap[0][0] < before:
         t, fid = heapq.heappop(heap)
         f = facts.get(fid)
-        if f is not None and f[0] == kind and f[at] == t and fid not in taken:
+        if f is not None and f[0] == kind and _fact_time(f) == t and fid not in taken:
             taken.add(fid)
             due.append((fid, f))
     return due
@@ -106,9 +113,7 @@ class JourneyBook(SourceClock):
         # creation, seen facts by creation, churns by time. Entries of facts changed or gone since are
         # skipped when they come up. expire() then visits what it drops, not every fact it holds: a
         # scan of every fact took 0.33 s per pass at 95 days of a simulated center (755,000 facts).
-        self._contacts_by_time: list[tuple[int, str]] = []
-        self._seen_by_time: list[tuple[int, str]] = []
-        self._churns_by_time: list[tuple[int, str]] = []
+        self._by_time: dict[str, list[tuple[int, str]]] = {"contact": [], "seen": [], "churn": []}
 
     # -- facts in -------------------------------------------------------------------------------
     def apply(self, fact_id: str, fact: tuple | None, route: str | None = None) -> None:
@@ -139,11 +144,9 @@ class JourneyBook(SourceClock):
         else:
             self.facts[fact_id] = fact
             self._add(cust, fact_id, fact, touched)
-            kind = fact[0]
-            t = fact[3] if kind == "contact" else fact[4] if kind == "seen" else fact[2]
-            if old is None or old[0] != kind or t != (old[3] if kind == "contact" else old[4] if kind == "seen" else old[2]):
-                heapq.heappush(self._contacts_by_time if kind == "contact" else self._seen_by_time
-                               if kind == "seen" else self._churns_by_time, (t, fact_id))
+            t = _fact_time(fact)
+            if old is None or old[0] != fact[0] or _fact_time(old) != t:  # else its entry stands
+                heapq.heappush(self._by_time[fact[0]], (t, fact_id))
         self.dirty_facts.add(fact_id)
         # retention depends on which (queue, channel, day) and when, not on resolution times
         retention = old is None or fact is None or old[0] != "contact" or old[3:6] != fact[3:6]
@@ -163,11 +166,9 @@ class JourneyBook(SourceClock):
             self.deltas.append((self._ret_id(fact[1], g), g[0], out))
 
     def _too_old(self, f: tuple) -> bool:
-        kind = f[0]
-        if kind == "churn":
+        if f[0] == "churn":
             return f[2] + self._max_horizon_ms() + LONGEST_DAY_MS <= self._ret_floor
-        created = f[3] if kind == "contact" else f[4]
-        return created + LONGEST_DAY_MS <= self._ret_floor
+        return _fact_time(f) + LONGEST_DAY_MS <= self._ret_floor  # created
 
     def _max_horizon_ms(self) -> int:
         return max(self.settings.retention_horizons_days, default=0) * DAY_MS
@@ -344,9 +345,9 @@ class JourneyBook(SourceClock):
         seen_before = ret_floor - LONGEST_DAY_MS            # a seen fact created before this goes
         churn_before = seen_before - self._max_horizon_ms()  # a churn before this goes
         customers, facts = self.customers, self.facts
-        slim = _pop_due(self._contacts_by_time, contact_horizon, facts, "contact", 3)
-        gone = _pop_due(self._seen_by_time, seen_before + 1, facts, "seen", 4)      # f[4] + LONGEST_DAY_MS <= ret_floor
-        gone += _pop_due(self._churns_by_time, churn_before + 1, facts, "churn", 2)  # f[2] + longest horizon + ... <= ret_floor
+        slim = _pop_due(self._by_time, "contact", contact_horizon, facts)
+        gone = _pop_due(self._by_time, "seen", seen_before + 1, facts)    # created + LONGEST_DAY_MS <= ret_floor
+        gone += _pop_due(self._by_time, "churn", churn_before + 1, facts)  # ts + longest horizon + ... <= ret_floor
         for fid, f in slim:
             cust = customers[f[1]]
             cid = self._cid(fid)
@@ -356,7 +357,7 @@ class JourneyBook(SourceClock):
             seen = ("seen", f[1], f[5], f[4], f[3])
             cust.seen[cid] = seen  # same group and creation time: cust.groups[cid] stays
             facts[fid] = seen
-            heapq.heappush(self._seen_by_time, (f[3], fid))
+            heapq.heappush(self._by_time["seen"], (f[3], fid))
             self.dirty_facts.add(fid)
         for fid, f in gone:
             cust = customers[f[1]]
