@@ -47,6 +47,7 @@ DEAD_LETTER_MAX_BYTES = 8 * 1024 * 1024  # see topics.py: the dead-letter topic 
 
 TICK_SECONDS = 1.0
 EXPIRE_SECONDS = 5.0        # housekeeping: often, so each pass frees little at once (README, "Tick timer")
+SLOW_HOUSEKEEPING_SECONDS = 0.25  # a pass that holds the loop this long is logged (gauges wait behind it)
 IDLE_SECONDS = 5.0
 COMMIT_EVERY = 100_000        # messages between offset commits, besides the 1 s interval
 BATCH_MAX = 5000              # records a stage takes from its intake at most (whatever has arrived, no waiting)
@@ -73,6 +74,7 @@ class Runtime:
     offset_gaps: int = 0  # offsets skipped by the consumer and read again (see create_app._mend_gaps)
     offset_repeats: int = 0  # offsets delivered again after a later one (not applied twice)
     fetch_stalls: int = 0  # partitions sought back after Faust dropped fetched records (consumer_tuning.StallWatch)
+    output: object | None = None  # the Output (its backlog: kpi_output_batches_in_flight)
 
     def book(self, partition: int) -> ContactBook:
         b = self.contacts.get(partition)
@@ -182,7 +184,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     # an agent is between two awaits of a batch; the rebuild then waits, and reads the tables the
     # batch has written, instead of swapping the books under it (and losing what it changed).
     locks = {"one": asyncio.Lock(), "two": asyncio.Lock(), "journeys": asyncio.Lock()}
-    out = Output(app, locks, exactly_once=k.processing_guarantee == "exactly_once", source_topic=k.input_topic)
+    out = rt.output = Output(app, locks, exactly_once=k.processing_guarantee == "exactly_once", source_topic=k.input_topic)
 
     async def _mend_gaps(batch: list) -> list:
         """The batch, with what the consumer skipped read again: offsets must follow each other.
@@ -470,15 +472,16 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     @app.timer(EXPIRE_SECONDS)
     async def housekeeping():
         # Expiry only marks keys dirty; they are deleted from the tables by the next event of the stage.
-        async with locks["one"]:
-            for book in list(rt.contacts.values()):
-                book.expire()
-        async with locks["two"]:
-            for book in list(rt.queues.values()):
-                book.expire()
-        async with locks["journeys"]:
-            for book in list(rt.journeys.values()):
-                book.expire()
+        held = []  # seconds each stage's expiry held the event loop
+        for stage, books in (("one", rt.contacts), ("two", rt.queues), ("journeys", rt.journeys)):
+            async with locks[stage]:
+                t0 = time.perf_counter()
+                for book in list(books.values()):
+                    book.expire()
+                held.append(time.perf_counter() - t0)
+        if sum(held) >= SLOW_HOUSEKEEPING_SECONDS:  # the wallboard and every stage waited that long
+            log.warning("housekeeping held the event loop %.2f s (stage one %.2f s, stage two %.2f s, journeys %.2f s)",
+                        sum(held), *held)
 
     stall_watch = StallWatch()
 
@@ -715,6 +718,10 @@ class Output:
         self._guarded = False
         self.failed: BaseException | None = None  # the first record the producer could not deliver
         self._batches: dict[tuple, object] = {}  # (transactional id, topic, partition) -> aiokafka BatchBuilder
+        # Batches handed to the producer and not acknowledged yet. A stage is done with its input
+        # once it has handed its output over: after a backlog the producer may still hold seconds of
+        # table writes, and whatever comes next waits behind them.
+        self.in_flight = 0
 
     def transactional_id(self, partition: int) -> str:
         return f"{self.app.conf.id}-{self.app.assignor.group_for_topic(self.source_topic)}-{partition}"
@@ -752,6 +759,7 @@ class Output:
             batch = self._batches[slot] = self._producer(tid).create_batch()
         if batch.append(timestamp=None, key=key, value=data) is None:  # larger than a batch on its own
             fut = await self._producer(tid).send(topic, data, key=key, partition=partition)
+            self.in_flight += 1
             fut.add_done_callback(self._delivered)
 
     async def flush_batches(self) -> None:
@@ -764,6 +772,7 @@ class Output:
         tid, topic, partition = slot
         batch.close()  # nothing else may join it once submitted
         fut = await self._producer(tid).send_batch(batch, topic, partition=partition)
+        self.in_flight += 1
         fut.add_done_callback(self._delivered)
 
     def _producer(self, tid: str | None):
@@ -778,6 +787,7 @@ class Output:
             raise ProducerSendError(f"No transaction producer found for : {tid}") from None
 
     def _delivered(self, fut) -> None:
+        self.in_flight -= 1
         if not fut.cancelled() and fut.exception() is not None and self.failed is None:
             self.failed = fut.exception()
             log.error("a record was not delivered: %r; no offset is committed after it", self.failed)

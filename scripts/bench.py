@@ -328,15 +328,27 @@ def lag_by_topic(samples: dict[str, float]) -> dict[str, dict[int, float]]:
 
 
 def caught_up(samples: dict[str, float], n: int, topics: list[str], partitions: int) -> bool:
+    """n events processed, zero lag on every partition of `topics`, and the output handed to the broker
+    (a worker whose producer still holds a backlog of table writes has not finished with its input:
+    the next events' facts wait behind it)."""
     lags = lag_by_topic(samples)
     return (samples.get("kpi_events_processed_total", 0) >= n
-            and all(len(lags.get(t, {})) >= partitions and not any(lags[t].values()) for t in topics))
+            and all(len(lags.get(t, {})) >= partitions and not any(lags[t].values()) for t in topics)
+            and not samples.get("kpi_output_batches_in_flight", 0))
+
+
+def stage_topics(topics: dict) -> list[str]:
+    """The topics the stages read: the input, the facts and the journey facts (named after the facts
+    topic, as in processor.config). Caught up means zero lag on all three: until 4 December the
+    journey facts were left out, and a catch-up counted as done while the journey stage was still
+    behind (seen as seconds of delay for the first live events after a 30- and a 95-day backlog)."""
+    return [topics["input_topic"], topics["facts_topic"], f"{topics['facts_topic']}-journeys"]
 
 
 def measure_catchup(workers: list, n: int, topics: list[str], partitions: int, timeout: float,
                     after_start=None) -> dict:
     """From the launch of the workers (one group) to n events processed between them and zero lag on
-    every partition of both topics (each worker reports the partitions it owns). `after_start`, if
+    every partition of `topics` (each worker reports the partitions it owns). `after_start`, if
     given, runs once the workers serve /metrics (the steady-state run: wait for the group, produce)."""
     t_launch = time.monotonic()
     for worker in workers:
@@ -366,7 +378,8 @@ def measure_catchup(workers: list, n: int, topics: list[str], partitions: int, t
         samples = {}
         for one in scrapes:  # lag series are per owned partition: the union covers the topic
             for key, value in one.items():
-                samples[key] = samples.get(key, 0) + value if key.split("{")[0].endswith("_total") else value
+                summed = key.split("{")[0].endswith("_total") or key == "kpi_output_batches_in_flight"
+                samples[key] = samples.get(key, 0) + value if summed else value
         now = time.monotonic()
         processed = samples.get("kpi_events_processed_total", 0)
         if t_first is None and processed > 0:
@@ -426,9 +439,9 @@ def worker_log_problems(log_path: Path) -> dict:
 class Poller(threading.Thread):
     """Scrapes /metrics every `interval` seconds and records (start, end, probe series value)."""
 
-    def __init__(self, url: str, interval: float) -> None:
+    def __init__(self, url: str, interval: float, series: str = PROBE_SERIES) -> None:
         super().__init__(name="metrics-poller", daemon=True)
-        self.url, self.interval = url + "/metrics", interval
+        self.url, self.interval, self.series = url + "/metrics", interval, series
         self.samples: list[tuple[float, float, float]] = []  # wall-clock (request start, response read, value)
         self.errors = 0
         self.last: dict[str, float] = {}
@@ -442,7 +455,7 @@ class Poller(threading.Thread):
                     body = resp.read()
                 t1 = time.time()
                 self.last = parse_metrics(body.decode())
-                self.samples.append((t0, t1, self.last.get(PROBE_SERIES, 0.0)))
+                self.samples.append((t0, t1, self.last.get(self.series, 0.0)))
             except OSError:
                 self.errors += 1
                 t1 = time.time()
@@ -476,11 +489,12 @@ class ProbeLog:
         self.suffix = suffix
         self.sent: list[float] = []  # sent[k - 1] = wall-clock send time of probe k
 
-    def events(self) -> list[dict]:
+    def events(self, ts_ms: int | None = None) -> list[dict]:
+        """Probe k's three events, at ts_ms (default: the wall clock, which is then also its send time)."""
         seq = len(self.sent) + 1
         cid = f"probe-{self.suffix}-{seq}"
         wall = time.time()
-        ts = format_ts(int(wall * 1000))
+        ts = format_ts(int(wall * 1000) if ts_ms is None else ts_ms)
         self.sent.append(wall)
         return [
             {"event_id": f"{cid}-1", "type": "contact.created", "ts": ts, "contact_id": cid, "channel": "voice",
@@ -733,7 +747,7 @@ def scale_out(args, bootstrap: str, events_path: Path, run_dir: Path, one: dict)
     progress(f"scaling: {args.workers} kpi workers (app id {app_id}) on {len(messages):,} events; logs: "
              f"{[str(w.log_path) for w in workers]}")
     try:
-        c = measure_catchup(workers, len(messages), [topics["input_topic"], topics["facts_topic"]], args.partitions,
+        c = measure_catchup(workers, len(messages), stage_topics(topics), args.partitions,
                             timeout=max(600.0, len(messages) / 200))
     finally:
         for w in workers:
@@ -794,7 +808,7 @@ def steady_scale(args, bootstrap: str, messages: list, run_dir: Path, count: int
         producer.start()
 
     try:
-        c = measure_catchup(workers, len(messages), [topics["input_topic"], topics["facts_topic"]], args.partitions,
+        c = measure_catchup(workers, len(messages), stage_topics(topics), args.partitions,
                             timeout=max(600.0, len(messages) / 200), after_start=group_then_produce)
     finally:
         if producer.is_alive():
@@ -1045,7 +1059,7 @@ def main(argv=None) -> int:
         worker = KpiWorker(bootstrap, work_dir=run_dir / "worker", env=env)
         progress(f"starting kpi worker (app id {app_id}); its log: {worker.log_path}")
         results["worker"] = {"log": str(worker.log_path), "env": env, "url": worker.url}
-        c = measure_catchup([worker], args.events, [topics["input_topic"], topics["facts_topic"]], args.partitions,
+        c = measure_catchup([worker], args.events, stage_topics(topics), args.partitions,
                             timeout=max(600.0, args.events / 200))
         c["ratio_to_baseline"] = c["events_per_s"] / b["events_per_s"] if c["events_per_s"] and b["events_per_s"] else None
         results["catchup"] = c

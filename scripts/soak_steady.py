@@ -1,6 +1,6 @@
 """Memory soak in the steady state: a worker that holds every horizon's worth of state, fed at --rate.
 
-    python scripts/soak_steady.py [--history-days 95] [--rate 2000] [--soak-seconds 600]
+    python scripts/soak_steady.py [--history-days 95] [--rate 2000] [--soak-seconds 600] [--poll-ms 250]
                                   [--bootstrap host:port] [--partitions 4] [--seed 7] [--keep]
                                   [--output results.json] [--worker-env KPI_X=value ...]
 
@@ -17,10 +17,13 @@ One run:
      fresh ids and later times) from now - (history + soak days + 1 day) on; every event is in the past;
   2. start Apache Kafka unless --bootstrap is given; produce --history-days of it as a backlog;
   3. a `kpi worker` catches up on it (events/s, RSS after);
-  4. the soak: the following days at --rate events/s for --soak-seconds, worker RSS every 10 s,
-     then the wait for zero lag; growth over the soak and over its second half.
-Event-to-gauge latency is not measured here (event time runs ahead of the wall clock): that is
-`scripts/bench.py`. Progress on stderr, figures on stdout, results as JSON (--output).
+  4. the soak: the following days at --rate events/s for --soak-seconds, worker RSS every 10 s and
+     probes (below), then the wait for zero lag; growth over the soak and over its second half.
+Event-to-gauge latency in the soak: a probe contact (created, queued, abandoned) in the queue
+`bench-probe` every 100 ms, at the event time of the latest event sent, and /metrics polled every
+--poll-ms until contact_queue_wait_seconds_count of that queue reaches the probe's sequence number.
+That count is cumulative (bench.py's probe gauge, today's offered, would restart at every simulated
+midnight, about every 40 s here). Progress on stderr, figures on stdout, results as JSON (--output).
 """
 from __future__ import annotations
 
@@ -36,14 +39,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench import (RSS_EVERY, TARGETS, event_key, figure, host_info, lag_by_topic, live_pool,  # noqa: E402
-                   measure_catchup, proc_status, progress, progress_done, rss_growth, run_names, shut_down,
-                   soak_flat, start_broker, worker_env, worker_log_problems)
+from bench import (PROBE_EVERY, PROBE_QUEUE, RSS_EVERY, TARGETS, Poller, ProbeLog, dumps,  # noqa: E402
+                   event_key, figure, host_info, lag_by_topic, latency_summary, live_pool, measure_catchup,
+                   proc_status, progress, progress_done, rss_growth, run_names, shut_down, soak_flat,
+                   stage_topics, start_broker, wait_for_probe, worker_env, worker_log_problems)
 
 from processor.core.events import format_ts, parse_ts_ms  # noqa: E402
 from processor.core.settings import DAY_MS  # noqa: E402
+from processor.services.worker import series_key  # noqa: E402
 
 ID_FIELDS = ("event_id", "contact_id", "agent_id", "customer_id", "repeat_of")
+PROBE_COUNT = series_key("contact_queue_wait_seconds_count", {"queue": PROBE_QUEUE, "channel": "voice"})
 
 
 def center(pool: list[dict], first_ms: int):
@@ -104,18 +110,21 @@ async def produce_until(bootstrap: str, topic: str, events, until_ms: int) -> di
     return {"events": n, "bytes": size, "seconds": round(time.monotonic() - t0, 1), "pending": pending}
 
 
-async def soak_feed(bootstrap: str, topic: str, events, rate: float, seconds: float, worker) -> dict:
-    """The following days at `rate` events/s for `seconds`, the worker's RSS every RSS_EVERY seconds."""
+async def soak_feed(bootstrap: str, topic: str, events, rate: float, seconds: float, worker,
+                    probes: ProbeLog, poller: Poller) -> dict:
+    """The following days at `rate` events/s for `seconds`, the worker's RSS every RSS_EVERY seconds,
+    and a probe contact every PROBE_EVERY s at the event time of the latest event sent."""
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
     failed: list = []
     rss: list[tuple[float, int]] = []
-    sent = 0
+    sent = probe_events = 0
     first_ts = last_ts = None
+    first_probe = len(probes.sent) + 1
     t0 = time.monotonic()
-    next_sample = next_progress = t0
+    next_sample = next_progress = next_probe = t0
     max_burst = max(1, int(rate * 0.05))
     try:
         while True:
@@ -135,12 +144,19 @@ async def soak_feed(bootstrap: str, topic: str, events, rate: float, seconds: fl
                 last_ts = ts
                 (await producer.send(topic, value, key=key)).add_done_callback(_failures(failed))
                 sent += 1
+            if now >= next_probe and last_ts is not None:
+                for ev in probes.events(last_ts):
+                    (await producer.send(topic, dumps(ev), key=event_key(ev))).add_done_callback(_failures(failed))
+                    probe_events += 1
+                next_probe = max(next_probe + PROBE_EVERY, now)  # after a stall: one probe, not a burst
             if now >= next_progress:
                 next_progress += 1
                 mib = rss[-1][1] / 1024 if rss else 0
                 progress(f"soak: {elapsed:5.1f}/{seconds:.0f}s, sent {sent:,} ({sent / max(elapsed, 1e-9):,.0f}/s), "
-                         f"event time {format_ts(last_ts) if last_ts else '-'}, worker RSS {mib:,.0f} MiB", end="")
-            await asyncio.sleep(max(0.0, min(t0 + (sent + 1) / rate - time.monotonic(), 0.01)))
+                         f"event time {format_ts(last_ts) if last_ts else '-'}, worker RSS {mib:,.0f} MiB, "
+                         f"probes seen {poller.value():,.0f}/{len(probes.sent):,}", end="")
+            wake = min(t0 + (sent + 1) / rate, next_probe)
+            await asyncio.sleep(max(0.0, min(wake - time.monotonic(), 0.01)))
         await producer.flush()
     finally:
         await producer.stop()
@@ -148,9 +164,12 @@ async def soak_feed(bootstrap: str, topic: str, events, rate: float, seconds: fl
     if failed:
         raise RuntimeError(f"{len(failed)} soak messages were not delivered: {failed[0].exception()!r}")
     elapsed = time.monotonic() - t0
-    return {"events": sent, "seconds": round(elapsed, 1), "offered_events_per_s": sent / elapsed,
+    return {"events": sent, "probe_events": probe_events, "seconds": round(elapsed, 1),
+            "offered_events_per_s": sent / elapsed,
             "first_ts": format_ts(first_ts) if first_ts else None, "last_ts": format_ts(last_ts) if last_ts else None,
-            "simulated_days": round((last_ts - first_ts) / DAY_MS, 2) if first_ts else 0, "rss_samples_kb": rss}
+            "simulated_days": round((last_ts - first_ts) / DAY_MS, 2) if first_ts else 0, "rss_samples_kb": rss,
+            "first_probe": first_probe, "last_probe": len(probes.sent),
+            "wall_start": time.time() - elapsed, "wall_end": time.time()}
 
 
 def parse_args(argv=None):
@@ -160,6 +179,7 @@ def parse_args(argv=None):
     p.add_argument("--rate", type=float, default=2000, help="offered soak rate, events/s (default 2000)")
     p.add_argument("--soak-seconds", type=float, default=600, help="length of the soak (default 600)")
     p.add_argument("--bootstrap", help="use this Kafka instead of starting Apache Kafka in a temporary folder")
+    p.add_argument("--poll-ms", type=float, default=250, help="/metrics poll interval in the soak (default 250)")
     p.add_argument("--partitions", type=int, default=4, help="partitions per topic (default 4)")
     p.add_argument("--seed", type=int, default=7, help="simulation seed (default 7)")
     p.add_argument("--keep", action="store_true", help="keep broker data and worker data (and, with --bootstrap, "
@@ -215,7 +235,7 @@ def main(argv=None) -> int:
         worker = KpiWorker(bootstrap, work_dir=run_dir / "worker", env=env)
         progress(f"starting kpi worker (app id {app_id}); its log: {worker.log_path}")
         results["worker"] = {"log": str(worker.log_path), "env": env}
-        c = measure_catchup([worker], h["events"], [topics["input_topic"], topics["facts_topic"]], args.partitions,
+        c = measure_catchup([worker], h["events"], stage_topics(topics), args.partitions,
                             timeout=max(1800.0, h["events"] / 1000))
         c["rss_after_kb"] = proc_status(worker.pid)
         results["catchup"] = c
@@ -223,11 +243,18 @@ def main(argv=None) -> int:
                f"worker RSS after it {c['rss_after_kb'].get('VmRSS', 0) / 1024:,.0f} MiB")
 
         progress(f"soak: {args.rate:,.0f} events/s for {args.soak_seconds:.0f}s, worker RSS every {RSS_EVERY:.0f}s")
-        s = asyncio.run(soak_feed(bootstrap, topics["input_topic"], events, args.rate, args.soak_seconds, worker))
-        total = h["events"] + s["events"]
+        probes, poller = ProbeLog(app_id), Poller(worker.url, args.poll_ms / 1000, series=PROBE_COUNT)
+        poller.start()
+        try:
+            s = asyncio.run(soak_feed(bootstrap, topics["input_topic"], events, args.rate, args.soak_seconds, worker,
+                                      probes, poller))
+            waited = wait_for_probe(poller, s["last_probe"], timeout=600)
+        finally:
+            poller.stop()
+        total = h["events"] + s["events"] + s["probe_events"]
         end = worker.wait_for(lambda m: m.get("kpi_events_processed_total", 0) >= total and not any(
             v for t in lag_by_topic(m).values() for v in t.values()), timeout=600, what="zero lag after the soak")
-        s.update(rss_growth(s["rss_samples_kb"]),
+        s.update(rss_growth(s["rss_samples_kb"]), latency=latency_summary(probes, poller, s, waited),
                  dead_lettered={k: v for k, v in end.items() if k.startswith("kpi_events_dead_lettered_total")})
         results["soak"] = s
         verdict = "met" if soak_flat(s["growth_pct"]) else "NOT met"
@@ -236,6 +263,10 @@ def main(argv=None) -> int:
         figure(f"           worker RSS first {s['rss_first_kb'] / 1024:,.0f} MiB, last {s['rss_last_kb'] / 1024:,.0f} MiB, max "
                f"{s['rss_max_kb'] / 1024:,.0f} MiB: growth {s['growth_pct']:+.1f}% (second half "
                f"{s['growth_pct_second_half'] or 0:+.1f}%; target: no growth beyond {TARGETS['soak_rss_growth_pct']:g}%: {verdict})")
+        lat = s["latency"]
+        figure(f"           event-to-gauge latency over {lat['probes']:,} probes: p50 {lat['p50_text']}, p99 {lat['p99_text']}, "
+               f"max {lat['max_text']} (target: p99 at most {TARGETS['latency_p99_s']:g} s: "
+               f"{'met' if lat['p99_ms'] is not None and lat['p99_ms'] <= TARGETS['latency_p99_s'] * 1000 else 'NOT met'})")
         figure(f"           dead-lettered: {s['dead_lettered'] or 'none'}")
         return 0
     except BaseException as exc:

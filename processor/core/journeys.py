@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import bisect
 import heapq
-from typing import Any
 
 from .calendar import local_day_bounds
 from .profile import NO_QUEUE
@@ -105,10 +104,12 @@ class JourneyBook(SourceClock):
         self._horizons_ms = tuple(h * DAY_MS for h in settings.retention_horizons_days)
         self._no_churn = (0,) * len(self._horizons_ms)  # churned within no horizon
         self._zones: dict[str, str] = {}  # queue -> its time zone
-        # Lower bounds (never above the true minimum) of the day ends of the contributions held:
-        # expire() skips the pass over the customers that can find nothing, and makes them exact again.
-        inf: Any = float("inf")
-        self._low_res_end = self._low_ret_end = inf
+        # The customers by the day end of a contribution they hold ("res", "ret"; a customer is listed
+        # again for each new contribution at that day end, and entries of customers gone since are
+        # skipped): expire() visits the customers with a contribution at or below a floor. A pass over
+        # every customer at each day end held the worker's event loop for about 0.55 s at 95 days of a
+        # simulated center.
+        self._customers_by_end: dict[str, dict[int, list[str]]] = {"res": {}, "ret": {}}
         # The facts by the time expire() compares with its horizons, oldest first: contact facts by
         # creation, seen facts by creation, churns by time. Entries of facts changed or gone since are
         # skipped when they come up. expire() then visits what it drops, not every fact it holds: a
@@ -230,7 +231,7 @@ class JourneyBook(SourceClock):
                 i += 1
             affected |= {cid for cid in cust.contrib if cid not in cust.contacts}
             for cid in affected:
-                self._set_contrib(cust, cid, self._resolution_of(cust, cid) if cid in cust.contacts else None)
+                self._set_contrib(customer_id, cust, cid, self._resolution_of(cust, cid) if cid in cust.contacts else None)
         if retention:
             self._recompute_retention(customer_id, cust)
 
@@ -260,7 +261,16 @@ class JourneyBook(SourceClock):
         fcr = first and resolved and not reopened and not followed
         return ("res", *cust.groups[cid][0], 1, int(repeat), int(first), int(fcr), int(resolved), int(reopened))
 
-    def _set_contrib(self, cust: Customer, cid: str, new: tuple | None) -> None:
+    def _index(self, kind: str, day_end: int, customer: str) -> None:
+        """List the customer under a contribution's day end (see _customers_by_end)."""
+        by_end = self._customers_by_end[kind]
+        listed = by_end.get(day_end)
+        if listed is None:
+            by_end[day_end] = [customer]
+        else:
+            listed.append(customer)
+
+    def _set_contrib(self, customer: str, cust: Customer, cid: str, new: tuple | None) -> None:
         old = cust.contrib.get(cid)
         if old == new:
             return
@@ -272,8 +282,8 @@ class JourneyBook(SourceClock):
             del cust.contrib[cid]
         else:
             cust.contrib[cid] = new
-            if new[4] < self._low_res_end:
-                self._low_res_end = new[4]
+            if old is None or old[4] != new[4]:
+                self._index("res", new[4], customer)
         if self._emit:
             if old is not None and new is not None and old[1] != new[1]:
                 self.deltas.append((f"rs|{cid}", old[1], None))  # another queue now: delete it where it was
@@ -316,8 +326,8 @@ class JourneyBook(SourceClock):
                 del cust.ret_contrib[g]
             else:
                 cust.ret_contrib[g] = new_c
-                if g[3] < self._low_ret_end:
-                    self._low_ret_end = g[3]
+                if old_c is None:
+                    self._index("ret", g[3], customer)
             if self._emit:
                 self.deltas.append((self._ret_id(customer, g), g[0], new_c))
 
@@ -369,39 +379,27 @@ class JourneyBook(SourceClock):
             del facts[fid]
             self.dirty_facts.add(fid)
         changed = len(slim) + len(gone)
-        if res_floor < self._low_res_end and ret_floor < self._low_ret_end:
-            # No contribution is at or below the floors: only a customer that lost facts can be empty now.
-            for customer in {f[1] for _, f in gone}:
-                held = customers.get(customer)
-                if held is not None and held.empty():
-                    del customers[customer]
-            return changed
-        empty = []
-        inf: Any = float("inf")  # a day end (ms) or inf, kept as it is when compiled
-        low_res = low_ret = inf  # exact again after this pass
-        for customer, cust in customers.items():
-            # drop what is at or below the floors (rebuilt only when there is something to drop)
-            rc = cust.ret_contrib
-            for g in rc:
-                if g[3] <= ret_floor:
-                    cust.ret_contrib = {g: c for g, c in rc.items() if g[3] > ret_floor}
-                    break
-            for g in cust.ret_contrib:
-                if g[3] < low_ret:
-                    low_ret = g[3]
-            cc = cust.contrib
-            for c in cc.values():
-                if c[4] <= res_floor:
-                    cust.contrib = {cid: c for cid, c in cc.items() if c[4] > res_floor}
-                    break
-            for c in cust.contrib.values():
-                if c[4] < low_res:
-                    low_res = c[4]
-            if cust.empty():
-                empty.append(customer)
-        for customer in empty:
-            del customers[customer]
-        self._low_res_end, self._low_ret_end = low_res, low_ret
+        # Drop the contributions at or below the floors, visiting only the customers that hold one;
+        # a customer can be empty now only then, or when it lost facts above.
+        visit = {f[1] for _, f in gone}
+        for kind, floor in (("res", res_floor), ("ret", ret_floor)):
+            by_end = self._customers_by_end[kind]
+            due: set[str] = set()
+            for end in [e for e in by_end if e <= floor]:
+                due.update(by_end.pop(end))
+            for customer in due:
+                owner = customers.get(customer)
+                if owner is None:
+                    continue
+                visit.add(customer)
+                if kind == "res":
+                    owner.contrib = {cid: c for cid, c in owner.contrib.items() if c[4] > floor}
+                else:
+                    owner.ret_contrib = {g: c for g, c in owner.ret_contrib.items() if g[3] > floor}
+        for customer in visit:
+            held = customers.get(customer)
+            if held is not None and held.empty():
+                del customers[customer]
         return changed
 
     # -- persistence -----------------------------------------------------------------------------

@@ -87,6 +87,7 @@ class QueueBook(SourceClock):
         self._pending: set[tuple[str, str, int]] = set()
         self._next_close: Any = float("inf")  # an interval start, or inf (Any: kept as it is, compiled)
         self._floor: dict[str, int] = {}  # queue -> end time below which facts were expired
+        self._floors_saved: tuple = ()     # the floors last handed to take_dirty (see _floor_rows)
         # queue -> a lower bound of the end times of its ended segments and legs: expire() skips the scan
         # of the facts when none can be below its floor (exact again after a scan)
         self._low_end: dict[str, int] = {}
@@ -515,9 +516,23 @@ class QueueBook(SourceClock):
             published["|".join(map(str, k)) + "|res"] = v
         for k, v in self.resolution.retention.take_dirty().items():
             published["|".join(map(str, k)) + "|ret"] = v
+        published.update(self._floor_rows())
         self.dirty_facts.clear()
         self.dirty_published.clear()
         return facts, published
+
+    def _floor_rows(self) -> dict[str, list]:
+        """The expiry floors, persisted with the deletions they caused ("<queue>|floor" rows): a book
+        rebuilt from the tables (restart or rebalance) would otherwise start with none, take in a
+        re-sent fact its predecessor had expired, and publish the expired interval again, holding
+        only that fact. One row per queue (published keys are routed by queue); each carries the
+        book's shared floors too."""
+        shared = (self.experience._floor, self.resolution._res_floor, self.resolution._ret_floor)
+        floors = (tuple(self._floor.items()), shared)
+        if floors == self._floors_saved:
+            return {}
+        self._floors_saved = floors
+        return {f"{queue}|floor": [floor, *shared] for queue, floor in self._floor.items()}
 
     def clear_dirty(self) -> None:
         """Nothing persists (replay): forget which keys changed."""
@@ -536,7 +551,13 @@ class QueueBook(SourceClock):
         (sub.dirty_facts if sub is not None else self.dirty_facts).discard(fid)
 
     def restore_published(self, key: str, value: list) -> None:
-        if key.endswith("|exp"):
+        if key.endswith("|floor"):
+            queue = key[:-6]
+            self._floor[queue] = max(self._floor.get(queue, -1), value[0])
+            self.experience._floor = max(self.experience._floor, value[1])
+            self.resolution._res_floor = max(self.resolution._res_floor, value[2])
+            self.resolution._ret_floor = max(self.resolution._ret_floor, value[3])
+        elif key.endswith("|exp"):
             queue, channel, start = key[:-4].rsplit("|", 2)
             self.experience.publisher.published[(queue, channel, int(start))] = list(value)
         elif key.endswith("|agt"):

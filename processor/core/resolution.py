@@ -11,7 +11,6 @@ late changes until they expire (day end + W, or + the longest horizon, + retenti
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
 
 from .events import format_ts
 from .figures import resolution_figures, retention_rate
@@ -37,10 +36,11 @@ class ResolutionBook:
         self._res_floor = -1
         self._ret_floor = -1
         self._window_ms = settings.recontact_window_ms  # settings are frozen: read once
-        # Lower bounds of the day ends of the "res" and of the "ret" facts held: expire() skips the
-        # scan of the facts when no fact can be at or below a floor (exact again after a scan).
-        inf: Any = float("inf")  # Any: a day end (ms) or inf, kept as it is when compiled
-        self._low_res_end = self._low_ret_end = inf
+        # The ids of the facts held by kind and day end (an id is listed again when its day end
+        # changes; entries of facts changed or gone since are skipped): expire() visits the days at or
+        # below a floor, not every fact. A scan of every fact at each day end held the worker's event
+        # loop for about 0.3 s at 95 days of a simulated center.
+        self._ids_by_end: dict[str, dict[int, list[str]]] = {"res": {}, "ret": {}}
         self._horizons = settings.retention_horizons_days
 
     def apply(self, fact_id: str, fact: tuple | None) -> None:
@@ -57,11 +57,13 @@ class ResolutionBook:
         else:
             self.facts[fact_id] = fact
             self._account(fact, +1)
-            if fact[0] == "res":
-                if fact[4] < self._low_res_end:
-                    self._low_res_end = fact[4]
-            elif fact[4] < self._low_ret_end:
-                self._low_ret_end = fact[4]
+            if old is None or old[4] != fact[4] or old[0] != fact[0]:
+                by_end = self._ids_by_end[fact[0]]
+                ids = by_end.get(fact[4])
+                if ids is None:
+                    by_end[fact[4]] = [fact_id]
+                else:
+                    ids.append(fact_id)
         self.dirty_facts.add(fact_id)
 
     def _account(self, f: tuple, sign: int, touch: bool = True) -> None:
@@ -163,17 +165,16 @@ class ResolutionBook:
             del self.retained[day]
             for h in self.settings.retention_horizons_days:
                 self.retention.forget(day + (h,))
-        res_floor, ret_floor = self._res_floor, self._ret_floor
-        gone = []
-        if res_floor >= self._low_res_end or ret_floor >= self._low_ret_end:
-            gone = [fid for fid, f in self.facts.items() if f[4] <= (res_floor if f[0] == "res" else ret_floor)]
-            inf = float("inf")
-            self._low_res_end = min((f[4] for f in self.facts.values() if f[0] == "res" and f[4] > res_floor), default=inf)
-            self._low_ret_end = min((f[4] for f in self.facts.values() if f[0] != "res" and f[4] > ret_floor), default=inf)
-        for fid in gone:
-            del self.facts[fid]
-            self.dirty_facts.add(fid)
-        dropped = len(gone)
+        facts, dropped = self.facts, 0
+        for kind, floor in (("res", self._res_floor), ("ret", self._ret_floor)):
+            by_end = self._ids_by_end[kind]
+            for end in [e for e in by_end if e <= floor]:
+                for fid in by_end.pop(end):
+                    f = facts.get(fid)
+                    if f is not None and f[0] == kind and f[4] <= floor:
+                        del facts[fid]
+                        self.dirty_facts.add(fid)
+                        dropped += 1
         for day in [d for d in self.day_ends if d not in self.days and d not in self.retained]:
             del self.day_ends[day]
         return dropped

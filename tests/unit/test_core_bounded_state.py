@@ -51,7 +51,21 @@ def _size(p: Pipeline) -> dict[str, int]:
         "queue facts": len(q.facts), "experience facts": len(q.experience.facts), "agent facts": len(q.agent_book.facts),
         "resolution facts": len(q.resolution.facts), "journey facts": len(p.journeys.facts),
         "customers": len(p.journeys.customers),
+        # the expiry indexes by day end: bounded with what they index (stale entries go with their day)
+        "resolution ids by day end": sum(len(ids) for by_end in q.resolution._ids_by_end.values() for ids in by_end.values()),
+        "customers by day end": sum(len(c) for by_end in p.journeys._customers_by_end.values() for c in by_end.values()),
     }
+
+
+def _nothing_left_below_the_floors(p: Pipeline) -> None:
+    """What expiry visits through its day-end indexes is all there is to drop: no contribution at or
+    below a floor stays behind, and no customer is left empty."""
+    j, r = p.journeys, p.queues.resolution
+    for cust in j.customers.values():
+        assert not cust.empty()
+        assert all(c[4] > j._res_floor for c in cust.contrib.values())
+        assert all(g[3] > j._ret_floor for g in cust.ret_contrib)
+    assert all(f[4] > (r._res_floor if f[0] == "res" else r._ret_floor) for f in r.facts.values())
 
 
 def test_state_is_flat_once_the_window_and_the_open_contacts_have_passed():
@@ -62,6 +76,7 @@ def test_state_is_flat_once_the_window_and_the_open_contacts_have_passed():
     for e in events:
         while e.ts_ms >= next_hour:  # the shell's housekeeping timer, once an hour of stream time
             p.expire()
+            _nothing_left_below_the_floors(p)
             day, hour = divmod((next_hour - T0) // HOUR, 24)
             if hour == 0:
                 sizes[day] = _size(p)

@@ -177,3 +177,35 @@ def test_rollup_message_keys_identify_records():
             rollup_key({"kind": "agent_interval", "agent_id": "a1", "interval_start": base["interval_start"]})]
     assert len(set(keys)) == len(keys)
     assert keys[0] == b"q|voice|2026-03-02T10:00:00.000Z"  # unchanged for queue_interval
+
+
+def test_a_book_rebuilt_from_the_tables_refuses_what_its_predecessor_expired():
+    """After a restart or a rebalance a book is rebuilt from the tables. Facts its predecessor had
+    expired (below the expiry floors) and that come again, re-sent, must stay out of the rebuilt book
+    as they would have stayed out of the old one: taken in, they recreate expired intervals and publish
+    them again as a "version 1" holding only the re-sent facts, a wrong record for every reader."""
+    from processor.core.segments import fact_from_json
+
+    start = datetime.fromisoformat("2026-03-03T06:00:00+00:00").timestamp()
+    raw = sorted(sorted_events(Simulation(seed=6, start=start, duration_seconds=5 * 3600)), key=lambda e: parse_ts_ms(e["ts"]))
+    first = Shell()
+    for e in raw:
+        first.feed(decode(json.dumps(e)))
+    before = {name: dict(rows) for name, rows in first.tables.items()}
+    first.expire()
+    expired = {name: {k: json.loads(v) for k, v in rows.items() if k not in first.tables[name]}
+               for name, rows in before.items()}
+    assert {f[0] for f in expired["facts"].values()} >= {"ast", "aleg", "frt", "ttr", "svy"}
+
+    second = Shell(first.tables)
+    assert second.queues.stream_ms == 0  # no clock yet: the floors come from the tables
+    first.records = []
+    for shell in (first, second):
+        for fid, fact in expired["facts"].items():
+            shell.queues.apply(fid, fact_from_json(fact))  # a re-send: the same fact again
+        shell.records += shell.queues.advance()
+    for shell in (first, second):
+        q = shell.queues
+        held = q.facts.keys() | q.experience.facts.keys() | q.agent_book.facts.keys() | q.resolution.facts.keys()
+        assert not held & expired["facts"].keys(), ("rebuilt" if shell is second else "uninterrupted", "book took them in")
+        assert shell.records == [] and shell.queues.take_dirty()[0] == {}

@@ -14,8 +14,8 @@ from processor.app import Output
 class FakeAioProducer:
     """The two aiokafka calls Output uses, recording what reached the broker side."""
 
-    def __init__(self, batch_size: int, slow: asyncio.Event | None = None) -> None:
-        self.batch_size, self.slow = batch_size, slow
+    def __init__(self, batch_size: int, slow: asyncio.Event | None = None, acked: bool = True) -> None:
+        self.batch_size, self.slow, self.acked = batch_size, slow, acked  # acked=False: the broker has not answered
         self.sent: list[tuple[str, int, list[tuple[bytes, bytes]]]] = []
         self.futures: list[asyncio.Future] = []
 
@@ -35,7 +35,8 @@ class FakeAioProducer:
 
     def _future(self):
         fut = asyncio.get_running_loop().create_future()
-        fut.set_result(None)
+        if self.acked:
+            fut.set_result(None)
         self.futures.append(fut)
         return fut
 
@@ -66,6 +67,24 @@ def test_records_wait_for_the_ack_and_keep_their_order_per_partition():
         assert _records(producer, "changelog", 0) == [(b"k%d" % i, b"v%d" % i) for i in range(0, 50, 2)]
         assert _records(producer, "changelog", 1) == [(b"k%d" % i, b"v%d" % i) for i in range(1, 50, 2)]
         assert len(producer.sent) == 2  # one batch per partition
+
+    asyncio.run(main())
+
+
+def test_batches_not_acknowledged_yet_are_counted_as_in_flight():
+    """kpi_output_batches_in_flight: a worker whose producer still holds output has not finished."""
+    async def main():
+        producer = FakeAioProducer(batch_size=300, acked=False)
+        out = _output(producer)
+        for i in range(20):
+            await out.send_record("t", 0, b"k%d" % i, b"x" * 40, i % 2)
+        await out.send_record("t", 0, b"big", b"y" * 5000, 3)  # alone, outside any batch
+        await out.flush_batches()
+        assert out.in_flight == len(producer.futures) > 3
+        for fut in producer.futures:
+            fut.set_result(None)
+        await asyncio.sleep(0)  # the delivery callbacks run
+        assert out.in_flight == 0
 
     asyncio.run(main())
 
