@@ -74,7 +74,7 @@ class Runtime:
     offset_gaps: int = 0  # offsets skipped by the consumer and read again (see create_app._mend_gaps)
     offset_repeats: int = 0  # offsets delivered again after a later one (not applied twice)
     fetch_stalls: int = 0  # partitions sought back after Faust dropped fetched records (consumer_tuning.StallWatch)
-    output: object | None = None  # the Output (its backlog: kpi_output_batches_in_flight)
+    output: Output | None = None  # its backlog: kpi_output_batches_in_flight
 
     def book(self, partition: int) -> ContactBook:
         b = self.contacts.get(partition)

@@ -113,9 +113,8 @@ class KpiCollector:
         yield self._lag()
         backlog = GaugeMetricFamily("kpi_output_batches_in_flight",
                                     "Record batches handed to the producer and not yet acknowledged by the broker.")
-        output = getattr(self.rt, "output", None)
-        if output is not None:
-            backlog.add_metric([], output.in_flight)
+        if self.rt.output is not None:
+            backlog.add_metric([], self.rt.output.in_flight)
         yield backlog
         yield self._assigned()
         yield from self._redis()

@@ -778,6 +778,17 @@ def scale_topics(args, bootstrap: str) -> tuple[dict, str]:
     return topics, app_id
 
 
+def one_worker(args, bootstrap: str, topics: dict, app_id: str, run_dir: Path, results: dict):
+    """The run's `kpi worker` (not started yet): its environment and log go into results["worker"]."""
+    from processor.services import KpiWorker
+
+    env = worker_env(args, topics, app_id)
+    worker = KpiWorker(bootstrap, work_dir=run_dir / "worker", env=env)
+    progress(f"starting kpi worker (app id {app_id}); its log: {worker.log_path}")
+    results["worker"] = {"log": str(worker.log_path), "env": env, "url": worker.url}
+    return worker
+
+
 def worker_env(args, topics: dict, app_id: str) -> dict:
     """A worker's environment: this run's app id and topics, and every --worker-env setting."""
     env = {"KPI_APP_ID": app_id, "KPI_KAFKA__PARTITIONS": str(args.partitions),
@@ -993,7 +1004,6 @@ def print_summary(r: dict) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from processor.services import KpiWorker
     from processor.topics import ensure_topics
 
     suffix, topics, app_id = run_names()
@@ -1055,10 +1065,7 @@ def main(argv=None) -> int:
                f"{fmt_rate(b['events_per_s_including_start'])} including consumer start)")
 
         # -- 3. worker catch-up ------------------------------------------------------------------------
-        env = worker_env(args, topics, app_id)
-        worker = KpiWorker(bootstrap, work_dir=run_dir / "worker", env=env)
-        progress(f"starting kpi worker (app id {app_id}); its log: {worker.log_path}")
-        results["worker"] = {"log": str(worker.log_path), "env": env, "url": worker.url}
+        worker = one_worker(args, bootstrap, topics, app_id, run_dir, results)
         c = measure_catchup([worker], args.events, stage_topics(topics), args.partitions,
                             timeout=max(600.0, args.events / 200))
         c["ratio_to_baseline"] = c["events_per_s"] / b["events_per_s"] if c["events_per_s"] and b["events_per_s"] else None
@@ -1114,7 +1121,7 @@ def main(argv=None) -> int:
                    f"({len(s['rss_samples_kb'])} samples; second half {s['growth_pct_second_half'] or 0:+.1f}%); offered "
                    f"{s['feed']['offered_events_per_s']:,.0f} events/s; latency p50 {s['latency']['p50_text']}, "
                    f"p99 {s['latency']['p99_text']}, max {s['latency']['max_text']}")
-            retention = float(env.get("KPI_RETENTION_SECONDS", os.environ.get("KPI_RETENTION_SECONDS", 7200)))
+            retention = float(results["worker"]["env"].get("KPI_RETENTION_SECONDS", os.environ.get("KPI_RETENTION_SECONDS", 7200)))
             if s["feed"]["seconds"] < retention:
                 figure(f"           note: contact state is kept for retention_seconds ({retention:g} s) of event time, "
                        "so a soak shorter than that grows state by design")

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import (PROBE_EVERY, PROBE_QUEUE, RSS_EVERY, TARGETS, Poller, ProbeLog, dumps,  # noqa: E402
                    event_key, figure, host_info, lag_by_topic, latency_summary, live_pool, measure_catchup,
                    proc_status, progress, progress_done, rss_growth, run_names, shut_down, soak_flat,
-                   stage_topics, start_broker, wait_for_probe, worker_env, worker_log_problems)
+                   one_worker, stage_topics, start_broker, wait_for_probe, worker_log_problems)
 
 from processor.core.events import format_ts, parse_ts_ms  # noqa: E402
 from processor.core.settings import DAY_MS  # noqa: E402
@@ -192,7 +192,6 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     from processor.config import Settings
-    from processor.services import KpiWorker
     from processor.topics import ensure_topics
 
     args = parse_args(argv)
@@ -231,10 +230,7 @@ def main(argv=None) -> int:
         figure(f"history:   {h['events']:,} events ({args.history_days:g} simulated days, {h['bytes'] / 1e9:.2f} GB) "
                f"produced in {h['seconds']:.0f} s")
 
-        env = worker_env(args, topics, app_id)
-        worker = KpiWorker(bootstrap, work_dir=run_dir / "worker", env=env)
-        progress(f"starting kpi worker (app id {app_id}); its log: {worker.log_path}")
-        results["worker"] = {"log": str(worker.log_path), "env": env}
+        worker = one_worker(args, bootstrap, topics, app_id, run_dir, results)
         c = measure_catchup([worker], h["events"], stage_topics(topics), args.partitions,
                             timeout=max(1800.0, h["events"] / 1000))
         c["rss_after_kb"] = proc_status(worker.pid)

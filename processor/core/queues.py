@@ -87,7 +87,7 @@ class QueueBook(SourceClock):
         self._pending: set[tuple[str, str, int]] = set()
         self._next_close: Any = float("inf")  # an interval start, or inf (Any: kept as it is, compiled)
         self._floor: dict[str, int] = {}  # queue -> end time below which facts were expired
-        self._floors_saved: tuple = ()     # the floors last handed to take_dirty (see _floor_rows)
+        self._floors_moved = False        # by expire(), since the last take_dirty (see _floor_rows)
         # queue -> a lower bound of the end times of its ended segments and legs: expire() skips the scan
         # of the facts when none can be below its floor (exact again after a scan)
         self._low_end: dict[str, int] = {}
@@ -440,6 +440,7 @@ class QueueBook(SourceClock):
     # -- housekeeping ----------------------------------------------------------
     def expire(self) -> int:
         """Drop what no window, no rollup and no correction can need any more. Returns facts dropped."""
+        floors_before = self._floors()
         self._go_stale()  # (advance has done it already at this watermark, unless the book was just rebuilt)
         cutoff = self.stream_ms - self.settings.retention_ms
         minute_cutoff = self.stream_ms - 61 * MINUTE_MS - self.settings.lateness_ms
@@ -498,6 +499,8 @@ class QueueBook(SourceClock):
         self.experience.expire(self.stream_ms)
         self.agent_book.expire(self.stream_ms)
         self.resolution.expire(self.stream_ms)
+        if self._floors() != floors_before:
+            self._floors_moved = True
         return dropped
 
     def take_dirty(self) -> tuple[dict[str, list | None], dict[str, list | None]]:
@@ -521,23 +524,28 @@ class QueueBook(SourceClock):
         self.dirty_published.clear()
         return facts, published
 
+    def _floors(self) -> tuple:
+        """Each queue's expiry floor, and the floors the other books share."""
+        return (tuple(self._floor.items()),
+                (self.experience._floor, self.resolution._res_floor, self.resolution._ret_floor))
+
     def _floor_rows(self) -> dict[str, list]:
         """The expiry floors, persisted with the deletions they caused ("<queue>|floor" rows): a book
         rebuilt from the tables (restart or rebalance) would otherwise start with none, take in a
         re-sent fact its predecessor had expired, and publish the expired interval again, holding
         only that fact. One row per queue (published keys are routed by queue); each carries the
-        book's shared floors too."""
-        shared = (self.experience._floor, self.resolution._res_floor, self.resolution._ret_floor)
-        floors = (tuple(self._floor.items()), shared)
-        if floors == self._floors_saved:
+        book's shared floors too. (The agent book learns its floor from its carries.)"""
+        if not self._floors_moved:
             return {}
-        self._floors_saved = floors
-        return {f"{queue}|floor": [floor, *shared] for queue, floor in self._floor.items()}
+        self._floors_moved = False
+        queues, shared = self._floors()
+        return {f"{queue}|floor": [floor, *shared] for queue, floor in queues}
 
     def clear_dirty(self) -> None:
         """Nothing persists (replay): forget which keys changed."""
         self.dirty_facts.clear()
         self.dirty_published.clear()
+        self._floors_moved = False
         for sub in (self.experience, self.agent_book, self.resolution):
             sub.dirty_facts.clear()
         for publisher in (self.experience.publisher, self.agent_book.publisher, self.resolution.resolution,

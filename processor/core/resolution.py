@@ -23,6 +23,36 @@ RESOLUTION_KINDS = frozenset({"res", "ret"})
 Day = tuple[str, str, int]  # (queue, channel, local day start)
 
 
+class DayEndIndex:
+    """Ids (of facts, of customers) listed by a day end, so that expiry visits the days at or below
+    its floor instead of everything held: a pass over everything at each day end held the worker's
+    event loop for 0.3 s (resolution facts) and 0.55 s (journey customers) at 95 days of a simulated
+    center. An id may be listed again, or still be listed after what it names changed or went:
+    whoever pops it checks what it names now."""
+
+    __slots__ = ("_by_end",)
+
+    def __init__(self) -> None:
+        self._by_end: dict[int, list[str]] = {}
+
+    def add(self, day_end: int, item: str) -> None:
+        listed = self._by_end.get(day_end)
+        if listed is None:
+            self._by_end[day_end] = [item]
+        else:
+            listed.append(item)
+
+    def pop_through(self, floor: int) -> list[str]:
+        """Every id listed under a day end at or below floor, unlisted."""
+        out: list[str] = []
+        for end in [e for e in self._by_end if e <= floor]:
+            out.extend(self._by_end.pop(end))
+        return out
+
+    def __len__(self) -> int:
+        return sum(len(listed) for listed in self._by_end.values())
+
+
 class ResolutionBook:
     def __init__(self, settings: EngineSettings) -> None:
         self.settings = settings
@@ -36,11 +66,8 @@ class ResolutionBook:
         self._res_floor = -1
         self._ret_floor = -1
         self._window_ms = settings.recontact_window_ms  # settings are frozen: read once
-        # The ids of the facts held by kind and day end (an id is listed again when its day end
-        # changes; entries of facts changed or gone since are skipped): expire() visits the days at or
-        # below a floor, not every fact. A scan of every fact at each day end held the worker's event
-        # loop for about 0.3 s at 95 days of a simulated center.
-        self._ids_by_end: dict[str, dict[int, list[str]]] = {"res": {}, "ret": {}}
+        # The facts held by kind and day end (listed again when the day end changes)
+        self._by_end: dict[str, DayEndIndex] = {"res": DayEndIndex(), "ret": DayEndIndex()}
         self._horizons = settings.retention_horizons_days
 
     def apply(self, fact_id: str, fact: tuple | None) -> None:
@@ -58,12 +85,7 @@ class ResolutionBook:
             self.facts[fact_id] = fact
             self._account(fact, +1)
             if old is None or old[4] != fact[4] or old[0] != fact[0]:
-                by_end = self._ids_by_end[fact[0]]
-                ids = by_end.get(fact[4])
-                if ids is None:
-                    by_end[fact[4]] = [fact_id]
-                else:
-                    ids.append(fact_id)
+                self._by_end[fact[0]].add(fact[4], fact_id)
         self.dirty_facts.add(fact_id)
 
     def _account(self, f: tuple, sign: int, touch: bool = True) -> None:
@@ -167,14 +189,12 @@ class ResolutionBook:
                 self.retention.forget(day + (h,))
         facts, dropped = self.facts, 0
         for kind, floor in (("res", self._res_floor), ("ret", self._ret_floor)):
-            by_end = self._ids_by_end[kind]
-            for end in [e for e in by_end if e <= floor]:
-                for fid in by_end.pop(end):
-                    f = facts.get(fid)
-                    if f is not None and f[0] == kind and f[4] <= floor:
-                        del facts[fid]
-                        self.dirty_facts.add(fid)
-                        dropped += 1
+            for fid in self._by_end[kind].pop_through(floor):
+                f = facts.get(fid)
+                if f is not None and f[0] == kind and f[4] <= floor:
+                    del facts[fid]
+                    self.dirty_facts.add(fid)
+                    dropped += 1
         for day in [d for d in self.day_ends if d not in self.days and d not in self.retained]:
             del self.day_ends[day]
         return dropped

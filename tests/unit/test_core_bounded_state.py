@@ -52,8 +52,8 @@ def _size(p: Pipeline) -> dict[str, int]:
         "resolution facts": len(q.resolution.facts), "journey facts": len(p.journeys.facts),
         "customers": len(p.journeys.customers),
         # the expiry indexes by day end: bounded with what they index (stale entries go with their day)
-        "resolution ids by day end": sum(len(ids) for by_end in q.resolution._ids_by_end.values() for ids in by_end.values()),
-        "customers by day end": sum(len(c) for by_end in p.journeys._customers_by_end.values() for c in by_end.values()),
+        "resolution ids by day end": sum(len(index) for index in q.resolution._by_end.values()),
+        "customers by day end": sum(len(index) for index in p.journeys._by_end.values()),
     }
 
 
