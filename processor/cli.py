@@ -4,15 +4,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from .config import ConfigError, load_settings
+from .errors import CommandError, check_known_queues, check_port_free, readable_file, writable_file
 
 
 def _settings(args):
@@ -23,12 +20,33 @@ def _settings(args):
         raise SystemExit(2) from None
 
 
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _reach_broker(settings) -> None:
+    """Wait (with backoff) for the broker, then create the topics; a CommandError when either fails."""
+    from .errors import wait_for_broker
+    from .topics import ensure_topics
+
+    wait_for_broker(settings.kafka.bootstrap, settings.kafka.connect_wait_seconds, _say)
+    try:
+        ensure_topics(settings, timeout=max(10.0, settings.kafka.connect_wait_seconds))
+    except Exception as exc:  # kafka-python's errors: TLS, SASL, a port that is not Kafka
+        raise CommandError(f"the broker at {settings.kafka.bootstrap} accepts connections but the topics cannot "
+                           f"be listed or created ({type(exc).__name__}: {exc}); check the kafka.* settings", 1) from None
+
+
 def cmd_replay(args) -> int:
     from .replay import run_replay
 
     from .replay import not_after_bound
 
     s = _settings(args)
+    readable_file(args.input, "--input")
+    writable_file(args.output, "--output")
+    if args.dead_letters:
+        writable_file(args.dead_letters, "--dead-letters")
     try:  # the wall clock at the start of the replay, as a worker's bound at the time of reading
         not_after_ms = not_after_bound(args.not_after, s.max_future_seconds)
     except ValueError as exc:
@@ -41,13 +59,13 @@ def cmd_replay(args) -> int:
 
 def cmd_worker(args) -> int:
     s = _settings(args)
+    check_port_free(s.web_host, s.web_port, "the worker's /metrics", "KPI_WEB_PORT")
+    _reach_broker(s)
     from faust.worker import Worker
 
     from .app import create_app
     from .core import describe
-    from .topics import ensure_topics
 
-    ensure_topics(s)
     app, _ = create_app(s)
     print(f"worker {s.app_id}: consuming {s.kafka.input_topic} on {s.kafka.bootstrap}; "
           f"gauges at http://{s.web_host}:{s.web_port}/metrics; rollups to {s.kafka.rollup_topic}; "
@@ -69,7 +87,13 @@ def cmd_simulate(args) -> int:
     except ModelError as exc:
         print(f"invalid simulation model {args.model}: {exc}", file=sys.stderr)
         return 2
-    settings = _settings(args) if (args.truth or not args.output) else None
+    for option in ("output", "truth"):
+        if getattr(args, option):
+            writable_file(getattr(args, option), f"--{option}")
+    settings = _settings(args) if (args.truth or not args.output or args.config) else None
+    if settings is not None:
+        check_known_queues(settings.queues, (q.queue_id for q in model.queues),
+                           f"--config {args.config}" if args.config else "the settings")
     sim = Simulation(model, seed=args.seed, start=_start_epoch(args.start), duration_seconds=args.hours * 3600,
                      duplicate_probability=args.duplicates, disorder_seconds=args.disorder)
     events = delivered_events(sim)
@@ -89,7 +113,14 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_produce(args) -> int:
-    events = [json.loads(line) for line in open(args.input) if line.strip()]
+    events = []
+    with open(readable_file(args.input, "--input"), "rb") as fh:
+        for n, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    events.append(json.loads(line))
+                except ValueError as exc:
+                    raise CommandError(f"--input {args.input}, line {n}: not JSON ({exc}); one event per line") from None
     return asyncio.run(_produce(events, _settings(args), args.bootstrap, args.topic, args.speed))
 
 
@@ -105,16 +136,23 @@ async def _produce(events: list[dict], settings, bootstrap: str | None, topic: s
     from aiokafka import AIOKafkaProducer
 
     from .core.events import parse_ts_ms
-    from .topics import aiokafka_security, ensure_topics
+    from .topics import aiokafka_security, event_key
 
     if bootstrap:
         settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"bootstrap": bootstrap})})
     bootstrap, topic = settings.kafka.bootstrap, topic or settings.kafka.input_topic
     if topic == settings.kafka.input_topic:
-        ensure_topics(settings)
+        _reach_broker(settings)
+    else:
+        from .errors import wait_for_broker
+        wait_for_broker(bootstrap, settings.kafka.connect_wait_seconds, _say)
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all", **aiokafka_security(settings))
-    await producer.start()
+    try:
+        await producer.start()
+    except Exception as exc:  # aiokafka's KafkaConnectionError, TLS or SASL errors
+        await producer.stop()
+        raise CommandError(f"cannot connect a producer to {bootstrap} ({type(exc).__name__}: {exc})", 1) from None
     started = time.monotonic()
     first_ts = parse_ts_ms(events[0]["ts"]) / 1000 if events else 0
     try:
@@ -124,8 +162,7 @@ async def _produce(events: list[dict], settings, bootstrap: str | None, topic: s
                 delay = due - (time.monotonic() - started)
                 if delay > 0:
                     await asyncio.sleep(delay)
-            key = ev.get("contact_id") or ev.get("agent_id") or ev.get("customer_id") or ""
-            await producer.send(topic, json.dumps(ev, separators=(",", ":")).encode(), key=key.encode())
+            await producer.send(topic, json.dumps(ev, separators=(",", ":")).encode(), key=event_key(ev))
             if n % 1000 == 0 or n == len(events):
                 print(f"\r  sent {n:,}/{len(events):,} events to {topic}", end="", file=sys.stderr, flush=True)
         await producer.flush()
@@ -135,49 +172,11 @@ async def _produce(events: list[dict], settings, bootstrap: str | None, topic: s
     return 0
 
 
-def _terminate_as_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def cmd_run(args) -> int:
-    """The main job: a broker (embedded Tansu unless --bootstrap), a worker, and the simulated feed."""
-    signal.signal(signal.SIGTERM, _terminate_as_interrupt)  # `kill` cleans up like Ctrl-C
-    broker = None
-    bootstrap = args.bootstrap
-    if not bootstrap:
-        from .services.tansu import TansuBroker
-        broker = TansuBroker()
-        broker.start()
-        bootstrap = broker.bootstrap
-        print(f"embedded Tansu broker (memory only) at {bootstrap}", file=sys.stderr)
-    env = dict(os.environ, KPI_KAFKA__BOOTSTRAP=bootstrap, KPI_WEB_PORT=str(args.port))
-    if args.config:
-        env["KPI_CONFIG"] = str(args.config)
-    logdir = Path(tempfile.mkdtemp(prefix="kpi-run-"))
-    worker_log = open(logdir / "worker.log", "w")
-    worker = subprocess.Popen([sys.executable, "-m", "processor.cli", "worker"], env=env,
-                              stdout=worker_log, stderr=subprocess.STDOUT)
-    print(f"worker started (pid {worker.pid}); its log: {logdir / 'worker.log'}", file=sys.stderr)
-    print(f"gauges: http://127.0.0.1:{args.port}/metrics", file=sys.stderr)
-    feed = subprocess.Popen([sys.executable, "-m", "processor.cli", "simulate", "--bootstrap", bootstrap,
-                             "--speed", str(args.speed), "--hours", str(args.hours)], env=env)
-    try:
-        feed.wait()
-        print("sample feed finished; the worker keeps serving /metrics (Ctrl-C to stop)", file=sys.stderr)
-        worker.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for proc in (feed, worker):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-        if broker is not None:
-            broker.stop()
-    return 0
+    """The main job: the whole floor on this machine (processor/floor.py)."""
+    from .floor import run_floor
+
+    return run_floor(args, _settings(args))
 
 
 def cmd_wallboard(args) -> int:
@@ -192,8 +191,11 @@ def cmd_wallboard(args) -> int:
         return 2
     import logging
 
+    from .errors import wait_for_redis
     from .wallboard import run
 
+    check_port_free(args.host, args.port, "the wallboard", "--port")
+    wait_for_redis(url, args.redis_wait)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     run(url, host=args.host, port=args.port, stale_after=args.stale_after)
     return 0
@@ -246,12 +248,21 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument("--speed", type=float, default=0.0)
     pr.set_defaults(fn=cmd_produce)
 
-    rn = sub.add_parser("run", help="main job: broker + worker + simulated feed")
-    rn.add_argument("--config")
+    rn = sub.add_parser("run", help="main job: broker, worker, Redis, wallboard and a simulated feed "
+                                    "(docs/operations.md)")
+    rn.add_argument("--config", help="YAML settings file; its queues must be queues of the simulated center")
     rn.add_argument("--bootstrap", help="use this Kafka instead of the embedded Tansu broker")
-    rn.add_argument("--port", type=int, default=6066)
-    rn.add_argument("--speed", type=float, default=1.0)
-    rn.add_argument("--hours", type=float, default=8.0)
+    rn.add_argument("--port", type=int, default=6066, help="the worker's /metrics port (0: any free port)")
+    rn.add_argument("--wallboard-port", type=int, default=8080, help="the wallboard's port (0: any free port)")
+    rn.add_argument("--redis-server", help="the redis-server program (default: Debian's /usr/bin/redis-server, "
+                                           "else the one on PATH); without one: gauges only, no wallboard")
+    rn.add_argument("--backlog", type=float, default=2.0,
+                    help="hours of the simulated day before now sent at once at start, so that every window "
+                         "has figures within a minute (0: start empty, now)")
+    rn.add_argument("--hours", type=float, default=8.0, help="hours of live feed after now")
+    rn.add_argument("--speed", type=float, default=1.0, help="pace of the live feed: 1 = real time")
+    rn.add_argument("--seed", type=int, default=7)
+    rn.add_argument("--model", help="simulation model YAML (default: the built-in sales/support center)")
     rn.set_defaults(fn=cmd_run)
 
     wb = sub.add_parser("wallboard", help="serve the live wallboard page (reads the Redis snapshot)")
@@ -261,10 +272,23 @@ def main(argv: list[str] | None = None) -> int:
     wb.add_argument("--port", type=int, default=8080)
     wb.add_argument("--stale-after", type=float, default=10.0,
                     help="seconds without confirmation before the page shows a queue as stale")
+    wb.add_argument("--redis-wait", type=float, default=10.0,
+                    help="seconds to retry an unreachable Redis at start before giving up (later outages are shown "
+                         "on the page and retried for ever)")
     wb.set_defaults(fn=cmd_wallboard)
 
     args = p.parse_args(argv)
-    return args.fn(args)
+    try:
+        return args.fn(args)
+    except CommandError as exc:
+        print(f"kpi {args.command}: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:  # a file or socket that failed after the checks (disk full, a folder removed...)
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"kpi {args.command}: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

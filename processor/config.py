@@ -139,6 +139,8 @@ class KafkaConfig(BaseModel):
     # Warm copies of other workers' tables (Faust's table_standby_replicas): a takeover then reads only the
     # changelog's tail, but every worker also reads every other worker's changelog records all the time.
     standby_replicas: int = Field(1, ge=0, le=8)
+    # How long a command retries an unreachable broker at start (backoff 0.5, 1, 2, then 4 s) before it gives up.
+    connect_wait_seconds: float = Field(30.0, ge=0, le=3600)
 
     @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile")
     @classmethod

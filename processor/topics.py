@@ -17,6 +17,11 @@ from .config import Settings
 log = logging.getLogger("processor")
 
 
+def event_key(event: dict) -> bytes:
+    """The message key the contract gives an event: its contact, else its agent, else its customer."""
+    return (event.get("contact_id") or event.get("agent_id") or event.get("customer_id") or "").encode()
+
+
 def processor_topics(settings: Settings) -> list[str]:
     k = settings.kafka
     return [k.input_topic, k.facts_topic, k.journeys_topic, k.rollup_topic, k.dead_letter_topic]
