@@ -110,7 +110,12 @@ def retry_with_backoff(attempt: Callable[[], str | None], wait_seconds: float,
         sleep(min(BACKOFF_SECONDS[min(tries - 1, len(BACKOFF_SECONDS) - 1)], left))
 
 
-def wait_for_broker(bootstrap: str, wait_seconds: float, say: Callable[[str], None] | None = None) -> None:
+HINT_BROKER = ("Start it, or point KPI_KAFKA__BOOTSTRAP / --bootstrap at one (`kpi run` starts its own); "
+               "KPI_KAFKA__CONNECT_WAIT_SECONDS sets how long to retry.")
+
+
+def wait_for_broker(bootstrap: str, wait_seconds: float, say: Callable[[str], None] | None = None,
+                    hint: str = HINT_BROKER) -> None:
     """Return once a broker of `bootstrap` accepts connections; a CommandError after `wait_seconds`."""
     addresses = _addresses(bootstrap)
     told = []
@@ -125,9 +130,7 @@ def wait_for_broker(bootstrap: str, wait_seconds: float, say: Callable[[str], No
     reason, tries, waited = retry_with_backoff(attempt, wait_seconds)
     if reason is not None:
         raise CommandError(
-            f"cannot reach the Kafka broker at {bootstrap} ({reason}; {tries} tries in {waited:.0f} s).\n"
-            "Start it, or point KPI_KAFKA__BOOTSTRAP / --bootstrap at one (`kpi run` starts its own); "
-            "KPI_KAFKA__CONNECT_WAIT_SECONDS sets how long to retry.", code=1)
+            f"cannot reach the Kafka broker at {bootstrap} ({reason}; {tries} tries in {waited:.0f} s).\n{hint}", code=1)
 
 
 def wait_for_redis(url: str, wait_seconds: float) -> None:
@@ -143,7 +146,7 @@ def wait_for_redis(url: str, wait_seconds: float) -> None:
             client.ping()
             return None
         except RedisError as exc:
-            return str(exc).split("\n")[0] or type(exc).__name__
+            return str(exc).split("\n")[0].rstrip(".") or type(exc).__name__
         except OSError as exc:
             return exc.strerror or str(exc)
         finally:

@@ -115,7 +115,7 @@ class Floor:
         if self.redis_bin:
             check_port_free(HOST, self.board_port, "the wallboard", "--wallboard-port")
         self.settings = settings
-        self.logs = Path(tempfile.mkdtemp(prefix="kpi-run-"))
+        self.logs = Path(tempfile.gettempdir())  # until start() makes its own folder
         self.broker = self.redis = self.worker = self.board = None
         self.progress = Progress()
         self.failure: str | None = None
@@ -127,9 +127,9 @@ class Floor:
         from .topics import ensure_topics
 
         say = self.term.say
+        self.logs = Path(tempfile.mkdtemp(prefix="kpi-run-"))
         bootstrap = self.args.bootstrap
         if bootstrap:
-            wait_for_broker(bootstrap, self.settings.kafka.connect_wait_seconds, say)
             say(f"broker: Kafka at {bootstrap}")
         else:
             self.broker = TansuBroker(work_dir=self.logs / "tansu").start()
@@ -295,6 +295,10 @@ class Floor:
 def run_floor(args, settings) -> int:
     term = Terminal()
     floor = Floor(args, settings, term)  # checks first: nothing is started on bad input
+    if args.bootstrap:
+        wait_for_broker(args.bootstrap, settings.kafka.connect_wait_seconds, term.say,
+                        hint="Start it, or leave out --bootstrap to use the embedded broker; "
+                             "KPI_KAFKA__CONNECT_WAIT_SECONDS sets how long to retry.")
     previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         term.say("kpi run: starting the floor (Ctrl-C stops it)")
