@@ -91,9 +91,8 @@ def cmd_simulate(args) -> int:
         if getattr(args, option):
             writable_file(getattr(args, option), f"--{option}")
     settings = _settings(args) if (args.truth or not args.output or args.config) else None
-    if settings is not None:
-        check_known_queues(settings.queues, (q.queue_id for q in model.queues),
-                           f"--config {args.config}" if args.config else "the settings")
+    if args.config:  # a settings file given for this simulation: its queues are the simulated ones
+        check_known_queues(settings.queues, (q.queue_id for q in model.queues), f"--config {args.config}")
     sim = Simulation(model, seed=args.seed, start=_start_epoch(args.start), duration_seconds=args.hours * 3600,
                      duplicate_probability=args.duplicates, disorder_seconds=args.disorder)
     events = delivered_events(sim)
