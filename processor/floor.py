@@ -132,7 +132,8 @@ class Floor:
         if bootstrap:
             say(f"broker: Kafka at {bootstrap}")
         else:
-            self.broker = TansuBroker(work_dir=self.logs / "tansu").start()
+            self.broker = TansuBroker(work_dir=self.logs / "tansu")  # kept before start: a Ctrl-C then still stops it
+            self.broker.start()
             bootstrap = self.broker.bootstrap
             say(f"broker up: embedded Tansu at {bootstrap} (in memory)")
         self.settings = self.settings.model_copy(
@@ -141,7 +142,8 @@ class Floor:
 
         env = {}
         if self.redis_bin:
-            self.redis = RedisServer(binary=self.redis_bin).start()
+            self.redis = RedisServer(binary=self.redis_bin)
+            self.redis.start()
             env["KPI_REDIS_URL"] = self.redis.url
             say(f"Redis up: redis-server at {self.redis.address} (data in {self.redis.work_dir}, removed at the end)")
         else:
