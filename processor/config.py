@@ -100,6 +100,10 @@ class QueueConfig(BaseModel):
     occupancy_target: float = Field(0.85, gt=0, le=1)
     # Staleness of contacts whose end event is lost, per channel (see StaleAfterConfig).
     stale_after_seconds: StaleAfterConfig = StaleAfterConfig()
+    # Foresight (docs/staffing.md): contacts whose wait passes T within at_risk_seconds are "at risk";
+    # live Erlang staffing reads the last staffing_window_minutes (minute buckets are kept for 60).
+    at_risk_seconds: float = Field(10.0, ge=0, le=3600)
+    staffing_window_minutes: int = Field(30, ge=5, le=60)
 
     @field_validator("time_zone")
     @classmethod
@@ -303,7 +307,8 @@ class Settings(BaseSettings):
             return QueueSettings(c.threshold_seconds, c.short_abandon_seconds, c.service_level_target, c.time_zone,
                                  calendar=c.calendar.core() if c.calendar is not None else None,
                                  agent_hour_cost=c.agent_hour_cost, availability=c.availability,
-                                 occupancy_target=c.occupancy_target, stale_after_ms=c.stale_after_seconds.core())
+                                 occupancy_target=c.occupancy_target, stale_after_ms=c.stale_after_seconds.core(),
+                                 at_risk_seconds=c.at_risk_seconds, staffing_window_minutes=c.staffing_window_minutes)
         return EngineSettings(
             interval_minutes=self.interval_minutes,
             lateness_ms=round(self.lateness_seconds * 1000),

@@ -1,4 +1,4 @@
-"""Prometheus families of the resolution, capacity and cost figures, read from the books at scrape time.
+"""Prometheus families of the resolution, capacity, cost, foresight and staffing figures, read from the books at scrape time.
 
 A second collector next to metrics.KpiCollector (same rules: only what this worker owns now,
 no sample where a ratio's denominator is zero).
@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from .core.capacity import capacity_view
+from .core.capacity import capacity_view, staffing_view
+from .core.foresight import foresight_view
 from .core.live import live_now
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ class ExtraCollector:
     def collect(self):
         yield from self._provisional()
         yield from self._capacity()
+        yield from self._foresight()
+        yield from self._staffing()
         yield CounterMetricFamily("kpi_input_offset_gaps", "Gaps in the offsets the consumer delivered (messages it "
                                   "skipped), each read again directly. Normally 0.", value=getattr(self.rt, "offset_gaps", 0))
         yield CounterMetricFamily("kpi_input_offset_repeats", "Messages the consumer delivered again after a later "
@@ -88,3 +91,50 @@ class ExtraCollector:
             if view["cost_per_contact"] is not None:
                 cost.add_metric(q + ["60m"], view["cost_per_contact"])
         yield from (staffed, slots, expected, actual, staffed_time, cost)
+
+    def _foresight(self):
+        """At risk, breached and projected service level, at each book's stream clock (event time)."""
+        qc = ["queue", "channel"]
+        at_risk = GaugeMetricFamily("contact_queue_at_risk",
+                                    "Contacts waiting now whose wait passes T within at_risk_seconds (T - at_risk < wait <= T), "
+                                    "at the stream clock.", labels=qc)
+        breached = GaugeMetricFamily("contact_queue_breached_waiting",
+                                     "Contacts waiting now whose wait is already past T, at the stream clock.", labels=qc)
+        projected = GaugeMetricFamily(
+            "contact_queue_projected_service_level_ratio",
+            "Service level of the current interval or today if every contact waiting now is answered after T "
+            "(bound=worst) or now (bound=best).", labels=qc + ["window", "bound", "formula"])
+        for book in list(self.rt.queues.values()):
+            for view in foresight_view(book, book.latest_ms):
+                labels = [view["queue_id"], view["channel"]]
+                at_risk.add_metric(labels, view["at_risk"])
+                breached.add_metric(labels, view["breached_waiting"])
+                for window, bounds in view["projected_service_level"].items():
+                    for bound, formulas in bounds.items():
+                        for formula, value in formulas.items():
+                            if value is not None:
+                                projected.add_metric(labels + [window, bound, formula], value)
+        yield from (at_risk, breached, projected)
+
+    def _staffing(self):
+        """Live Erlang C / Erlang A staffing per queue, at each book's stream clock; no sample without inputs."""
+        labels = ["queue", "model"]
+        required = GaugeMetricFamily("contact_queue_required_agents",
+                                     "Agents to staff now for T and the target, by queueing model (erlang_c, erlang_a), "
+                                     "with concurrency and availability (shrinkage).", labels=labels)
+        gap = GaugeMetricFamily("contact_queue_staffing_gap_agents",
+                                "Required agents minus agents staffed now (negative: more staffed than needed).", labels=labels)
+        sl = GaugeMetricFamily("contact_queue_predicted_service_level_ratio",
+                               "Service level (answered within T / arrivals) the agents staffed now would give.", labels=labels)
+        asa = GaugeMetricFamily("contact_queue_predicted_asa_seconds",
+                                "ASA the agents staffed now would give (no sample when the queue would grow without bound).",
+                                labels=labels)
+        for book in list(self.rt.queues.values()):
+            for view in staffing_view(book, book.latest_ms):
+                for model, fig in view["models"].items():
+                    key = [view["queue_id"], model]
+                    for family, field in ((required, "required_agents"), (gap, "staffing_gap_agents"),
+                                          (sl, "predicted_service_level"), (asa, "predicted_asa_seconds")):
+                        if fig[field] is not None:
+                            family.add_metric(key, fig[field])
+        yield from (required, gap, sl, asa)

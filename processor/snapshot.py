@@ -41,6 +41,8 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from .core.capacity import staffing_view
+from .core.foresight import foresight_view
 from .core.live import agents_view, live_now, live_view
 
 if TYPE_CHECKING:
@@ -85,6 +87,8 @@ def snapshot_entries(books: Mapping[int, "QueueBook"], now_ms: int, owner: str,
     out: dict[str, dict[str, Any]] = {}
     for partition, book in sorted(books.items()):
         agents = agents_view(book)
+        foresight = {(v["queue_id"], v["channel"]): v for v in foresight_view(book, book.latest_ms)}
+        staffing = {v["queue_id"]: v for v in staffing_view(book, book.latest_ms)}
         for view in live_view(book, now_ms):
             queue, channel = view["queue_id"], view["channel"]
             entry: dict[str, Any] = {
@@ -99,10 +103,25 @@ def snapshot_entries(books: Mapping[int, "QueueBook"], now_ms: int, owner: str,
             for window, figures in view["windows"].items():
                 entry[f"window:{window}"] = figures
             entry["agents"] = dict(sorted(agents.get(queue, {}).items()))
+            ahead = foresight.get((queue, channel))
+            entry["at_risk"] = ahead["at_risk"] if ahead else 0
+            entry["breached_waiting"] = ahead["breached_waiting"] if ahead else 0
+            entry["staffing"] = _need_have(staffing.get(queue))
             entry.update(owner=owner, partition=partition, stream_time_ms=book.latest_ms, as_of_ms=now_ms,
                          layout=LAYOUT)
             out[queue_key(queue, channel, prefix)] = entry
     return out
+
+
+def _need_have(view: dict | None) -> dict[str, Any]:
+    """"need N / have M" for the wallboard: Erlang A (abandonment included) when it has a figure, else Erlang C."""
+    if view is None:
+        return {"need": None, "have": None, "model": None}
+    for model in ("erlang_a", "erlang_c"):
+        need = view["models"][model]["required_agents"]
+        if need is not None:
+            return {"need": need, "have": view["staffed_agents"], "model": model}
+    return {"need": None, "have": view["staffed_agents"], "model": None}
 
 
 def digest(entry: Mapping[str, Any]) -> str:

@@ -10,39 +10,19 @@ cost per contact (queues with `agent_hour_cost`) = agent_hour_cost x staffed age
   queue in the 60-minute window / legs ended in it. Staffed agent-hours integrate the presence of
   every agent serving the queue (not offline) over the window; an agent serving several queues
   counts in each.
+live Erlang staffing (staffing_view): core/staffing.py on the queue's last `staffing_window_minutes`.
 """
 from __future__ import annotations
-
-from bisect import bisect_right
 
 from .figures import aht_seconds, cost_per_contact, expected_contacts_per_hour
 from .queues import QueueBook
 from .settings import MINUTE_MS
+from .staffing import erlang_inputs, staffed_ms, staffing_figures
 from .stats import SegmentStats
 
+__all__ = ["capacity_view", "staffed_ms", "staffing_view"]
+
 WINDOW_MINUTES = 60
-
-
-def staffed_ms(history: list[tuple[int, str]], since: int, until: int) -> int:
-    """Milliseconds of [since, until) in a state other than offline, from a presence history
-    (sorted by start). Starts at the state held at `since`: every /metrics scrape calls this for
-    each agent of each queue."""
-    total = 0
-    first = max(0, bisect_right(history, since, key=_start) - 1)
-    for i in range(first, len(history)):
-        start, state = history[i]
-        if start >= until:
-            break
-        end = history[i + 1][0] if i + 1 < len(history) else until
-        if state != "offline":
-            lo, hi = max(start, since), min(end, until)
-            if hi > lo:
-                total += hi - lo
-    return total
-
-
-def _start(entry: tuple[int, str]) -> int:
-    return entry[0]
 
 
 def capacity_view(book: QueueBook, now_ms: int) -> list[dict]:
@@ -75,4 +55,28 @@ def capacity_view(book: QueueBook, now_ms: int) -> list[dict]:
             "cost_per_contact": (cost_per_contact(q.agent_hour_cost, hours, window.handled)
                                  if q.agent_hour_cost is not None else None),
         })
+    return out
+
+
+def staffing_view(book: QueueBook, now_ms: int) -> list[dict]:
+    """One dict per queue with figures or agents: Erlang inputs over the queue's staffing window (all
+    channels; the window's length is the time from its first minute to now), and staffing_figures."""
+    channels: dict[str, list[str]] = {}
+    for queue, channel in book.queues():
+        channels.setdefault(queue, []).append(channel)
+    out = []
+    for queue in sorted(set(channels) | set(book.agents)):
+        q = book.settings.queue(queue)
+        this_minute = now_ms - now_ms % MINUTE_MS
+        since = this_minute - (q.staffing_window_minutes - 1) * MINUTE_MS
+        window = SegmentStats()
+        for channel in channels.get(queue, ()):
+            for start, b in book.minutes.get((queue, channel), {}).items():
+                if since <= start <= this_minute:
+                    window.merge(b)
+        inputs = erlang_inputs(window, (now_ms - since) / 1000)
+        fig = staffing_figures(inputs, q, book.agents.get(queue, {}), book.agent_capacity.get(queue, {}))
+        fig["queue_id"] = queue
+        fig["window_minutes"] = q.staffing_window_minutes
+        out.append(fig)
     return out

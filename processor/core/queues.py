@@ -27,6 +27,7 @@ from .publish import SourceClock
 from .resolution import RESOLUTION_KINDS, ResolutionBook
 from .segments import Fact, fact_from_json
 from .settings import MINUTE_MS, EngineSettings, zone
+from .staffing import interval_staffing
 from .stats import SegmentStats, WaitHistogram
 
 WINDOWS = {"5m": 5, "15m": 15, "60m": 60}  # rolling windows, in one-minute buckets
@@ -270,6 +271,8 @@ class QueueBook(SourceClock):
             "service_level_target": q.service_level_target,
         }
         rec.update(segment_figures(s))
+        rec.update(interval_staffing(s, q, self._interval_ms, self.agents.get(queue, {}),
+                                     self.agent_capacity.get(queue, {}), self.presence.get(queue), start))
         return rec
 
     def advance(self) -> list[dict]:
@@ -491,7 +494,8 @@ class QueueBook(SourceClock):
                    if not self.open.get(qc) and not self.minutes.get(qc) and not self.intervals.get(qc)]:
             for book in (self.open, self.minutes, self.intervals, self.wait_histograms):
                 book.pop(qc, None)
-        horizon = self.stream_ms - 61 * MINUTE_MS - self.settings.lateness_ms
+        # presence is kept for the rolling windows and for every interval a correction can still republish
+        horizon = min(self.stream_ms - 61 * MINUTE_MS - self.settings.lateness_ms, cutoff - self.settings.interval_ms)
         for agents in self.presence.values():
             for history in agents.values():
                 while len(history) > 1 and history[1][0] <= horizon:

@@ -48,6 +48,8 @@ class QueueSettings:
     occupancy_target: float = 0.85            # capacity model: planned occupancy
     # channel -> inactivity after which an open contact is stale (ms; None = never); see DEFAULT_STALE_AFTER_MS
     stale_after_ms: tuple[tuple[str, int | None], ...] = DEFAULT_STALE_AFTER_MS
+    at_risk_seconds: float = 10.0             # a waiting contact is at risk when its wait passes T within this
+    staffing_window_minutes: int = 30         # live Erlang staffing: arrivals, AHT, patience of the last N minutes
 
     @property
     def threshold_ms(self) -> int:
@@ -56,6 +58,10 @@ class QueueSettings:
     @property
     def short_abandon_ms(self) -> int:
         return round(self.short_abandon_seconds * 1000)
+
+    @property
+    def at_risk_ms(self) -> int:
+        return round(self.at_risk_seconds * 1000)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ OUTCOMES = ("answered", "abandoned", "flowed_out")
 class SegmentStats:
     __slots__ = (
         "answered", "abandoned", "flowed_out", "short_abandoned",
-        "answered_within", "abandoned_within", "answered_wait_ms",
+        "answered_within", "abandoned_within", "answered_wait_ms", "wait_ms",
         "handled", "talk_ms", "hold_ms", "acw_ms", "waits", "max_wait_ms",
     )
 
@@ -26,6 +26,7 @@ class SegmentStats:
         self.answered_within = 0
         self.abandoned_within = 0
         self.answered_wait_ms = 0
+        self.wait_ms = 0  # every ended segment's wait: the time at risk of abandoning (Erlang A patience)
         self.handled = 0
         self.talk_ms = 0
         self.hold_ms = 0
@@ -56,6 +57,7 @@ class SegmentStats:
                 self.short_abandoned += sign
         else:
             self.flowed_out += sign
+        self.wait_ms += sign * wait_ms
         n = self.waits.get(wait_ms, 0) + sign
         if n:
             self.waits[wait_ms] = n
@@ -82,6 +84,7 @@ class SegmentStats:
         self.answered_within += other.answered_within
         self.abandoned_within += other.abandoned_within
         self.answered_wait_ms += other.answered_wait_ms
+        self.wait_ms += other.wait_ms
         self.handled += other.handled
         self.talk_ms += other.talk_ms
         self.hold_ms += other.hold_ms

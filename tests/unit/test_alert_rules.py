@@ -71,7 +71,7 @@ def test_compose_mounts_the_rules_where_the_config_points():
 
 
 EXPECTED_ALERTS = {"KpiServiceLevelBelowTarget", "KpiLongestWaitHigh", "KpiAbandonSpike", "KpiProcessorLagHigh",
-                   "KpiDataStale", "KpiWorkerDown", "KpiDeadLettersGrowing"}
+                   "KpiDataStale", "KpiWorkerDown", "KpiDeadLettersGrowing", "KpiContactsAboutToBreach", "KpiStaffingGap"}
 
 
 def test_every_alert_has_for_severity_and_text_for_on_call():
@@ -103,6 +103,12 @@ def test_thresholds_are_visible_in_the_rule():
     assert "kpi_last_event_age_seconds" in by_name["KpiDataStale"]["expr"]
     assert "up{" in by_name["KpiWorkerDown"]["expr"] and "== 0" in by_name["KpiWorkerDown"]["expr"]
     assert "rate(kpi_events_dead_lettered_total" in by_name["KpiDeadLettersGrowing"]["expr"]
+    breach = by_name["KpiContactsAboutToBreach"]
+    assert "contact_queue_at_risk) > 0" in breach["expr"] and 'bound="worst"' in breach["expr"]
+    assert "contact_queue_service_level_target_ratio" in breach["expr"] and breach["for"] == "1m"
+    gap = by_name["KpiStaffingGap"]
+    assert 'contact_queue_staffing_gap_agents{model="erlang_a"}) > 2' in gap["expr"] and gap["for"] == "15m"
+    assert gap["labels"]["threshold"] == "2 agents"
 
 
 def test_every_alert_is_unit_tested_firing_and_not_firing():

@@ -80,10 +80,10 @@
       '<td class="num"><div class="big"><span class="pill sl"></span></div><div class="sub sl-sub"></div></td>' +
       '<td class="num"><div class="big asa"></div><div class="sub asa-sub"></div></td>' +
       '<td class="num"><div class="big abandon"></div><div class="sub abandon-sub"></div></td>' +
-      '<td><div class="agents"></div></td>';
+      '<td><div class="agents"></div><div class="sub staffing"></div></td>';
     var c = {};
     ["qid", "chan", "qchan", "waiting", "longest", "longest-sub", "sl", "sl-sub", "asa", "asa-sub", "abandon",
-     "abandon-sub", "agents"].forEach(function (name) { c[name] = tr.querySelector("." + name); });
+     "abandon-sub", "agents", "staffing"].forEach(function (name) { c[name] = tr.querySelector("." + name); });
     return { tr: tr, cells: c, agentsKey: null };
   }
 
@@ -96,7 +96,10 @@
     setText(c.waiting, String(e.waiting));
     setText(c.longest, e.waiting ? duration(e.longest_wait_seconds) : "—");
     setLevel(c.longest, "big longest", waitLevel(e.waiting ? e.longest_wait_seconds : 0, threshold));
-    setText(c["longest-sub"], "T = " + Math.round(threshold) + " s");
+    // at risk: still within T now, past it within at_risk_seconds; breached: already past T
+    var risk = (e.at_risk || 0) + " at risk" + (e.breached_waiting ? " · " + e.breached_waiting + " over T" : "");
+    setText(c["longest-sub"], "T = " + Math.round(threshold) + " s · " + risk);
+    c["longest-sub"].classList.toggle("risk", !!(e.at_risk || e.breached_waiting));
     var sl = w.service_level ? w.service_level[formula] : null;
     setText(c.sl, pct(sl));
     setLevel(c.sl, "pill sl", slLevel(sl, target));
@@ -106,6 +109,12 @@
     setText(c["asa-sub"], trendWindow + " " + secs(trend.asa_seconds));
     setText(c.abandon, pct(w.abandon_rate));
     setText(c["abandon-sub"], (w.abandoned || 0) + " abandoned · " + (w.short_abandoned || 0) + " short");
+    var st = e.staffing || {};
+    setText(c.staffing, st.need === null || st.need === undefined ? "need — / have " + (st.have === null ||
+      st.have === undefined ? "—" : st.have) : "need " + st.need + " / have " + st.have);
+    c.staffing.classList.toggle("short", st.need !== null && st.need !== undefined && st.have < st.need);
+    c.staffing.title = st.model ? "agents needed now by " + (st.model === "erlang_a" ? "Erlang A (with abandonment)"
+      : "Erlang C") + " for T and the target; staffed now" : "not enough data for a staffing figure yet";
     var agents = e.agents || {};
     var agentsKey = JSON.stringify(agents);
     if (agentsKey !== row.agentsKey) {
