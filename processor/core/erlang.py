@@ -92,7 +92,8 @@ def erlang_a(servers: int, arrival_rate: float, handle_seconds: float, patience_
     p_no_wait = free / norm
     x = nmu / theta
     log_u = -theta * t                      # ln p, p = e^{-theta t}
-    log_q = math.log(-math.expm1(log_u)) if t > 0 else -math.inf  # ln (1 - p)
+    q = -math.expm1(log_u)                  # 1 - p
+    log_q = math.log(q) if q > 0.0 else -math.inf
     log_term = (x + 1.0) * log_u            # ln P(N = 0)
     nb_cdf = 0.0                            # P(N <= j)
     hazard_sum = 0.0                        # sum_{i=1}^{j+1} 1 / (n mu + i theta): mean wait if answered
@@ -116,7 +117,7 @@ def erlang_a(servers: int, arrival_rate: float, handle_seconds: float, patience_
 def required_servers(arrival_rate: float, handle_seconds: float, patience_seconds: float | None,
                      threshold_seconds: float, target: float, model: str, limit: int = 100_000) -> int | None:
     """The fewest servers whose service level reaches `target` (Erlang C: also more servers than the
-    load). None when no count up to `limit` reaches it (a target of 1.0 can only be approached).
+    load). None when no count up to `limit` reaches it, and for a target of 1.0 (only approached).
 
     Service level grows with servers, and n servers answer at most n / load of the arrivals, so the
     search is a bisection between ceil(target x load) and the first doubling that reaches the target.
@@ -124,6 +125,8 @@ def required_servers(arrival_rate: float, handle_seconds: float, patience_second
     load = arrival_rate * handle_seconds
     if load <= 0.0:
         return 0
+    if target >= 1.0:
+        return None  # with Poisson arrivals some contact always waits longer than any T
 
     def reaches(n: int) -> bool:
         fig = erlang_a(n, arrival_rate, handle_seconds, patience_seconds, threshold_seconds) if model == "erlang_a" \
