@@ -54,6 +54,12 @@ EMPTY_FOR_BILLING = {
     ("kpi-queue-wallboard", "Service level (15m, answered / offered) vs target", "A"): _WHY_15M,
     ("kpi-queue-wallboard", "ASA and max wait (15m)", "A"): _WHY_15M,
     ("kpi-queue-wallboard", "ASA and max wait (15m)", "B"): _WHY_15M,
+    ("kpi-queue-wallboard", "Projected service level this interval (worst / best) vs target", "A"):
+        "nothing of billing ended in the interval holding the clock and nobody waits: no denominator",
+    ("kpi-queue-wallboard", "Agents required (Erlang C / Erlang A) vs staffed", "A"):
+        "no billing leg ended in its 30-minute staffing window: no AHT, no staffing figure",
+    ("kpi-queue-wallboard", "Staffing gap (required − staffed), Erlang A", "A"):
+        "no billing leg ended in its 30-minute staffing window: no AHT, no staffing figure",
     ("kpi-queue-wallboard", "annotation: KPI alerts firing", "annotation"):
         "no alert is firing: every `for:` is longer than the test runs (KpiDataStale is only pending)",
 }
@@ -245,7 +251,7 @@ def test_alert_rules_load_and_evaluate_without_errors(live):
     rules = [r for g in groups for r in g["rules"]]
     assert {r["name"] for r in rules} == {
         "KpiServiceLevelBelowTarget", "KpiLongestWaitHigh", "KpiAbandonSpike", "KpiProcessorLagHigh",
-        "KpiDataStale", "KpiWorkerDown", "KpiDeadLettersGrowing"}
+        "KpiDataStale", "KpiWorkerDown", "KpiDeadLettersGrowing", "KpiContactsAboutToBreach", "KpiStaffingGap"}
     assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules]
     stale = next(r for r in rules if r["name"] == "KpiDataStale")
     assert stale["state"] == "pending" and stale["alerts"][0]["labels"]["job"] == "contact-kpi"
