@@ -72,8 +72,11 @@ class QueueBook(SourceClock):
         self.intervals: dict[QC, dict[int, SegmentStats]] = {}
         self.agents: dict[str, dict[str, str]] = {}        # queue -> agent -> state
         self.agent_capacity: dict[str, dict[str, int]] = {}  # queue -> agent -> concurrent contacts (1 if not given)
-        # queue -> agent -> [(since, state)], latest last: presence history for staffed time (cost per contact)
+        # queue -> agent -> [(since, state)], latest last: presence history for staffed time (cost per contact,
+        # queue_interval staffed_agents); persisted as "<[queue, agent]>|prs" published rows, so a rebuilt book
+        # publishes the same staffed agents as one that never stopped
         self.presence: dict[str, dict[str, list[tuple[int, str]]]] = {}
+        self._dirty_presence: set[tuple[str, str]] = set()
         self.experience = ExperienceBook(settings)
         self.agent_book = AgentBook(settings)
         self.resolution = ResolutionBook(settings)
@@ -138,6 +141,7 @@ class QueueBook(SourceClock):
             self._stale_ids.discard(fact_id)
             if old is not None and old[0] == "agent":  # the agent no longer serves the queue
                 self.presence.get(old[1], {}).pop(old[2], None)
+                self._dirty_presence.add((old[1], old[2]))
         else:
             self.facts[fact_id] = fact
             self._account(fact_id, fact, +1)
@@ -221,8 +225,10 @@ class QueueBook(SourceClock):
                 history = self.presence.setdefault(queue, {}).setdefault(agent, [])
                 if not history or since > history[-1][0]:
                     history.append((since, state))
-                elif since == history[-1][0]:
+                    self._dirty_presence.add((queue, agent))
+                elif since == history[-1][0] and history[-1][1] != state:
                     history[-1] = (since, state)
+                    self._dirty_presence.add((queue, agent))
             else:
                 members.pop(agent, None)
                 caps.pop(agent, None)
@@ -524,6 +530,10 @@ class QueueBook(SourceClock):
         for k, v in self.resolution.retention.take_dirty().items():
             published["|".join(map(str, k)) + "|ret"] = v
         published.update(self._floor_rows())
+        for queue, agent in self._dirty_presence:
+            history = self.presence.get(queue, {}).get(agent)
+            published[presence_key(queue, agent)] = [queue, agent, [list(h) for h in history]] if history else None
+        self._dirty_presence.clear()
         self.dirty_facts.clear()
         self.dirty_published.clear()
         return facts, published
@@ -550,6 +560,7 @@ class QueueBook(SourceClock):
         self.dirty_facts.clear()
         self.dirty_published.clear()
         self._floors_moved = False
+        self._dirty_presence.clear()
         for sub in (self.experience, self.agent_book, self.resolution):
             sub.dirty_facts.clear()
         for publisher in (self.experience.publisher, self.agent_book.publisher, self.resolution.resolution,
@@ -563,7 +574,14 @@ class QueueBook(SourceClock):
         (sub.dirty_facts if sub is not None else self.dirty_facts).discard(fid)
 
     def restore_published(self, key: str, value: list) -> None:
-        if key.endswith("|floor"):
+        if key.endswith("|prs"):
+            queue, agent, rows = value[0], value[1], value[2]
+            history = [(int(r[0]), str(r[1])) for r in rows]
+            held = self.presence.get(queue, {}).get(agent)  # from the agent fact, restored before
+            if held and history and held[-1][0] > history[-1][0]:
+                history.append(held[-1])
+            self.presence.setdefault(queue, {})[agent] = history
+        elif key.endswith("|floor"):
             queue = key[:-6]
             self._floor[queue] = max(self._floor.get(queue, -1), value[0])
             self.experience._floor = max(self.experience._floor, value[1])
@@ -584,6 +602,11 @@ class QueueBook(SourceClock):
         else:
             queue, channel, start = key.rsplit("|", 2)
             self.published[(queue, channel, int(start))] = list(value)
+
+
+def presence_key(queue: str, agent: str) -> str:
+    """The published-table key of one agent's presence history in one queue (ids may hold "|")."""
+    return json.dumps([queue, agent], separators=(",", ":")) + "|prs"
 
 
 def _end_ms(f: Fact) -> int | None:
