@@ -111,7 +111,8 @@ def row_text(driver, key: str) -> dict[str, str]:
         var tr = document.querySelector('tr[data-key="' + arguments[0] + '"]');
         if (!tr) return null;
         var out = {};
-        ["qid", "chan", "waiting", "longest", "sl", "sl-sub", "asa", "abandon", "agents"].forEach(function (c) {
+        ["qid", "chan", "waiting", "longest", "longest-sub", "sl", "sl-sub", "asa", "abandon", "agents",
+         "staffing"].forEach(function (c) {
             out[c] = tr.querySelector("." + c).textContent; });
         out.sl_class = tr.querySelector(".sl").className;
         out.longest_class = tr.querySelector(".longest").className;
@@ -128,6 +129,8 @@ def test_page_shows_billing_figures_and_target_colours(stack, browser):
     assert billing["sl-sub"].startswith("target 80%")
     assert billing["sl_class"].endswith("level-red")
     assert billing["agents"].replace(" ", "") == "1ready1busy0ACW1away"
+    assert billing["longest-sub"] == "T = 20 s · 0 at risk"
+    assert billing["staffing"] == "need — / have 3"  # no billing leg ended in its staffing window: no figure
     priority = row_text(browser, "kpi:queue:priority:voice")
     assert (priority["sl"], priority["waiting"]) == ("100%", "1") and priority["sl_class"].endswith("level-green")
     assert priority["longest_class"].endswith("level-red")  # ~2 min > 2 x T (stream time: the last event ~10:30)

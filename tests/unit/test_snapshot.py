@@ -13,6 +13,7 @@ import logging
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from processor.core.capacity import staffing_view
 from processor.core.live import live_view
 from processor.snapshot import (RedisSnapshot, decode, digest, encode, queue_key, read_snapshot, snapshot_entries,
                                 snapshot_now)
@@ -71,6 +72,12 @@ def test_entries_reshape_live_view_per_queue_and_channel():
     assert chat["waiting"] == 0 and chat["longest_wait_seconds"] is None
     assert chat["window:today"]["service_level"]["answered_over_offered"] == 1.0
     assert chat["agents"] == e["agents"]  # agents serve the queue, whatever the channel
+    # foresight at the stream clock (10:04:30): c6 has just queued, nobody at risk; staffing per queue
+    assert (e["at_risk"], e["breached_waiting"]) == (0, 0)
+    # no leg has ended (no wrap-up yet): no AHT, so no staffing figure, only the staffed agents
+    staffing = {v["queue_id"]: v for v in staffing_view(book, book.latest_ms)}
+    assert staffing["Q1"]["inputs"] is None and staffing["Q1"]["staffed_agents"] == 3
+    assert e["staffing"] == {"need": None, "have": 3, "model": None} == chat["staffing"]
 
 
 def test_empty_books_give_no_entries_and_now_follows_the_collector_rule():
