@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from processor.core.capacity import staffing_view
+from processor.core.foresight import foresight_view
 from processor.core.live import live_view
 from processor.decode import decode
 from processor.services import KpiWorker, PrometheusServer
@@ -75,6 +77,17 @@ def test_worker_on_apache_kafka_matches_hand_figures_promql_and_replay(kafka, fe
                 assert float(r[0]["value"][1]) == pytest.approx(
                     view["windows"]["60m"]["service_level"]["answered_over_offered"]), sel
                 assert sl is not None and 0 <= sl <= 1
+            # at risk, breached and live Erlang staffing at the stream clock: the same as replay's
+            for view in foresight_view(pipeline.queues, now):
+                sel = f'queue="{view["queue_id"]}",channel="{view["channel"]}"'
+                for name in ("at_risk", "breached_waiting"):
+                    r = prom.query(f'contact_queue_{name}{{{sel}}}')
+                    assert float(r[0]["value"][1]) == view[name], (sel, name)
+            for view in staffing_view(pipeline.queues, now):
+                for model, fig in view["models"].items():
+                    r = prom.query(f'contact_queue_required_agents{{queue="{view["queue_id"]}",model="{model}"}}')
+                    assert [float(x["value"][1]) for x in r] == ([] if fig["required_agents"] is None
+                                                                else [fig["required_agents"]]), (view["queue_id"], model)
 
         # -- the rollup topic read back equals replay on the same input -------------------------------
         streamed = [json.loads(v) for _k, v in asyncio.run(read_all(kafka.bootstrap, env["KPI_KAFKA__ROLLUP_TOPIC"]))]
