@@ -60,21 +60,22 @@ def capacity_view(book: QueueBook, now_ms: int) -> list[dict]:
 
 def staffing_view(book: QueueBook, now_ms: int) -> list[dict]:
     """One dict per queue with figures or agents: Erlang inputs over the queue's staffing window (all
-    channels; the window's length is the time from its first minute to now), and staffing_figures."""
+    channels): its last `staffing_window_minutes` complete minutes, so the inputs (and the remembered
+    Erlang figures) change when a minute completes or a late event lands, not at every scrape."""
     channels: dict[str, list[str]] = {}
     for queue, channel in book.queues():
         channels.setdefault(queue, []).append(channel)
     out = []
     for queue in sorted(set(channels) | set(book.agents)):
         q = book.settings.queue(queue)
-        this_minute = now_ms - now_ms % MINUTE_MS
-        since = this_minute - (q.staffing_window_minutes - 1) * MINUTE_MS
+        until = now_ms - now_ms % MINUTE_MS  # the running minute is not complete yet
+        since = until - q.staffing_window_minutes * MINUTE_MS
         window = SegmentStats()
         for channel in channels.get(queue, ()):
             for start, b in book.minutes.get((queue, channel), {}).items():
-                if since <= start <= this_minute:
+                if since <= start < until:
                     window.merge(b)
-        inputs = erlang_inputs(window, (now_ms - since) / 1000)
+        inputs = erlang_inputs(window, (until - since) / 1000)
         fig = staffing_figures(inputs, q, book.agents.get(queue, {}), book.agent_capacity.get(queue, {}))
         fig["queue_id"] = queue
         fig["window_minutes"] = q.staffing_window_minutes

@@ -11,6 +11,7 @@ arrivals, the contract's `answered_over_offered` with no short-abandon limit.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 # Weights of queue lengths below this share of the largest are dropped (their sum is < 1e-16).
 _NEGLIGIBLE_LOG = math.log(1e-18)
@@ -114,6 +115,17 @@ def erlang_a(servers: int, arrival_rate: float, handle_seconds: float, patience_
             "abandon": max(0.0, 1.0 - served), "wait_probability": 1.0 - p_no_wait}
 
 
+@lru_cache(maxsize=4096)
+def figures(model: str, servers: int, arrival_rate: float, handle_seconds: float, patience_seconds: float | None,
+            threshold_seconds: float) -> dict[str, float | None]:
+    """erlang_a or erlang_c, remembered: every /metrics scrape asks again with the same inputs until
+    a minute completes (do not modify the dict returned)."""
+    if model == "erlang_a":
+        return erlang_a(servers, arrival_rate, handle_seconds, patience_seconds, threshold_seconds)
+    return erlang_c(servers, arrival_rate, handle_seconds, threshold_seconds)
+
+
+@lru_cache(maxsize=4096)
 def required_servers(arrival_rate: float, handle_seconds: float, patience_seconds: float | None,
                      threshold_seconds: float, target: float, model: str, limit: int = 100_000) -> int | None:
     """The fewest servers whose service level reaches `target` (Erlang C: also more servers than the

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 
-from .erlang import erlang_a, erlang_c, required_servers
+from .erlang import figures, required_servers
 from .figures import aht_seconds
 from .settings import QueueSettings
 from .stats import SegmentStats
@@ -73,9 +73,8 @@ def predicted(inputs: dict, q: QueueSettings, servers: int, model: str) -> dict[
     patience = inputs["patience_seconds"]
     if inputs["arrival_rate"] <= 0 or (model == "erlang_a" and patience is not None and patience <= 0):
         return None
-    if model == "erlang_a":
-        return erlang_a(servers, inputs["arrival_rate"], inputs["aht_seconds"], patience, q.threshold_seconds)
-    return erlang_c(servers, inputs["arrival_rate"], inputs["aht_seconds"], q.threshold_seconds)
+    return figures(model, servers, inputs["arrival_rate"], inputs["aht_seconds"], patience if model == "erlang_a" else None,
+                   q.threshold_seconds)
 
 
 def concurrency(members: dict[str, str], caps: dict[str, int]) -> float:
