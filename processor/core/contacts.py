@@ -17,6 +17,7 @@ from .events import CONTACT_TYPES, TYPE_RANK, Event, event_from_state, event_to_
 from .profile import PROFILE_TYPES, compact, is_profile_event, profile_facts
 from .segments import FACT_TYPES, Fact, derive_facts, fact_from_json
 from .settings import EngineSettings
+from .staffing import apt_id
 
 Delta = tuple[str, str, Fact | None]
 
@@ -369,6 +370,9 @@ class ContactBook:
                 res.agent_deltas.append((fid, agent_id, ("ast", agent_id, ts, state)))
                 return
         res.agent_deltas.append((fid, agent_id, ("ast", agent_id, e.ts_ms, state)))
+        # ... and of its presence in each queue it lists (queue_interval staffed_agents), routed by queue
+        for q in dict.fromkeys(e.queues):
+            res.deltas.append((apt_id(agent_id, e.event_id, q), q, ("apt", q, agent_id, e.ts_ms, e.event_id, state)))
         self.dirty_agent_ids[(agent_id, e.event_id)] = (e.ts_ms, state)
         if old is not None and (old.ts_ms, old.event_id) >= (e.ts_ms, e.event_id):
             old.recent[e.event_id] = (e.ts_ms, state)
@@ -381,6 +385,8 @@ class ContactBook:
         if old is not None:
             for q in set(old.queues) - set(new.queues):
                 res.deltas.append((f"a|{agent_id}|{q}", q, None))
+                # it stops serving q: offline there from now on (for staffed_agents)
+                res.deltas.append((apt_id(agent_id, e.event_id, q), q, ("apt", q, agent_id, e.ts_ms, e.event_id, "offline")))
         for q in new.queues:
             res.deltas.append((f"a|{agent_id}|{q}", q, ("agent", q, agent_id, state, e.ts_ms, e.capacity)))
 

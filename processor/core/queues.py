@@ -13,6 +13,7 @@ holds it: interval figures and records do not change.
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
 import heapq
 import json
@@ -27,7 +28,7 @@ from .publish import SourceClock
 from .resolution import RESOLUTION_KINDS, ResolutionBook
 from .segments import Fact, fact_from_json
 from .settings import MINUTE_MS, EngineSettings, zone
-from .staffing import interval_staffing
+from .staffing import apt_id, interval_staffing
 from .stats import SegmentStats, WaitHistogram
 
 WINDOWS = {"5m": 5, "15m": 15, "60m": 60}  # rolling windows, in one-minute buckets
@@ -72,11 +73,11 @@ class QueueBook(SourceClock):
         self.intervals: dict[QC, dict[int, SegmentStats]] = {}
         self.agents: dict[str, dict[str, str]] = {}        # queue -> agent -> state
         self.agent_capacity: dict[str, dict[str, int]] = {}  # queue -> agent -> concurrent contacts (1 if not given)
-        # queue -> agent -> [(since, state)], latest last: presence history for staffed time (cost per contact,
-        # queue_interval staffed_agents); persisted as "<[queue, agent]>|prs" published rows, so a rebuilt book
-        # publishes the same staffed agents as one that never stopped
+        # queue -> agent -> [(since, state)], latest last: presence history for staffed time (cost per contact)
         self.presence: dict[str, dict[str, list[tuple[int, str]]]] = {}
-        self._dirty_presence: set[tuple[str, str]] = set()
+        # queue -> agent -> sorted [(ts, event id, state)] from "apt" facts, one per agent.state_changed whatever
+        # its arrival order: the timeline behind queue_interval `staffed_agents` (see core/staffing.py)
+        self.timelines: dict[str, dict[str, list[tuple[int, str, str]]]] = {}
         self.experience = ExperienceBook(settings)
         self.agent_book = AgentBook(settings)
         self.resolution = ResolutionBook(settings)
@@ -141,7 +142,6 @@ class QueueBook(SourceClock):
             self._stale_ids.discard(fact_id)
             if old is not None and old[0] == "agent":  # the agent no longer serves the queue
                 self.presence.get(old[1], {}).pop(old[2], None)
-                self._dirty_presence.add((old[1], old[2]))
         else:
             self.facts[fact_id] = fact
             self._account(fact_id, fact, +1)
@@ -214,6 +214,15 @@ class QueueBook(SourceClock):
             for bucket in self._buckets(qc, end):
                 bucket.add_leg(talk, hold, acw, sign)
             self._touch(qc, end)
+        elif kind == "apt":
+            timeline = self.timelines.setdefault(f[1], {}).setdefault(f[2], [])
+            point = (f[3], f[4], f[5])
+            i = bisect.bisect_left(timeline, point)
+            present = i < len(timeline) and timeline[i] == point
+            if sign > 0 and not present:
+                timeline.insert(i, point)
+            elif sign < 0 and present:
+                del timeline[i]
         elif kind == "agent":
             queue, agent, state, since = f[1], f[2], f[3], f[4]
             capacity = f[5] if len(f) > 5 and f[5] is not None else 1
@@ -225,10 +234,8 @@ class QueueBook(SourceClock):
                 history = self.presence.setdefault(queue, {}).setdefault(agent, [])
                 if not history or since > history[-1][0]:
                     history.append((since, state))
-                    self._dirty_presence.add((queue, agent))
-                elif since == history[-1][0] and history[-1][1] != state:
+                elif since == history[-1][0]:
                     history[-1] = (since, state)
-                    self._dirty_presence.add((queue, agent))
             else:
                 members.pop(agent, None)
                 caps.pop(agent, None)
@@ -278,7 +285,7 @@ class QueueBook(SourceClock):
         }
         rec.update(segment_figures(s))
         rec.update(interval_staffing(s, q, self._interval_ms, self.agents.get(queue, {}),
-                                     self.agent_capacity.get(queue, {}), self.presence.get(queue), start))
+                                     self.agent_capacity.get(queue, {}), self.timelines.get(queue), start))
         return rec
 
     def advance(self) -> list[dict]:
@@ -500,17 +507,34 @@ class QueueBook(SourceClock):
                    if not self.open.get(qc) and not self.minutes.get(qc) and not self.intervals.get(qc)]:
             for book in (self.open, self.minutes, self.intervals, self.wait_histograms):
                 book.pop(qc, None)
-        # presence is kept for the rolling windows and for every interval a correction can still republish
-        horizon = min(self.stream_ms - 61 * MINUTE_MS - self.settings.lateness_ms, cutoff - self.settings.interval_ms)
+        horizon = self.stream_ms - 61 * MINUTE_MS - self.settings.lateness_ms
         for agents in self.presence.values():
             for history in agents.values():
                 while len(history) > 1 and history[1][0] <= horizon:
                     del history[0]
+        dropped += self._expire_timelines(default_floor)
         self.experience.expire(self.stream_ms)
         self.agent_book.expire(self.stream_ms)
         self.resolution.expire(self.stream_ms)
         if self._floors() != floors_before:
             self._floors_moved = True
+        return dropped
+
+    def _expire_timelines(self, default_floor: int) -> int:
+        """Presence points below a queue's floor go, but the latest of them stays: it holds the state at the
+        start of every interval that can still be published."""
+        dropped = 0
+        for queue, agents in self.timelines.items():
+            floor = self._floor.get(queue, default_floor)
+            for agent, timeline in agents.items():
+                keep = bisect.bisect_right(timeline, (floor, "\uffff", "")) - 1  # the last point at or below the floor
+                for ts, eid, _state in timeline[:max(keep, 0)]:
+                    fid = apt_id(agent, eid, queue)
+                    if self.facts.pop(fid, None) is not None:
+                        self.dirty_facts.add(fid)
+                        dropped += 1
+                if keep > 0:
+                    del timeline[:keep]
         return dropped
 
     def take_dirty(self) -> tuple[dict[str, list | None], dict[str, list | None]]:
@@ -530,10 +554,6 @@ class QueueBook(SourceClock):
         for k, v in self.resolution.retention.take_dirty().items():
             published["|".join(map(str, k)) + "|ret"] = v
         published.update(self._floor_rows())
-        for queue, agent in self._dirty_presence:
-            history = self.presence.get(queue, {}).get(agent)
-            published[presence_key(queue, agent)] = [queue, agent, [list(h) for h in history]] if history else None
-        self._dirty_presence.clear()
         self.dirty_facts.clear()
         self.dirty_published.clear()
         return facts, published
@@ -560,7 +580,6 @@ class QueueBook(SourceClock):
         self.dirty_facts.clear()
         self.dirty_published.clear()
         self._floors_moved = False
-        self._dirty_presence.clear()
         for sub in (self.experience, self.agent_book, self.resolution):
             sub.dirty_facts.clear()
         for publisher in (self.experience.publisher, self.agent_book.publisher, self.resolution.resolution,
@@ -574,14 +593,7 @@ class QueueBook(SourceClock):
         (sub.dirty_facts if sub is not None else self.dirty_facts).discard(fid)
 
     def restore_published(self, key: str, value: list) -> None:
-        if key.endswith("|prs"):
-            queue, agent, rows = value[0], value[1], value[2]
-            history = [(int(r[0]), str(r[1])) for r in rows]
-            held = self.presence.get(queue, {}).get(agent)  # from the agent fact, restored before
-            if held and history and held[-1][0] > history[-1][0]:
-                history.append(held[-1])
-            self.presence.setdefault(queue, {})[agent] = history
-        elif key.endswith("|floor"):
+        if key.endswith("|floor"):
             queue = key[:-6]
             self._floor[queue] = max(self._floor.get(queue, -1), value[0])
             self.experience._floor = max(self.experience._floor, value[1])
@@ -602,11 +614,6 @@ class QueueBook(SourceClock):
         else:
             queue, channel, start = key.rsplit("|", 2)
             self.published[(queue, channel, int(start))] = list(value)
-
-
-def presence_key(queue: str, agent: str) -> str:
-    """The published-table key of one agent's presence history in one queue (ids may hold "|")."""
-    return json.dumps([queue, agent], separators=(",", ":")) + "|prs"
 
 
 def _end_ms(f: Fact) -> int | None:

@@ -45,6 +45,12 @@ def _start(entry: tuple[int, str]) -> int:
     return entry[0]
 
 
+def apt_id(agent: str, event_id: str, queue: str) -> str:
+    """The fact id of one agent.state_changed as a point of the agent's presence in one queue ("apt" facts:
+    ("apt", queue, agent, ts_ms, event_id, state), routed by queue; stage one writes one per queue listed)."""
+    return f"ap|{agent}|{event_id}|{queue}"
+
+
 def erlang_inputs(s: SegmentStats, seconds: float) -> dict | None:
     """{arrival_rate (per second), aht_seconds, patience_seconds (None: infinite)}, or None without an
     AHT (no leg ended) or a length. patience_seconds is 0.0 when contacts abandoned after no wait at all."""
@@ -106,14 +112,17 @@ def staffing_figures(inputs: dict | None, q: QueueSettings, members: dict[str, s
 
 
 def interval_staffing(s: SegmentStats, q: QueueSettings, interval_ms: int, members: dict[str, str],
-                      caps: dict[str, int], presence: dict[str, list[tuple[int, str]]] | None, start: int) -> dict:
+                      caps: dict[str, int], timelines: dict[str, list[tuple[int, str, str]]] | None, start: int) -> dict:
     """The `queue_interval` fields: required agents per model for the interval's own arrivals, AHT and
-    patience, and the mean staffed agents of the queue over the interval (None without presence)."""
+    patience, and the mean staffed agents of the queue over the interval from the agents' presence
+    timelines (sorted (ts, event id, state) points of the queue; None without any)."""
     inputs = erlang_inputs(s, interval_ms / 1000)
     conc = concurrency(members, caps)
     required = {m: (required_agents(inputs, q, conc, m) if inputs is not None else None) for m in MODELS}
     staffed: float | None = None
-    if presence:
-        total = sum(staffed_ms(h, start, start + interval_ms) for a, h in sorted(presence.items()) if a in members)
+    if timelines:
+        total = 0
+        for agent in sorted(timelines):
+            total += staffed_ms([(ts, state) for ts, _eid, state in timelines[agent]], start, start + interval_ms)
         staffed = total / interval_ms
     return {"required_agents": required, "staffed_agents": staffed}

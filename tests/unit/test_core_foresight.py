@@ -215,3 +215,22 @@ def test_gauges_read_the_views_at_the_stream_clock():
         assert s[series_key("contact_queue_staffing_gap_agents", labels)] == fig["required_agents"] - 2
         assert s[series_key("contact_queue_predicted_service_level_ratio", labels)] == pytest.approx(
             fig["predicted_service_level"])
+
+
+def test_staffed_agents_do_not_depend_on_the_order_presence_arrives_in():
+    """Every agent.state_changed is a point of the queue's presence timeline, even one older than the
+    agent's latest state: the same staffed agents whatever the order of state changes. An agent that
+    stops listing the queue is offline there from that event on (applied in arrival order)."""
+    c = Contact("c1", created="10:01:00").queued("Q1", "10:01:00").answered("Q1", "10:01:05", agent="ag1")
+    c.wrapup("10:03:00", "10:03:30")
+    presence = [agent_state("ag1", "available", "10:00:00"), agent_state("ag2", "available", "10:00:00"),
+                agent_state("ag2", "busy", "10:03:00"), agent_state("ag2", "offline", "10:07:30"),
+                agent_state("ag2", "away", "10:12:00")]
+    leaves = [agent_state("ag3", "available", "10:00:00"), agent_state("ag3", "busy", "10:05:00", queues=("Q2",))]
+    records = []
+    for order in (presence, list(reversed(presence)), presence[3:] + presence[:3]):
+        r = run(list(order) + leaves + c.events + [tick("10:20:00")], engine(), flush=False)
+        records.append(r.record("Q1", "10:00:00"))
+    # ag1 15 min + ag2 7.5 + 3 min + ag3 5 min (then it serves Q2 only) = 30.5 agent-minutes over 15
+    assert [rec["staffed_agents"] for rec in records] == [30.5 / 15] * 3
+    assert records[0] == records[1] == records[2]
