@@ -23,14 +23,15 @@ from .stats import SegmentStats
 MODELS = ("erlang_c", "erlang_a")
 
 
-def staffed_ms(history: list[tuple[int, str]], since: int, until: int) -> int:
-    """Milliseconds of [since, until) in a state other than offline, from a presence history
-    (sorted by start). Starts at the state held at `since`: every /metrics scrape calls this for
-    each agent of each queue."""
+def staffed_ms(history: list, since: int, until: int) -> int:
+    """Milliseconds of [since, until) in a state other than offline, from a presence history sorted by
+    start: (start, state) or (start, tie, state) entries. Starts at the state held at `since`: every
+    /metrics scrape calls this for each agent of each queue."""
     total = 0
     first = max(0, bisect_right(history, since, key=_start) - 1)
     for i in range(first, len(history)):
-        start, state = history[i]
+        entry = history[i]
+        start, state = entry[0], entry[-1]
         if start >= until:
             break
         end = history[i + 1][0] if i + 1 < len(history) else until
@@ -41,7 +42,7 @@ def staffed_ms(history: list[tuple[int, str]], since: int, until: int) -> int:
     return total
 
 
-def _start(entry: tuple[int, str]) -> int:
+def _start(entry: tuple) -> int:
     return entry[0]
 
 
@@ -123,6 +124,6 @@ def interval_staffing(s: SegmentStats, q: QueueSettings, interval_ms: int, membe
     if timelines:
         total = 0
         for agent in sorted(timelines):
-            total += staffed_ms([(ts, state) for ts, _eid, state in timelines[agent]], start, start + interval_ms)
+            total += staffed_ms(timelines[agent], start, start + interval_ms)
         staffed = total / interval_ms
     return {"required_agents": required, "staffed_agents": staffed}
