@@ -198,3 +198,16 @@ def test_erlang_a_matches_a_ciw_simulation(name):
     mean, se = sim["service_level"]
     assert abs(mean - plain_c["service_level"]) > 4 * se
     assert sim["abandon"][0] > 10 * sim["abandon"][1]
+
+
+def test_erlang_a_equals_the_birth_death_chain_of_test_simulator_erlang():
+    """A second, independent computation: the chain with its hypoexponential waits by uniformization."""
+    from tests.unit.test_simulator_erlang import erlang_a as chain
+
+    for c, lam, mu, theta, t in ((10, 11 / 180, 1 / 180, 1 / 120, 20), (3, 1.0, 0.4, 0.5, 2.0),
+                                 (10, 200 / 3600, 1 / 180, 1 / 120, 20), (50, 0.3, 1 / 180, 1 / 60, 30)):
+        want, got = chain(c, lam, mu, theta, t), erlang_a(c, lam, 1 / mu, 1 / theta, t)
+        assert got["service_level"] == pytest.approx(want["service_level"], rel=1e-9)
+        assert got["abandon"] == pytest.approx(want["abandon"], rel=1e-9)
+        assert got["asa_seconds"] == pytest.approx(want["asa"], rel=1e-9)
+        assert got["wait_probability"] == pytest.approx(want["p_wait"], rel=1e-9)
