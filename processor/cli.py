@@ -276,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
                          "on the page and retried for ever)")
     wb.set_defaults(fn=cmd_wallboard)
 
+    from .ingest.shell import register as register_ingest  # `kpi ingest asterisk|csv` (processor/ingest)
+    register_ingest(sub)
+
     args = p.parse_args(argv)
     try:
         return args.fn(args)

@@ -1,0 +1,336 @@
+"""Per-call CSV exports to contract events: a column mapping and a pure row mapper (no I/O, no clock).
+
+One row is one call: arrival, queue entry and exit, outcome, service start and end, agent. The
+mapping (a YAML file, see docs/ingest.md and deploy/config/csv-mapping.example.yaml) names the
+columns, the outcome values, the time zone and formats, and the values that mean "none".
+
+What real exports do, and what is done with it (each counted in the run's summary):
+- times of day with only a date of arrival, crossing midnight: a time more than 12 h before the
+  previous time of the call is on the next day;
+- a time up to `skew_seconds` before the previous one (the agent side starting service 1-2 s
+  before the queue side logs the exit): moved to the previous time;
+- `0:00:00` (or any `none` value) means no time;
+- zero-second abandons are kept (queue entry = exit: wait 0, a short abandon); an abandon with no
+  exit time is one too;
+- calls that ended in the voice menu (no queue, or an outcome listed as `never_queued`) give only
+  contact.created;
+- rows missing a field the call needs (contact id, arrival, outcome, agent of an answered call...)
+  are skipped, with the reason.
+"""
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ..core.events import CHANNELS
+from .common import MAX_EPOCH, MIN_EPOCH, Tally, line_id, rfc3339
+
+MAX_ID = 200
+FLOW_REASONS = ("timeout", "callback", "voicemail", "overflow")
+TIME_COLUMNS = ("arrival", "queue_start", "queue_exit", "service_start", "service_end", "wrapup_end")
+COLUMNS = ("contact_id", "arrival_date", *TIME_COLUMNS, "queue", "outcome", "agent", "customer_id", "channel")
+REQUIRED_COLUMNS = ("contact_id", "arrival", "queue", "outcome")
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_DIRECTIVES = {"Y": r"(?P<Y>\d{4})", "y": r"(?P<y>\d{2})", "m": r"(?P<m>\d{1,2})", "d": r"(?P<d>\d{1,2})",
+               "H": r"(?P<H>\d{1,2})", "I": r"(?P<I>\d{1,2})", "M": r"(?P<M>\d{1,2})", "S": r"(?P<S>\d{1,2})",
+               "f": r"(?P<f>\d{1,9})", "p": r"(?P<p>[AaPp][Mm])"}
+
+
+class MappingError(ValueError):
+    """The mapping (or the file's header against it) is unusable; the message is one line for the user."""
+
+
+def _pattern(fmt: str, what: str):
+    """A strptime-like format compiled to one regular expression (strptime costs ~8 µs a call)."""
+    out, i = [], 0
+    while i < len(fmt):
+        c = fmt[i]
+        if c == "%" and i + 1 < len(fmt):
+            d = fmt[i + 1]
+            if d == "%":
+                out.append("%")
+            elif d in _DIRECTIVES:
+                if _DIRECTIVES[d] in out:
+                    raise MappingError(f"{what} {fmt!r}: %{d} appears twice")
+                out.append(_DIRECTIVES[d])
+            else:
+                raise MappingError(f"{what} {fmt!r}: %{d} is not supported (use %Y %y %m %d %H %I %M %S %f %p)")
+            i += 2
+        else:
+            out.append(re.escape(c))
+            i += 1
+    return re.compile("".join(out) + r"\Z").match
+
+
+class Mapping:
+    """The validated mapping. Build it with `Mapping.from_dict(yaml.safe_load(...))`."""
+
+    def __init__(self, columns: dict[str, str], outcomes: dict[str, object], time_zone: str = "UTC",
+                 time_format: str = "%Y-%m-%d %H:%M:%S", date_format: str = "%Y-%m-%d",
+                 none: list[str] | None = None, channel: str = "voice", skew_seconds: int = 2,
+                 delimiter: str = ",") -> None:
+        unknown = set(columns) - set(COLUMNS)
+        if unknown:
+            raise MappingError(f"columns: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(COLUMNS)})")
+        missing = [k for k in REQUIRED_COLUMNS if not columns.get(k)]
+        if missing:
+            raise MappingError(f"columns: {', '.join(missing)} must name a column of the file")
+        if not all(isinstance(v, str) and v for v in columns.values()):
+            raise MappingError("columns: every value must be a column name (text)")
+        self.columns = dict(columns)
+        try:
+            self.tz = ZoneInfo(time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise MappingError(f"time_zone: {time_zone!r} is not an IANA time zone (e.g. Europe/Paris)") from None
+        self.utc = time_zone in ("UTC", "Etc/UTC")
+        self.time_format, self.date_format = time_format, date_format
+        self.time_match = _pattern(time_format, "time_format")
+        self.date_match = _pattern(date_format, "date_format") if "arrival_date" in columns else None
+        if "arrival_date" not in columns and not ("%Y" in time_format or "%y" in time_format):
+            raise MappingError(f"time_format {time_format!r} has no date (%Y): give the date in it, or name the "
+                               "arrival_date column so that times of day are read on the date of arrival")
+        self.none = frozenset(str(v).strip() for v in (none if none is not None else ["", "0:00:00"]))
+        if channel not in CHANNELS:
+            raise MappingError(f"channel: {channel!r} is not one of {', '.join(CHANNELS)}")
+        self.channel = channel
+        if not isinstance(skew_seconds, (int, float)) or isinstance(skew_seconds, bool) or not 0 <= skew_seconds <= 60:
+            raise MappingError("skew_seconds: a number of seconds from 0 to 60")
+        self.skew = int(skew_seconds)
+        if not isinstance(delimiter, str) or len(delimiter) != 1:
+            raise MappingError("delimiter: one character")
+        self.delimiter = delimiter
+        self.outcomes: dict[str, tuple[str, str | None]] = {}  # value -> (kind, flowed_out reason)
+        for kind, values in (outcomes or {}).items():
+            if kind == "flowed_out":
+                if not isinstance(values, dict) or not set(values) <= set(FLOW_REASONS):
+                    raise MappingError(f"outcomes.flowed_out: a map from reason ({', '.join(FLOW_REASONS)}) to values")
+                pairs = [(v, ("flowed_out", reason)) for reason, vs in values.items() for v in _listed(vs, kind)]
+            elif kind in ("answered", "abandoned", "never_queued"):
+                pairs = [(v, (kind, None)) for v in _listed(values, kind)]
+            else:
+                raise MappingError(f"outcomes: unknown kind {kind!r} (answered, abandoned, flowed_out, never_queued)")
+            for value, meaning in pairs:
+                if value in self.outcomes and self.outcomes[value] != meaning:
+                    raise MappingError(f"outcomes: {value!r} is listed twice")
+                self.outcomes[value] = meaning
+        if not any(k == "answered" for k, _ in self.outcomes.values()):
+            raise MappingError("outcomes: list at least the value(s) meaning answered")
+
+    @classmethod
+    def from_dict(cls, data: object) -> "Mapping":
+        if not isinstance(data, dict):
+            raise MappingError("the mapping must be a YAML map with at least columns: and outcomes:")
+        known = {"columns", "outcomes", "time_zone", "time_format", "date_format", "none", "channel",
+                 "skew_seconds", "delimiter"}
+        unknown = set(data) - known
+        if unknown:
+            raise MappingError(f"unknown key(s) {', '.join(sorted(map(str, unknown)))} (known: {', '.join(sorted(known))})")
+        if not isinstance(data.get("columns"), dict) or not isinstance(data.get("outcomes"), dict):
+            raise MappingError("columns: and outcomes: must both be maps")
+        none = data.get("none")
+        if none is not None and not isinstance(none, list):
+            raise MappingError("none: a list of values meaning 'no value' (e.g. ['', '0:00:00'])")
+        kw = {k: data[k] for k in ("time_zone", "time_format", "date_format", "channel", "skew_seconds", "delimiter")
+              if k in data}
+        for k in ("time_zone", "time_format", "date_format", "channel"):
+            if k in kw and not isinstance(kw[k], str):
+                raise MappingError(f"{k}: must be text")
+        return cls(data["columns"], data["outcomes"], none=none, **kw)
+
+
+def _listed(values: object, kind: str) -> list[str]:
+    if isinstance(values, (str, int)):
+        values = [values]
+    if not isinstance(values, list) or not values:
+        raise MappingError(f"outcomes.{kind}: a value or a list of values")
+    return [str(v).strip() for v in values]
+
+
+class RowMapper:
+    """Maps rows of one file (after `bind(header)`) to contract events; `tally` says what was done."""
+
+    def __init__(self, mapping: Mapping, header: list[str]) -> None:
+        self.m = mapping
+        self.tally = Tally()
+        names = [h.strip() for h in header]
+        self.index: dict[str, int] = {}
+        for key, column in mapping.columns.items():
+            if column not in names:
+                raise MappingError(f"column {column!r} (for {key}) is not in the file's header: "
+                                   f"{', '.join(repr(n) for n in names)}")
+            self.index[key] = names.index(column)
+        self._offsets: dict[tuple[int, int], int] = {}
+        self._days: dict[str, int] = {}
+
+    # ------------------------------------------------------------------------------------------ times
+
+    def _local_day(self, text: str) -> int | None:
+        """A date (arrival_date column) to its day number since 1970-01-01."""
+        day = self._days.get(text)
+        if day is None:
+            g = self.m.date_match(text)
+            if g is None:
+                return None
+            try:
+                day = date(*_ymd(g.groupdict())).toordinal() - _EPOCH_ORDINAL
+            except ValueError:
+                return None
+            if len(self._days) > 4096:
+                self._days.clear()
+            self._days[text] = day
+        return day
+
+    def _local_seconds(self, text: str, day: int | None) -> int | None:
+        """A time column to local seconds since 1970-01-01 (naive), anchored on `day` if given."""
+        g = self.m.time_match(text)
+        if g is None:
+            return None
+        d = g.groupdict()
+        h = int(d["H"]) if d.get("H") is not None else int(d.get("I") or 0) % 12 + (12 if (d.get("p") or "").lower() == "pm" else 0)
+        mi, s = int(d.get("M") or 0), int(d.get("S") or 0)
+        if h > 23 or mi > 59 or s > 59:
+            return None
+        if d.get("Y") is not None or d.get("y") is not None:
+            try:
+                day = date(*_ymd(d)).toordinal() - _EPOCH_ORDINAL
+            except ValueError:
+                return None
+        elif day is None:
+            return None
+        return day * 86400 + h * 3600 + mi * 60 + s
+
+    def _utc(self, local: int) -> int:
+        if self.m.utc:
+            return local
+        key = divmod(local, 3600)[0]
+        off = self._offsets.get(key)
+        if off is None:
+            dt = datetime(1970, 1, 1) + timedelta(seconds=key * 3600)
+            off = int(dt.replace(tzinfo=self.m.tz).utcoffset().total_seconds())
+            if len(self._offsets) > 65536:
+                self._offsets.clear()
+            self._offsets[key] = off
+        return local - off
+
+    # ------------------------------------------------------------------------------------------ rows
+
+    def map_row(self, row: list[str]) -> list[dict]:
+        """The events of one call (none when the row is skipped; the tally says why)."""
+        tally, m, ix = self.tally, self.m, self.index
+        tally.read += 1
+        none, n = m.none, len(row)
+
+        def get(key: str) -> str | None:
+            i = ix.get(key)
+            if i is None or i >= n:
+                return None
+            v = row[i].strip()
+            return None if v in none else v
+
+        contact = get("contact_id")
+        if contact is None:
+            return self._skip("missing contact id")
+        outcome_text = get("outcome")
+        queue = get("queue")
+        agent = get("agent")
+        customer = get("customer_id") or contact
+        if len(contact) > MAX_ID or len(customer) > MAX_ID or len(queue or "") > MAX_ID or len(agent or "") > MAX_ID:
+            return self._skip("identifier over 200 characters")
+        channel = get("channel") or m.channel
+        if channel not in CHANNELS:
+            return self._skip("unknown channel")
+        day = None
+        if "arrival_date" in ix:
+            text = get("arrival_date")
+            if text is None:
+                return self._skip("missing arrival date")
+            day = self._local_day(text)
+            if day is None:
+                return self._skip("unreadable arrival date")
+        # Times in call order; a time of day earlier than the one before it crossed midnight.
+        times: dict[str, int] = {}
+        prev_key = prev = None
+        for key in TIME_COLUMNS:
+            text = get(key)
+            if text is None:
+                continue
+            t = self._local_seconds(text, day)
+            if t is None:
+                return self._skip(f"unreadable time in {key}")
+            if prev is not None and t < prev:
+                if day is not None and t < prev - 43_200:
+                    t += 86_400
+                    tally.adjusted[f"{key} after midnight: on the day after arrival"] += 1
+                elif prev - t <= m.skew:
+                    tally.adjusted[f"{key} up to {m.skew} s before {prev_key} (clock skew): moved to it"] += 1
+                    t = prev
+                else:
+                    return self._skip(f"{key} before {prev_key}")
+            times[key] = t
+            prev_key, prev = key, t
+        if "arrival" not in times:
+            return self._skip("missing arrival")
+        utc = {k: self._utc(v) for k, v in times.items()}
+        if not all(MIN_EPOCH <= v < MAX_EPOCH for v in utc.values()):
+            return self._skip("time out of range")
+        base = line_id("csv-", "\x1f".join(row))
+        created = {"event_id": base + ":c", "type": "contact.created", "ts": rfc3339(utc["arrival"]),
+                   "contact_id": contact, "channel": channel, "customer_id": customer}
+        meaning = m.outcomes.get(outcome_text) if outcome_text is not None else None
+        if queue is None or (meaning is not None and meaning[0] == "never_queued"):
+            tally.adjusted["never queued (ended in the voice menu): contact.created only"] += 1
+            return self._done([created])
+        if outcome_text is None:
+            return self._skip("missing outcome")
+        if meaning is None:
+            return self._skip("unknown outcome value")
+        kind, reason = meaning
+        start = utc.get("queue_start", utc["arrival"])
+        out = [created, {"event_id": base + ":q", "type": "contact.queued", "ts": rfc3339(start),
+                         "contact_id": contact, "queue_id": queue}]
+        exit_ = utc.get("queue_exit")
+        if kind == "answered":
+            if agent is None:
+                return self._skip("answered without an agent")
+            answer = exit_ if exit_ is not None else utc.get("service_start")
+            if answer is None:
+                return self._skip("answered without queue exit or service start")
+            out.append({"event_id": base + ":e", "type": "contact.answered", "ts": rfc3339(answer),
+                        "contact_id": contact, "queue_id": queue, "agent_id": agent})
+            end = utc.get("service_end")
+            if end is None:
+                tally.adjusted["answered without service end: no wrap-up events (the leg stays open)"] += 1
+            else:
+                out.append({"event_id": base + ":w", "type": "contact.wrapup_started", "ts": rfc3339(end),
+                            "contact_id": contact, "agent_id": agent})
+                out.append({"event_id": base + ":x", "type": "contact.wrapup_ended",
+                            "ts": rfc3339(utc.get("wrapup_end", end)), "contact_id": contact, "agent_id": agent})
+        elif kind == "abandoned":
+            if exit_ is None:
+                exit_ = start
+                tally.adjusted["abandoned without queue exit: a zero-second abandon"] += 1
+            elif exit_ == start:
+                tally.adjusted["zero-second abandon kept (a short abandon)"] += 1
+            out.append({"event_id": base + ":e", "type": "contact.abandoned", "ts": rfc3339(exit_),
+                        "contact_id": contact, "queue_id": queue})
+        else:
+            if exit_ is None:
+                return self._skip("flowed out without queue exit")
+            out.append({"event_id": base + ":e", "type": "contact.flowed_out", "ts": rfc3339(exit_),
+                        "contact_id": contact, "queue_id": queue, "reason": reason})
+        return self._done(out)
+
+    def _skip(self, reason: str) -> list[dict]:
+        self.tally.skipped[reason] += 1
+        return []
+
+    def _done(self, out: list[dict]) -> list[dict]:
+        self.tally.contacts += 1
+        self.tally.events += len(out)
+        return out
+
+
+def _ymd(d: dict) -> tuple[int, int, int]:
+    year = int(d["Y"]) if d.get("Y") is not None else 2000 + int(d.get("y") or 0)
+    return year, int(d.get("m") or 1), int(d.get("d") or 1)

@@ -1,0 +1,287 @@
+"""`kpi ingest asterisk` and `kpi ingest csv`: files in, contract events out (the input topic, or a
+JSON-lines file). The mapping itself is in asterisk.py and csvlog.py; this reads, follows, sends,
+checkpoints and reports. Errors the user can fix are one line on stderr and exit status 2."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import io
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+from .asterisk import CONTRACT_REASONS, QueueLogMapper
+from .common import Tally
+from .follow import Stream, Tail, load_checkpoint, save_checkpoint
+
+BATCH_LINES = 20_000  # lines mapped before the events are sent and the checkpoint is written
+
+
+class UserError(Exception):
+    """Something the user can fix: the message is printed alone, the exit status is 2."""
+
+
+# ---------------------------------------------------------------------------------------- sinks
+
+class FileSink:
+    """JSON lines to a file (appended to when following: a restart adds, never rewrites)."""
+
+    def __init__(self, path: str, append: bool) -> None:
+        self.where = path
+        try:
+            self.fh = open(path, "ab" if append else "wb")
+        except OSError as exc:
+            raise UserError(f"cannot write {path}: {exc.strerror}") from None
+
+    def send(self, events: list[dict]) -> None:
+        if events:
+            self.fh.write(b"".join(orjson.dumps(e) + b"\n" for e in events))
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+class KafkaSink:
+    """The input topic, through the same producer as `kpi produce` and `kpi simulate` (cli._produce):
+    keyed as the contract says, acks=all, flushed before send() returns."""
+
+    def __init__(self, args) -> None:
+        from ..config import ConfigError, load_settings
+
+        try:
+            self.settings = load_settings(args.config)
+        except ConfigError as exc:
+            raise UserError(str(exc)) from None
+        self.bootstrap, self.topic = args.bootstrap, args.topic
+        self.where = f"topic {args.topic or self.settings.kafka.input_topic} on " \
+                     f"{args.bootstrap or self.settings.kafka.bootstrap}"
+
+    def send(self, events: list[dict]) -> None:
+        if not events:
+            return
+        from ..cli import _produce
+
+        try:
+            asyncio.run(_produce(events, self.settings, self.bootstrap, self.topic, 0.0))
+        except Exception as exc:  # aiokafka's connection and timeout errors, whatever their class
+            raise UserError(f"cannot produce to {self.where}: {type(exc).__name__}: {exc}") from None
+
+    def close(self) -> None:
+        pass
+
+
+def _sink(args, append: bool):
+    return FileSink(args.output, append) if args.output else KafkaSink(args)
+
+
+# ---------------------------------------------------------------------------------------- asterisk
+
+def _exit_keys(pairs: list[str]) -> dict[str, str]:
+    keys = {}
+    for pair in pairs or []:
+        key, sep, reason = pair.partition("=")
+        if not sep or not key or reason not in CONTRACT_REASONS:
+            raise UserError(f"--exit-key {pair!r}: expected DIGIT=REASON with REASON one of {', '.join(CONTRACT_REASONS)}")
+        keys[key] = reason
+    return keys
+
+
+class _Stop:
+    """SIGTERM and Ctrl-C end a follow loop between two batches (what was read is sent first)."""
+
+    def __init__(self) -> None:
+        self.asked = False
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._ask)
+
+    def _ask(self, signum, frame) -> None:
+        self.asked = True
+
+
+def cmd_asterisk(args) -> int:
+    if args.follow and args.queue_log == "-":
+        raise UserError("--follow reads a file; standard input is read as it comes without it")
+    from zoneinfo import ZoneInfoNotFoundError
+    checkpoint = Path(args.checkpoint or f"{Path(args.queue_log).name}.kpi-ingest.json") if args.follow else None
+    try:
+        saved = load_checkpoint(checkpoint) if checkpoint else None
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        mapper = QueueLogMapper(time_zone=args.time_zone, exit_keys=_exit_keys(args.exit_key),
+                                state=saved.get("state") if saved else None)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise UserError(f"{exc}") from None
+    if args.queue_log == "-":
+        source = Stream(sys.stdin.fileno(), args.poll)
+    else:
+        try:
+            source = Tail(args.queue_log, (saved["dev"], saved["ino"], saved["offset"]) if saved else None)
+        except OSError as exc:
+            raise UserError(f"cannot read {args.queue_log}: {exc.strerror}") from None
+    sink = _sink(args, append=bool(args.follow))
+    print(f"kpi ingest asterisk: {args.queue_log} -> {sink.where}"
+          + (f"; checkpoint {checkpoint}" + (" (resuming)" if saved else "") if checkpoint else ""),
+          file=sys.stderr, flush=True)
+    stop = _Stop() if args.follow or args.queue_log == "-" else None
+    started, last_note, n_notes = time.monotonic(), 0.0, 0
+    live = args.follow or args.queue_log == "-"
+    try:
+        while True:
+            events: list[dict] = []
+            moved = drained = False
+            while len(events) < BATCH_LINES:
+                lines = source.read()
+                if not lines:
+                    drained = True
+                    break
+                moved = True
+                for raw in lines:
+                    events.extend(mapper.map_line(raw.decode("utf-8", "replace")))
+            finished = drained and (source.eof if isinstance(source, Stream) else not args.follow)
+            if finished and isinstance(source, Tail):
+                for raw in source.final():  # a last line without its newline
+                    moved = True
+                    events.extend(mapper.map_line(raw.decode("utf-8", "replace")))
+            sink.send(events)
+            if checkpoint is not None and moved:
+                save_checkpoint(checkpoint, source.position(), args.queue_log, mapper.state())
+            notes = getattr(source, "notes", [])
+            for note in notes[n_notes:]:
+                print(f"kpi ingest asterisk: {note}", file=sys.stderr, flush=True)
+            n_notes = len(notes)
+            if finished or (stop is not None and stop.asked):
+                break
+            now = time.monotonic()
+            if live and now - last_note >= 10:
+                last_note = now
+                t = mapper.tally
+                print(f"  {t.read:,} lines read, {t.events:,} events sent", file=sys.stderr, flush=True)
+            if drained and isinstance(source, Tail):
+                time.sleep(args.poll)
+    finally:
+        sink.close()
+        if isinstance(source, Tail):
+            source.close()
+    elapsed = time.monotonic() - started
+    for line in mapper.tally.lines("lines"):
+        print(line, file=sys.stderr)
+    print(f"events sent to {sink.where} in {elapsed:.1f} s", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- csv
+
+def cmd_csv(args) -> int:
+    import yaml
+
+    from .csvlog import Mapping, MappingError, RowMapper
+
+    try:
+        text = Path(args.mapping).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot read mapping {args.mapping}: {exc.strerror}") from None
+    try:
+        mapping = Mapping.from_dict(yaml.safe_load(text))
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" (line {where.line + 1})" if where is not None else ""
+        raise UserError(f"mapping {args.mapping} is not valid YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
+    except MappingError as exc:
+        raise UserError(f"mapping {args.mapping}: {exc}") from None
+    try:
+        fh = (io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="") if args.file == "-"
+              else open(args.file, encoding="utf-8-sig", newline=""))
+    except OSError as exc:
+        raise UserError(f"cannot read {args.file}: {exc.strerror}") from None
+    sink = _sink(args, append=False)
+    started = time.monotonic()
+    try:
+        with fh:
+            reader = csv.reader(fh, delimiter=mapping.delimiter)
+            try:
+                header = next(reader)
+            except StopIteration:
+                raise UserError(f"{args.file} is empty: no header row") from None
+            try:
+                rows = RowMapper(mapping, header)
+            except MappingError as exc:
+                raise UserError(f"{args.file}: {exc}") from None
+            print(f"kpi ingest csv: {args.file} -> {sink.where}", file=sys.stderr, flush=True)
+            events: list[dict] = []
+            try:
+                for row in reader:
+                    if not row:
+                        continue
+                    events.extend(rows.map_row(row))
+                    if len(events) >= 50_000:
+                        sink.send(events)
+                        events = []
+                        print(f"  {rows.tally.read:,} rows read", file=sys.stderr, flush=True)
+            except (csv.Error, UnicodeDecodeError) as exc:
+                raise UserError(f"{args.file}: unreadable at row {rows.tally.read + 2}: {exc}") from None
+            sink.send(events)
+    finally:
+        sink.close()
+    tally: Tally = rows.tally
+    for line in tally.lines("rows"):
+        print(line, file=sys.stderr)
+    print(f"events sent to {sink.where} in {time.monotonic() - started:.1f} s", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- parser
+
+def _guarded(fn):
+    def run(args) -> int:
+        try:
+            return fn(args)
+        except UserError as exc:
+            print(f"kpi ingest {args.source}: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"kpi ingest {args.source}: interrupted", file=sys.stderr)
+            return 130
+        except Exception as exc:  # never a traceback for a user (the issue's rule); say what it was
+            print(f"kpi ingest {args.source}: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
+    return run
+
+
+def _kafka_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output", help="write JSON lines here instead of producing to Kafka")
+    p.add_argument("--config", help="YAML settings file (Kafka connection, input topic)")
+    p.add_argument("--bootstrap", help="Kafka bootstrap servers (default: the settings')")
+    p.add_argument("--topic", help="topic (default: the input topic of the settings)")
+
+
+def register(sub) -> None:
+    """Adds `ingest asterisk` and `ingest csv` to the `kpi` parser's subcommands."""
+    ing = sub.add_parser("ingest", help="map a real contact center's logs to contract events (docs/ingest.md)")
+    isub = ing.add_subparsers(dest="source", required=True)
+
+    a = isub.add_parser("asterisk", help="Asterisk queue_log to contract events")
+    a.add_argument("--queue-log", required=True, metavar="PATH|-", help="the queue_log file, or - for standard input")
+    a.add_argument("--follow", action="store_true",
+                   help="keep reading what is appended (survives rotation), with a checkpoint of the position")
+    a.add_argument("--checkpoint", help="checkpoint file for --follow (default: <queue_log name>.kpi-ingest.json here)")
+    a.add_argument("--poll", type=float, default=0.5, help="seconds between looks at the file when it has nothing new")
+    a.add_argument("--time-zone", default="UTC",
+                   help="zone of date-time stamps (realtime back-ends); epoch stamps are UTC anyway")
+    a.add_argument("--exit-key", action="append", metavar="DIGIT=REASON",
+                   help="flowed_out reason of an EXITWITHKEY digit (default overflow), e.g. 1=voicemail 2=callback")
+    _kafka_options(a)
+    a.set_defaults(fn=_guarded(cmd_asterisk))
+
+    c = isub.add_parser("csv", help="per-call CSV export to contract events, with a column mapping")
+    c.add_argument("--mapping", required=True, help="mapping YAML (see deploy/config/csv-mapping.example.yaml)")
+    c.add_argument("file", metavar="FILE", help="the CSV export (header row first), or - for standard input")
+    _kafka_options(c)
+    c.set_defaults(fn=_guarded(cmd_csv))
