@@ -147,6 +147,9 @@ class QueueLogMapper:
         ts = rfc3339(epoch)
         if event in _MEMBER_EVENTS:
             return self._member(line, ts, queue, agent, event, f)
+        if event in NO_EQUIVALENT:
+            tally.skipped[f"{event}: no contract equivalent"] += 1
+            return []
         if callid in _NONE or queue in _NONE:
             tally.skipped[f"{event} without a call id or queue"] += 1
             return []
@@ -182,10 +185,7 @@ class QueueLogMapper:
                 tally.skipped[f"{event} without an agent"] += 1
                 return []
             return self._agent_leg(base, ts, epoch, callid, queue, agent, event, f)
-        if event in NO_EQUIVALENT:
-            tally.skipped[f"{event}: no contract equivalent"] += 1
-        else:
-            tally.skipped["unknown event"] += 1
+        tally.skipped["unknown event"] += 1
         return []
 
     def _agent_leg(self, base: str, ts: str, epoch: int, callid: str, queue: str, agent: str, event: str,

@@ -61,3 +61,40 @@ class Tally:
         for what, n in sorted(self.adjusted.items(), key=lambda kv: (-kv[1], kv[0])):
             out.append(f"  adjusted {n:,}: {what}")
         return out
+
+
+class Reorder:
+    """Puts the events of per-call rows back in event-time order, in bounded memory.
+
+    One row carries a whole call (arrival to end of service, minutes apart), so rows in arrival
+    order give events out of order by the length of a call, far beyond the processor's allowed
+    lateness. An event is held until the rows read have moved `window` seconds past it (rows may be
+    out of arrival order by up to that much), then released in (time, lifecycle rank) order.
+    """
+
+    def __init__(self, window: int) -> None:
+        import heapq
+
+        from ..core.events import TYPE_RANK
+
+        self._heap: list = []
+        self._push, self._pop = heapq.heappush, heapq.heappop
+        self._rank = TYPE_RANK
+        self.window = window
+        self._n = 0
+
+    def push(self, events: list[dict], now: int) -> list[dict]:
+        """Hold `events`; return those older than `now` (the latest arrival read) minus the window."""
+        for e in events:
+            self._n += 1
+            self._push(self._heap, (e["ts"], self._rank.get(e["type"], 50), self._n, e))
+        horizon = rfc3339(max(now - self.window, 0))
+        out = []
+        heap = self._heap
+        while heap and heap[0][0] < horizon:
+            out.append(self._pop(heap)[3])
+        return out
+
+    def drain(self) -> list[dict]:
+        out = [self._pop(self._heap)[3] for _ in range(len(self._heap))]
+        return out

@@ -160,7 +160,8 @@ class RowMapper:
                 raise MappingError(f"column {column!r} (for {key}) is not in the file's header: "
                                    f"{', '.join(repr(n) for n in names)}")
             self.index[key] = names.index(column)
-        self._offsets: dict[tuple[int, int], int] = {}
+        self.last_arrival = 0  # latest arrival read (UTC epoch seconds): how far the rows have moved
+        self._offsets: dict[int, int] = {}
         self._days: dict[str, int] = {}
 
     # ------------------------------------------------------------------------------------------ times
@@ -274,6 +275,7 @@ class RowMapper:
         utc = {k: self._utc(v) for k, v in times.items()}
         if not all(MIN_EPOCH <= v < MAX_EPOCH for v in utc.values()):
             return self._skip("time out of range")
+        self.last_arrival = max(self.last_arrival, utc["arrival"])
         base = line_id("csv-", "\x1f".join(row))
         created = {"event_id": base + ":c", "type": "contact.created", "ts": rfc3339(utc["arrival"]),
                    "contact_id": contact, "channel": channel, "customer_id": customer}

@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 
 from .asterisk import CONTRACT_REASONS, QueueLogMapper
-from .common import Tally
+from .common import Reorder, Tally
 from .follow import Stream, Tail, load_checkpoint, save_checkpoint
 
 BATCH_LINES = 20_000  # lines mapped before the events are sent and the checkpoint is written
@@ -216,17 +216,19 @@ def cmd_csv(args) -> int:
                 raise UserError(f"{args.file}: {exc}") from None
             print(f"kpi ingest csv: {args.file} -> {sink.where}", file=sys.stderr, flush=True)
             events: list[dict] = []
+            order = Reorder(args.reorder_seconds)
             try:
                 for row in reader:
                     if not row:
                         continue
-                    events.extend(rows.map_row(row))
+                    events.extend(order.push(rows.map_row(row), rows.last_arrival))
                     if len(events) >= 50_000:
                         sink.send(events)
                         events = []
                         print(f"  {rows.tally.read:,} rows read", file=sys.stderr, flush=True)
             except (csv.Error, UnicodeDecodeError) as exc:
                 raise UserError(f"{args.file}: unreadable at row {rows.tally.read + 2}: {exc}") from None
+            events.extend(order.drain())
             sink.send(events)
     finally:
         sink.close()
@@ -282,6 +284,8 @@ def register(sub) -> None:
 
     c = isub.add_parser("csv", help="per-call CSV export to contract events, with a column mapping")
     c.add_argument("--mapping", required=True, help="mapping YAML (see deploy/config/csv-mapping.example.yaml)")
+    c.add_argument("--reorder-seconds", type=int, default=3600,
+                   help="rows may be this far out of arrival order; events are sent in event-time order")
     c.add_argument("file", metavar="FILE", help="the CSV export (header row first), or - for standard input")
     _kafka_options(c)
     c.set_defaults(fn=_guarded(cmd_csv))
