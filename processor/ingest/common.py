@@ -6,21 +6,20 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_DAYS: dict[int, str] = {}  # day number since the epoch -> "YYYY-MM-DDT": one strftime a day, not an event
+_MINUTES: dict[int, str] = {}  # minute since the epoch -> "YYYY-MM-DDThh:mm:" (one format a minute)
+_SECONDS = tuple(f"{s:02d}Z" for s in range(60))
 MIN_EPOCH, MAX_EPOCH = 0, 253_370_764_800  # the decoder's accepted range (1970 to 9999-01-01), seconds
 
 
 def rfc3339(epoch: int) -> str:
-    """Whole epoch seconds to RFC 3339 UTC (`2026-11-23T09:00:05Z`); integer arithmetic, cached per day."""
-    day, rest = divmod(epoch, 86400)
-    prefix = _DAYS.get(day)
+    """Whole epoch seconds to RFC 3339 UTC (`2026-11-23T09:00:05Z`): a dict lookup and a concatenation."""
+    minute, second = divmod(epoch, 60)
+    prefix = _MINUTES.get(minute)
     if prefix is None:
-        if len(_DAYS) > 4096:
-            _DAYS.clear()
-        prefix = _DAYS[day] = (_EPOCH + timedelta(days=day)).strftime("%Y-%m-%dT")
-    h, rest = divmod(rest, 3600)
-    m, s = divmod(rest, 60)
-    return f"{prefix}{h:02d}:{m:02d}:{s:02d}Z"
+        if len(_MINUTES) > 100_000:
+            _MINUTES.clear()
+        prefix = _MINUTES[minute] = (_EPOCH + timedelta(minutes=minute)).strftime("%Y-%m-%dT%H:%M:")
+    return prefix + _SECONDS[second]
 
 
 def line_id(prefix: str, text: str) -> str:
@@ -68,8 +67,9 @@ class Reorder:
 
     One row carries a whole call (arrival to end of service, minutes apart), so rows in arrival
     order give events out of order by the length of a call, far beyond the processor's allowed
-    lateness. An event is held until the rows read have moved `window` seconds past it (rows may be
-    out of arrival order by up to that much), then released in (time, lifecycle rank) order.
+    lateness. An event is held until the rows read have moved `window` seconds past its minute
+    (rows may be out of arrival order by up to that much), then released in (time, lifecycle
+    rank) order. Events are kept in one bucket per minute: each is sorted once, within its minute.
     """
 
     def __init__(self, window: int) -> None:
@@ -77,24 +77,38 @@ class Reorder:
 
         from ..core.events import TYPE_RANK
 
-        self._heap: list = []
+        self._buckets: dict[str, list[dict]] = {}  # "YYYY-MM-DDThh:mm" -> its events
+        self._minutes: list[str] = []  # heap of the buckets' minutes
         self._push, self._pop = heapq.heappush, heapq.heappop
-        self._rank = TYPE_RANK
+        rank = TYPE_RANK
+        self._key = lambda e: (e["ts"], rank.get(e["type"], 50))
         self.window = window
-        self._n = 0
 
     def push(self, events: list[dict], now: int) -> list[dict]:
-        """Hold `events`; return those older than `now` (the latest arrival read) minus the window."""
+        """Hold `events`; return those whose minute is over `window` seconds before `now` (the latest
+        arrival read)."""
+        buckets = self._buckets
         for e in events:
-            self._n += 1
-            self._push(self._heap, (e["ts"], self._rank.get(e["type"], 50), self._n, e))
-        horizon = rfc3339(max(now - self.window, 0))
-        out = []
-        heap = self._heap
-        while heap and heap[0][0] < horizon:
-            out.append(self._pop(heap)[3])
+            minute = e["ts"][:16]
+            bucket = buckets.get(minute)
+            if bucket is None:
+                bucket = buckets[minute] = []
+                self._push(self._minutes, minute)
+            bucket.append(e)
+        horizon = rfc3339(max(now - self.window, 0))[:16]
+        out: list[dict] = []
+        minutes = self._minutes
+        while minutes and minutes[0] < horizon:
+            bucket = buckets.pop(self._pop(minutes))
+            bucket.sort(key=self._key)
+            out += bucket
         return out
 
     def drain(self) -> list[dict]:
-        out = [self._pop(self._heap)[3] for _ in range(len(self._heap))]
+        """Everything still held, in order (at the end of the file)."""
+        out: list[dict] = []
+        while self._minutes:
+            bucket = self._buckets.pop(self._pop(self._minutes))
+            bucket.sort(key=self._key)
+            out += bucket
         return out

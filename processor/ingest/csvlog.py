@@ -162,6 +162,12 @@ class RowMapper:
             self.index[key] = names.index(column)
         self.last_arrival = 0  # latest arrival read (UTC epoch seconds): how far the rows have moved
         self._offsets: dict[int, int] = {}
+        self._times: dict[str, int | None] = {}
+        self._dated = "%Y" in mapping.time_format or "%y" in mapping.time_format
+        # Where each mapped field is in a row; a field not mapped reads the empty cell added at `width`.
+        self.width = len(names)
+        self._at = {key: self.index.get(key, self.width) for key in COLUMNS}
+        self._time_at = [(key, self.index[key]) for key in TIME_COLUMNS if key in self.index]
         self._days: dict[str, int] = {}
 
     # ------------------------------------------------------------------------------------------ times
@@ -183,7 +189,22 @@ class RowMapper:
         return day
 
     def _local_seconds(self, text: str, day: int | None) -> int | None:
-        """A time column to local seconds since 1970-01-01 (naive), anchored on `day` if given."""
+        """A time column to local seconds since 1970-01-01 (naive), anchored on `day` if given.
+        Parsed once per distinct text (there are 86,400 times of day): a dict lookup after that."""
+        t = self._times.get(text, -1)
+        if t == -1:
+            t = self._parse_time(text)
+            if len(self._times) > 200_000:
+                self._times.clear()
+            self._times[text] = t
+        if t is None:
+            return None
+        if self._dated:
+            return t
+        return None if day is None else day * 86400 + t
+
+    def _parse_time(self, text: str) -> int | None:
+        """Seconds of the day, or naive seconds since 1970 when the format has a date; None if unreadable."""
         g = self.m.time_match(text)
         if g is None:
             return None
@@ -192,19 +213,18 @@ class RowMapper:
         mi, s = int(d.get("M") or 0), int(d.get("S") or 0)
         if h > 23 or mi > 59 or s > 59:
             return None
-        if d.get("Y") is not None or d.get("y") is not None:
+        t = h * 3600 + mi * 60 + s
+        if self._dated:
             try:
-                day = date(*_ymd(d)).toordinal() - _EPOCH_ORDINAL
+                return (date(*_ymd(d)).toordinal() - _EPOCH_ORDINAL) * 86400 + t
             except ValueError:
                 return None
-        elif day is None:
-            return None
-        return day * 86400 + h * 3600 + mi * 60 + s
+        return t
 
     def _utc(self, local: int) -> int:
         if self.m.utc:
             return local
-        key = divmod(local, 3600)[0]
+        key = local // 3600
         off = self._offsets.get(key)
         if off is None:
             dt = datetime(1970, 1, 1) + timedelta(seconds=key * 3600)
@@ -218,20 +238,19 @@ class RowMapper:
 
     def map_row(self, row: list[str]) -> list[dict]:
         """The events of one call (none when the row is skipped; the tally says why)."""
-        tally, m, ix = self.tally, self.m, self.index
+        tally, m, at = self.tally, self.m, self._at
         tally.read += 1
-        none, n = m.none, len(row)
+        none, width = m.none, self.width
+        if len(row) != width + 1:  # pad a short row (missing fields are none) plus the empty cell
+            row = (row + [""] * (width + 1 - len(row)))[:width] + [""] if len(row) <= width else row[:width] + [""]
+        contact = row[at["contact_id"]].strip()
+        if contact in none:
+            return self._skip("missing contact id")
 
         def get(key: str) -> str | None:
-            i = ix.get(key)
-            if i is None or i >= n:
-                return None
-            v = row[i].strip()
+            v = row[at[key]].strip()
             return None if v in none else v
 
-        contact = get("contact_id")
-        if contact is None:
-            return self._skip("missing contact id")
         outcome_text = get("outcome")
         queue = get("queue")
         agent = get("agent")
@@ -242,7 +261,7 @@ class RowMapper:
         if channel not in CHANNELS:
             return self._skip("unknown channel")
         day = None
-        if "arrival_date" in ix:
+        if "arrival_date" in self.index:
             text = get("arrival_date")
             if text is None:
                 return self._skip("missing arrival date")
@@ -252,9 +271,9 @@ class RowMapper:
         # Times in call order; a time of day earlier than the one before it crossed midnight.
         times: dict[str, int] = {}
         prev_key = prev = None
-        for key in TIME_COLUMNS:
-            text = get(key)
-            if text is None:
+        for key, i in self._time_at:
+            text = row[i].strip()
+            if text in none:
                 continue
             t = self._local_seconds(text, day)
             if t is None:
@@ -272,10 +291,14 @@ class RowMapper:
             prev_key, prev = key, t
         if "arrival" not in times:
             return self._skip("missing arrival")
-        utc = {k: self._utc(v) for k, v in times.items()}
-        if not all(MIN_EPOCH <= v < MAX_EPOCH for v in utc.values()):
-            return self._skip("time out of range")
-        self.last_arrival = max(self.last_arrival, utc["arrival"])
+        utc = {}
+        for k, v in times.items():
+            v = self._utc(v)
+            if not MIN_EPOCH <= v < MAX_EPOCH:
+                return self._skip("time out of range")
+            utc[k] = v
+        if utc["arrival"] > self.last_arrival:
+            self.last_arrival = utc["arrival"]
         base = line_id("csv-", "\x1f".join(row))
         created = {"event_id": base + ":c", "type": "contact.created", "ts": rfc3339(utc["arrival"]),
                    "contact_id": contact, "channel": channel, "customer_id": customer}

@@ -216,6 +216,8 @@ def test_reorder_releases_in_event_time_order_once_rows_moved_past():
              {"ts": "2026-11-23T09:05:00Z", "type": "contact.wrapup_ended"}]
     assert r.push(first, 1795424400) == []
     second = [{"ts": "2026-11-23T09:01:00Z", "type": "contact.created"}]
-    out = r.push(second, 1795424400 + 125)  # rows now at 09:02:05: everything before 09:01:05 can go
-    assert [e["ts"] for e in out] == ["2026-11-23T09:00:00Z", "2026-11-23T09:01:00Z"]
+    # Rows at 09:02:05: nothing can come before 09:01:05 any more, so the minute 09:00 is complete.
+    assert [e["ts"] for e in r.push(second, 1795424400 + 125)] == ["2026-11-23T09:00:00Z"]
+    # Rows at 09:03:05: the minute 09:01 is complete too.
+    assert [e["ts"] for e in r.push([], 1795424400 + 185)] == ["2026-11-23T09:01:00Z"]
     assert [e["ts"] for e in r.drain()] == ["2026-11-23T09:05:00Z"]
