@@ -32,6 +32,7 @@ TIME_COLUMNS = ("arrival", "queue_start", "queue_exit", "service_start", "servic
 COLUMNS = ("contact_id", "arrival_date", *TIME_COLUMNS, "queue", "outcome", "agent", "customer_id", "channel")
 REQUIRED_COLUMNS = ("contact_id", "arrival", "queue", "outcome")
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_MISS = object()
 _DIRECTIVES = {"Y": r"(?P<Y>\d{4})", "y": r"(?P<y>\d{2})", "m": r"(?P<m>\d{1,2})", "d": r"(?P<d>\d{1,2})",
                "H": r"(?P<H>\d{1,2})", "I": r"(?P<I>\d{1,2})", "M": r"(?P<M>\d{1,2})", "S": r"(?P<S>\d{1,2})",
                "f": r"(?P<f>\d{1,9})", "p": r"(?P<p>[AaPp][Mm])"}
@@ -163,6 +164,7 @@ class RowMapper:
         self.last_arrival = 0  # latest arrival read (UTC epoch seconds): how far the rows have moved
         self._offsets: dict[int, int] = {}
         self._times: dict[str, int | None] = {}
+        self._has_date = "arrival_date" in self.index
         self._dated = "%Y" in mapping.time_format or "%y" in mapping.time_format
         # Where each mapped field is in a row; a field not mapped reads the empty cell added at `width`.
         self.width = len(names)
@@ -191,8 +193,8 @@ class RowMapper:
     def _local_seconds(self, text: str, day: int | None) -> int | None:
         """A time column to local seconds since 1970-01-01 (naive), anchored on `day` if given.
         Parsed once per distinct text (there are 86,400 times of day): a dict lookup after that."""
-        t = self._times.get(text, -1)
-        if t == -1:
+        t = self._times.get(text, _MISS)
+        if t is _MISS:
             t = self._parse_time(text)
             if len(self._times) > 200_000:
                 self._times.clear()
@@ -246,36 +248,46 @@ class RowMapper:
         contact = row[at["contact_id"]].strip()
         if contact in none:
             return self._skip("missing contact id")
-
-        def get(key: str) -> str | None:
-            v = row[at[key]].strip()
-            return None if v in none else v
-
-        outcome_text = get("outcome")
-        queue = get("queue")
-        agent = get("agent")
-        customer = get("customer_id") or contact
+        outcome_text = row[at["outcome"]].strip()
+        if outcome_text in none:
+            outcome_text = None
+        queue = row[at["queue"]].strip()
+        if queue in none:
+            queue = None
+        agent = row[at["agent"]].strip()
+        if agent in none:
+            agent = None
+        customer = row[at["customer_id"]].strip()
+        if customer in none:
+            customer = contact
         if len(contact) > MAX_ID or len(customer) > MAX_ID or len(queue or "") > MAX_ID or len(agent or "") > MAX_ID:
             return self._skip("identifier over 200 characters")
-        channel = get("channel") or m.channel
-        if channel not in CHANNELS:
+        channel = row[at["channel"]].strip()
+        if channel in none:
+            channel = m.channel
+        elif channel not in CHANNELS:
             return self._skip("unknown channel")
         day = None
-        if "arrival_date" in self.index:
-            text = get("arrival_date")
-            if text is None:
+        if self._has_date:
+            text = row[at["arrival_date"]].strip()
+            if text in none:
                 return self._skip("missing arrival date")
             day = self._local_day(text)
             if day is None:
                 return self._skip("unreadable arrival date")
         # Times in call order; a time of day earlier than the one before it crossed midnight.
-        times: dict[str, int] = {}
+        utc: dict[str, int] = {}
         prev_key = prev = None
+        cache, dated, offsets, is_utc = self._times, self._dated, self._offsets, m.utc
         for key, i in self._time_at:
             text = row[i].strip()
             if text in none:
                 continue
-            t = self._local_seconds(text, day)
+            t = cache.get(text, _MISS)
+            if t is _MISS:
+                t = self._local_seconds(text, day)
+            elif t is not None and not dated:
+                t += day * 86400
             if t is None:
                 return self._skip(f"unreadable time in {key}")
             if prev is not None and t < prev:
@@ -287,16 +299,15 @@ class RowMapper:
                     t = prev
                 else:
                     return self._skip(f"{key} before {prev_key}")
-            times[key] = t
             prev_key, prev = key, t
-        if "arrival" not in times:
-            return self._skip("missing arrival")
-        utc = {}
-        for k, v in times.items():
-            v = self._utc(v)
-            if not MIN_EPOCH <= v < MAX_EPOCH:
+            if not is_utc:
+                off = offsets.get(t // 3600)
+                t = t - off if off is not None else self._utc(t)
+            if not MIN_EPOCH <= t < MAX_EPOCH:
                 return self._skip("time out of range")
-            utc[k] = v
+            utc[key] = t
+        if "arrival" not in utc:
+            return self._skip("missing arrival")
         if utc["arrival"] > self.last_arrival:
             self.last_arrival = utc["arrival"]
         base = line_id("csv-", "\x1f".join(row))

@@ -40,7 +40,8 @@ class FileSink:
 
     def send(self, events: list[dict]) -> None:
         if events:
-            self.fh.write(b"".join(orjson.dumps(e) + b"\n" for e in events))
+            dumps, nl = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+            self.fh.write(b"".join([dumps(e, option=nl) for e in events]))
         self.fh.flush()
         os.fsync(self.fh.fileno())
 
