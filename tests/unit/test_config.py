@@ -468,15 +468,25 @@ def test_compose_worker_environment_loads(monkeypatch):
 
 
 def test_compose_commands_parse(monkeypatch):
+    from processor.ingest import shell as ingest
+
     seen = []
     for fn in ("cmd_replay", "cmd_worker", "cmd_simulate", "cmd_produce", "cmd_run"):
         monkeypatch.setattr(cli, fn, lambda args, fn=fn: seen.append((fn, args)) or 0)
+    for fn in ("cmd_asterisk", "cmd_csv"):  # the optional adapters (profiles asterisk, csv)
+        monkeypatch.setattr(ingest, fn, lambda args, fn=fn: seen.append((fn, args)) or 0)
     for name, svc in _kpi_services().items():
         assert cli.main([str(part) for part in svc["command"]]) == 0, name
     commands = {fn for fn, _ in seen}
-    assert commands == {"cmd_worker", "cmd_simulate"}
+    assert commands == {"cmd_worker", "cmd_simulate", "cmd_asterisk", "cmd_csv"}
     feed = next(args for fn, args in seen if fn == "cmd_simulate")
     assert feed.bootstrap == "kafka:9092" and feed.output is None
+    for fn in ("cmd_asterisk", "cmd_csv"):
+        args = next(args for f, args in seen if f == fn)
+        assert args.bootstrap == "kafka:9092" and args.output is None
+    assert next(args for f, args in seen if f == "cmd_asterisk").follow
+    services = _compose()["services"]
+    assert services["ingest-asterisk"]["profiles"] == ["asterisk"] and services["ingest-csv"]["profiles"] == ["csv"]
 
 
 def test_readme_documents_every_setting():
