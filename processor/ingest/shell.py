@@ -106,6 +106,20 @@ class _Stop:
         self.asked = True
 
 
+def _deliver(sink, events: list[dict], retry: bool, stop: "_Stop | None") -> None:
+    """Send a batch. A follower waits out a broker that is down (the batch, and the checkpoint,
+    wait with it); a one-shot run stops with the one-line error."""
+    while True:
+        try:
+            sink.send(events)
+            return
+        except UserError as exc:
+            if not retry or (stop is not None and stop.asked):
+                raise
+            print(f"kpi ingest asterisk: {exc}; retrying in 5 s", file=sys.stderr, flush=True)
+            time.sleep(5)
+
+
 def cmd_asterisk(args) -> int:
     if args.follow and args.queue_log == "-":
         raise UserError("--follow reads a file; standard input is read as it comes without it")
@@ -151,7 +165,7 @@ def cmd_asterisk(args) -> int:
                 for raw in source.final():  # a last line without its newline
                     moved = True
                     events.extend(mapper.map_line(raw.decode("utf-8", "replace")))
-            sink.send(events)
+            _deliver(sink, events, retry=args.follow, stop=stop)
             if checkpoint is not None and moved:
                 save_checkpoint(checkpoint, source.position(), args.queue_log, mapper.state())
             notes = getattr(source, "notes", [])
@@ -211,6 +225,10 @@ def cmd_csv(args) -> int:
                 header = next(reader)
             except StopIteration:
                 raise UserError(f"{args.file} is empty: no header row") from None
+            except UnicodeDecodeError as exc:
+                raise UserError(f"{args.file} is not UTF-8 text: {exc}") from None
+            except csv.Error as exc:
+                raise UserError(f"{args.file}: unreadable header row: {exc}") from None
             try:
                 rows = RowMapper(mapping, header)
             except MappingError as exc:
@@ -227,7 +245,9 @@ def cmd_csv(args) -> int:
                         sink.send(events)
                         events = []
                         print(f"  {rows.tally.read:,} rows read", file=sys.stderr, flush=True)
-            except (csv.Error, UnicodeDecodeError) as exc:
+            except UnicodeDecodeError as exc:
+                raise UserError(f"{args.file} is not UTF-8 text: {exc}") from None
+            except csv.Error as exc:
                 raise UserError(f"{args.file}: unreadable at row {rows.tally.read + 2}: {exc}") from None
             events.extend(order.drain())
             sink.send(events)
