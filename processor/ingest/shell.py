@@ -1,6 +1,7 @@
 """`kpi ingest asterisk` and `kpi ingest csv`: files in, contract events out (the input topic, or a
 JSON-lines file). The mapping itself is in asterisk.py and csvlog.py; this reads, follows, sends,
-checkpoints and reports. Errors the user can fix are one line on stderr and exit status 2."""
+checkpoints and reports. Errors are said as every `kpi` command says them (processor/errors.py):
+one line (two with a hint) on stderr, exit status 2 for bad input, 1 for a broker out of reach."""
 from __future__ import annotations
 
 import argparse
@@ -15,15 +16,12 @@ from pathlib import Path
 
 import orjson
 
+from ..errors import CommandError
 from .asterisk import CONTRACT_REASONS, QueueLogMapper
 from .common import Reorder, Tally
 from .follow import Stream, Tail, load_checkpoint, save_checkpoint
 
 BATCH_LINES = 20_000  # lines mapped before the events are sent and the checkpoint is written
-
-
-class UserError(Exception):
-    """Something the user can fix: the message is printed alone, the exit status is 2."""
 
 
 # ---------------------------------------------------------------------------------------- sinks
@@ -36,7 +34,7 @@ class FileSink:
         try:
             self.fh = open(path, "ab" if append else "wb")
         except OSError as exc:
-            raise UserError(f"cannot write {path}: {exc.strerror}") from None
+            raise CommandError(f"cannot write {path}: {exc.strerror}") from None
 
     def send(self, events: list[dict]) -> None:
         if events:
@@ -59,7 +57,7 @@ class KafkaSink:
         try:
             self.settings = load_settings(args.config)
         except ConfigError as exc:
-            raise UserError(str(exc)) from None
+            raise CommandError(str(exc)) from None
         self.bootstrap, self.topic = args.bootstrap, args.topic
         self.where = f"topic {args.topic or self.settings.kafka.input_topic} on " \
                      f"{args.bootstrap or self.settings.kafka.bootstrap}"
@@ -71,8 +69,10 @@ class KafkaSink:
 
         try:
             asyncio.run(_produce(events, self.settings, self.bootstrap, self.topic, 0.0))
-        except Exception as exc:  # aiokafka's connection and timeout errors, whatever their class
-            raise UserError(f"cannot produce to {self.where}: {type(exc).__name__}: {exc}") from None
+        except CommandError:  # the broker cannot be reached, said as `kpi produce` says it (exit 1)
+            raise
+        except Exception as exc:  # aiokafka's errors while sending, whatever their class
+            raise CommandError(f"cannot produce to {self.where}: {type(exc).__name__}: {exc}", 1) from None
 
     def close(self) -> None:
         pass
@@ -89,7 +89,7 @@ def _exit_keys(pairs: list[str]) -> dict[str, str]:
     for pair in pairs or []:
         key, sep, reason = pair.partition("=")
         if not sep or not key or reason not in CONTRACT_REASONS:
-            raise UserError(f"--exit-key {pair!r}: expected DIGIT=REASON with REASON one of {', '.join(CONTRACT_REASONS)}")
+            raise CommandError(f"--exit-key {pair!r}: expected DIGIT=REASON with REASON one of {', '.join(CONTRACT_REASONS)}")
         keys[key] = reason
     return keys
 
@@ -113,7 +113,7 @@ def _deliver(sink, events: list[dict], retry: bool, stop: "_Stop | None") -> Non
         try:
             sink.send(events)
             return
-        except UserError as exc:
+        except CommandError as exc:
             if not retry or (stop is not None and stop.asked):
                 raise
             print(f"kpi ingest asterisk: {exc}; retrying in 5 s", file=sys.stderr, flush=True)
@@ -122,25 +122,25 @@ def _deliver(sink, events: list[dict], retry: bool, stop: "_Stop | None") -> Non
 
 def cmd_asterisk(args) -> int:
     if args.follow and args.queue_log == "-":
-        raise UserError("--follow reads a file; standard input is read as it comes without it")
+        raise CommandError("--follow reads a file; standard input is read as it comes without it")
     from zoneinfo import ZoneInfoNotFoundError
     checkpoint = Path(args.checkpoint or f"{Path(args.queue_log).name}.kpi-ingest.json") if args.follow else None
     try:
         saved = load_checkpoint(checkpoint) if checkpoint else None
     except ValueError as exc:
-        raise UserError(str(exc)) from None
+        raise CommandError(str(exc)) from None
     try:
         mapper = QueueLogMapper(time_zone=args.time_zone, exit_keys=_exit_keys(args.exit_key),
                                 state=saved.get("state") if saved else None)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise UserError(f"{exc}") from None
+        raise CommandError(f"{exc}") from None
     if args.queue_log == "-":
         source = Stream(sys.stdin.fileno(), args.poll)
     else:
         try:
             source = Tail(args.queue_log, (saved["dev"], saved["ino"], saved["offset"]) if saved else None)
         except OSError as exc:
-            raise UserError(f"cannot read {args.queue_log}: {exc.strerror}") from None
+            raise CommandError(f"cannot read {args.queue_log}: {exc.strerror}") from None
     sink = _sink(args, append=bool(args.follow))
     print(f"kpi ingest asterisk: {args.queue_log} -> {sink.where}"
           + (f"; checkpoint {checkpoint}" + (" (resuming)" if saved else "") if checkpoint else ""),
@@ -202,20 +202,20 @@ def cmd_csv(args) -> int:
     try:
         text = Path(args.mapping).read_text(encoding="utf-8")
     except OSError as exc:
-        raise UserError(f"cannot read mapping {args.mapping}: {exc.strerror}") from None
+        raise CommandError(f"cannot read mapping {args.mapping}: {exc.strerror}") from None
     try:
         mapping = Mapping.from_dict(yaml.safe_load(text))
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" (line {where.line + 1})" if where is not None else ""
-        raise UserError(f"mapping {args.mapping} is not valid YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
+        raise CommandError(f"mapping {args.mapping} is not valid YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
     except MappingError as exc:
-        raise UserError(f"mapping {args.mapping}: {exc}") from None
+        raise CommandError(f"mapping {args.mapping}: {exc}") from None
     try:
         fh = (io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="") if args.file == "-"
               else open(args.file, encoding="utf-8-sig", newline=""))
     except OSError as exc:
-        raise UserError(f"cannot read {args.file}: {exc.strerror}") from None
+        raise CommandError(f"cannot read {args.file}: {exc.strerror}") from None
     sink = _sink(args, append=False)
     started = time.monotonic()
     try:
@@ -224,15 +224,15 @@ def cmd_csv(args) -> int:
             try:
                 header = next(reader)
             except StopIteration:
-                raise UserError(f"{args.file} is empty: no header row") from None
+                raise CommandError(f"{args.file} is empty: no header row") from None
             except UnicodeDecodeError as exc:
-                raise UserError(f"{args.file} is not UTF-8 text: {exc}") from None
+                raise CommandError(f"{args.file} is not UTF-8 text: {exc}") from None
             except csv.Error as exc:
-                raise UserError(f"{args.file}: unreadable header row: {exc}") from None
+                raise CommandError(f"{args.file}: unreadable header row: {exc}") from None
             try:
                 rows = RowMapper(mapping, header)
             except MappingError as exc:
-                raise UserError(f"{args.file}: {exc}") from None
+                raise CommandError(f"{args.file}: {exc}") from None
             print(f"kpi ingest csv: {args.file} -> {sink.where}", file=sys.stderr, flush=True)
             events: list[dict] = []
             order = Reorder(args.reorder_seconds)
@@ -246,9 +246,9 @@ def cmd_csv(args) -> int:
                         events = []
                         print(f"  {rows.tally.read:,} rows read", file=sys.stderr, flush=True)
             except UnicodeDecodeError as exc:
-                raise UserError(f"{args.file} is not UTF-8 text: {exc}") from None
+                raise CommandError(f"{args.file} is not UTF-8 text: {exc}") from None
             except csv.Error as exc:
-                raise UserError(f"{args.file}: unreadable at row {rows.tally.read + 2}: {exc}") from None
+                raise CommandError(f"{args.file}: unreadable at row {rows.tally.read + 2}: {exc}") from None
             events.extend(order.drain())
             sink.send(events)
     finally:
@@ -266,9 +266,9 @@ def _guarded(fn):
     def run(args) -> int:
         try:
             return fn(args)
-        except UserError as exc:
+        except CommandError as exc:
             print(f"kpi ingest {args.source}: {exc}", file=sys.stderr)
-            return 2
+            return exc.code
         except KeyboardInterrupt:
             print(f"kpi ingest {args.source}: interrupted", file=sys.stderr)
             return 130

@@ -239,12 +239,13 @@ def test_follow_survives_rotation_and_restarts_without_losing_or_repeating(tmp_p
     assert {e["event_id"] for e in again} == {e["event_id"] for e in want}
 
 
-def test_a_file_that_is_not_utf8_and_a_broker_that_is_not_there_are_one_line(tmp_path):
+def test_a_file_that_is_not_utf8_and_a_broker_that_is_not_there_are_said_plainly(tmp_path, monkeypatch):
     bad = tmp_path / "latin1.csv"
     bad.write_bytes((DATA / "calls.csv").read_bytes().replace(b"Caller", b"Appelant \xe9"))
     done = _kpi("ingest", "csv", "--mapping", str(MAPPING), str(bad), "--output", str(tmp_path / "x"))
     assert done.returncode == 2 and "is not UTF-8 text" in done.stderr and "Traceback" not in done.stderr
-    # Nothing listens on port 1: the producer's own error, in one line, exit 2.
+    # Nothing listens on port 1: said as `kpi produce` says it (processor/errors.py), exit 1.
+    monkeypatch.setenv("KPI_KAFKA__CONNECT_WAIT_SECONDS", "0")
     done = _kpi("ingest", "asterisk", "--queue-log", str(DATA / "queue_log"), "--bootstrap", "127.0.0.1:1")
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert done.stderr.strip().splitlines()[-1].startswith("kpi ingest asterisk: cannot produce to topic contact-events on 127.0.0.1:1")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "kpi ingest asterisk: cannot reach the Kafka broker at 127.0.0.1:1" in done.stderr
