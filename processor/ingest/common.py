@@ -68,20 +68,20 @@ class Reorder:
     One row carries a whole call (arrival to end of service, minutes apart), so rows in arrival
     order give events out of order by the length of a call, far beyond the processor's allowed
     lateness. An event is held until the rows read have moved `window` seconds past its minute
-    (rows may be out of arrival order by up to that much), then released in (time, lifecycle
-    rank) order. Events are kept in one bucket per minute: each is sorted once, within its minute.
+    (rows may be out of arrival order by up to that much), then released in time order (a row's
+    own events in the order the row gave them). Events are kept in one bucket per minute: each is sorted once, within its minute.
     """
 
     def __init__(self, window: int) -> None:
         import heapq
-
-        from ..core.events import TYPE_RANK
+        from operator import itemgetter
 
         self._buckets: dict[str, list[dict]] = {}  # "YYYY-MM-DDThh:mm" -> its events
         self._minutes: list[str] = []  # heap of the buckets' minutes
         self._push, self._pop = heapq.heappush, heapq.heappop
-        rank = TYPE_RANK
-        self._key = lambda e: (e["ts"], rank.get(e["type"], 50))
+        # By time only: the sort is stable, and a row's events come in lifecycle order, so events of
+        # one contact at the same second keep that order (events of different contacts need none).
+        self._key = itemgetter("ts")
         self.window = window
 
     def push(self, events: list[dict], now: int) -> list[dict]:
