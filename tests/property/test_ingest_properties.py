@@ -128,3 +128,76 @@ def test_reorder_releases_each_event_once_in_order_when_rows_stay_within_the_win
     out += r.drain()
     assert len(out) == 2 * len(rows)
     assert [e["ts"] for e in out] == sorted(e["ts"] for e in out)
+
+
+# A queue_log of well-formed calls, as Asterisk writes them in time order: the processor accepts
+# every event the adapter makes of it (no dead letter) and counts each call's segments and legs.
+call = st.tuples(st.integers(0, 3000), st.sampled_from(["sales", "support"]),
+                 st.sampled_from(["answer", "transfer", "abandon", "timeout", "key", "empty"]),
+                 st.integers(0, 120), st.integers(0, 600), st.integers(0, 60))
+
+
+def _calls_to_lines(calls) -> tuple[list[str], dict[str, int]]:
+    timed: list[tuple[int, str]] = []  # (time, line); sorted stably, so a call's own lines keep their order
+    expected = {"segments": 0, "answered": 0, "abandoned": 0, "flowed_out": 0, "legs": 0}
+    for n, (start, queue, outcome, wait, talk, wait2) in enumerate(calls):
+        cid, agent, t = f"{T0 + start}.{n}", f"PJSIP/{1000 + n}", T0 + start
+
+        def put(at: int, text: str) -> None:
+            timed.append((at, f"{at}|{cid}|{text}"))
+
+        put(t, f"{queue}|NONE|ENTERQUEUE||+3360{n:07d}|1")
+        expected["segments"] += 1
+        end = t + wait
+        if outcome in ("answer", "transfer"):
+            expected["answered"] += 1
+            expected["legs"] += 1
+            put(end, f"{queue}|{agent}|CONNECT|{wait}|{cid}9|2")
+            if outcome == "answer":
+                put(end + talk, f"{queue}|{agent}|COMPLETECALLER|{wait}|{talk}|1")
+            else:
+                other = "support" if queue == "sales" else "sales"
+                put(end + talk, f"{queue}|{agent}|BLINDTRANSFER|700|ctx|{wait}|{talk}|1")
+                put(end + talk, f"{other}|NONE|ENTERQUEUE||+3360{n:07d}|1")
+                put(end + talk + wait2, f"{other}|PJSIP/9{n}|CONNECT|{wait2}|{cid}8|1")
+                put(end + talk + wait2 + 30, f"{other}|PJSIP/9{n}|COMPLETEAGENT|{wait2}|30|1")
+                expected["segments"] += 1
+                expected["answered"] += 1
+                expected["legs"] += 1
+        elif outcome == "abandon":
+            expected["abandoned"] += 1
+            put(end, f"{queue}|NONE|ABANDON|1|1|{wait}")
+        else:
+            expected["flowed_out"] += 1
+            event = {"timeout": "EXITWITHTIMEOUT|1|1", "key": "EXITWITHKEY|1|1|1", "empty": "EXITEMPTY|1|1"}[outcome]
+            put(end, f"{queue}|NONE|{event}|{wait}")
+    timed.sort(key=lambda x: x[0])
+    return [line for _, line in timed], expected
+
+
+@settings(max_examples=int(os.environ.get("INGEST_PROP_EXAMPLES", "200")) // 4, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(call, min_size=1, max_size=25))
+def test_a_well_formed_queue_log_is_accepted_whole_by_the_processor(calls):
+    import io
+
+    from processor.core.settings import EngineSettings
+    from processor.replay import replay_lines
+
+    lines, expected = _calls_to_lines(calls)
+    mapper = QueueLogMapper()
+    events = [e for line in lines for e in mapper.map_line(line)]
+    assert mapper.tally.contacts == len(calls) and not mapper.tally.skipped
+    out, dead = io.StringIO(), io.StringIO()
+    replay_lines((json.dumps(e).encode() + b"\n" for e in events), EngineSettings(), out, dead)
+    assert dead.getvalue() == ""
+    latest: dict[tuple, dict] = {}
+    for rec in map(json.loads, out.getvalue().splitlines()):
+        if rec["kind"] == "queue_interval":
+            key = (rec["queue_id"], rec["interval_start"])
+            if key not in latest or rec["version"] > latest[key]["version"]:
+                latest[key] = rec
+    total = {k: sum(r[k] for r in latest.values()) for k in ("offered", "answered", "abandoned", "flowed_out", "handled")}
+    assert total == {"offered": expected["segments"], "answered": expected["answered"],
+                     "abandoned": expected["abandoned"], "flowed_out": expected["flowed_out"],
+                     "handled": expected["legs"]}
