@@ -218,9 +218,9 @@ def test_well_formed_csv_rows_are_accepted_whole_by_the_processor(calls):
     from processor.core.settings import EngineSettings
     from processor.replay import replay_lines
 
-    def hms(s: int) -> str:
+    def hms(s: int) -> str:  # midnight written 00:00:00: "0:00:00" means none in this mapping (docs/ingest.md)
         s %= 86400
-        return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+        return f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}"
 
     start = 23 * 3600  # 23:00 local on 2026-11-22: the calls cross midnight
     rows, expected = [], {"offered": 0, "answered": 0, "abandoned": 0, "flowed_out": 0, "handled": 0}
