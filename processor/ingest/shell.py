@@ -123,12 +123,17 @@ def _deliver(sink, events: list[dict], retry: bool, stop: "_Stop | None") -> Non
 def cmd_asterisk(args) -> int:
     if args.follow and args.queue_log == "-":
         raise CommandError("--follow reads a file; standard input is read as it comes without it")
+    if args.checkpoint and not args.follow:
+        raise CommandError("--checkpoint goes with --follow (a file read once needs none)")
     from zoneinfo import ZoneInfoNotFoundError
     checkpoint = Path(args.checkpoint or f"{Path(args.queue_log).name}.kpi-ingest.json") if args.follow else None
     try:
         saved = load_checkpoint(checkpoint) if checkpoint else None
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+    if saved and saved.get("source") != args.queue_log:
+        raise CommandError(f"checkpoint {checkpoint} is of {saved.get('source')}, not {args.queue_log}: "
+                           "give another --checkpoint, or remove it to start from the beginning")
     try:
         mapper = QueueLogMapper(time_zone=args.time_zone, exit_keys=_exit_keys(args.exit_key),
                                 state=saved.get("state") if saved else None)

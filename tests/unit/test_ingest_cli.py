@@ -140,6 +140,8 @@ def test_csv_export_with_every_quirk_gives_the_expected_figures(tmp_path):
     (["asterisk", "--queue-log", "-", "--follow", "--output", "x.jsonl"], "--follow reads a file"),
     (["asterisk", "--queue-log", str(DATA / "queue_log"), "--exit-key", "1=hangup", "--output", "x.jsonl"],
      "--exit-key '1=hangup'"),
+    (["asterisk", "--queue-log", str(DATA / "queue_log"), "--checkpoint", "c.json", "--output", "x.jsonl"],
+     "--checkpoint goes with --follow"),
     (["csv", "--mapping", "/nonexistent.yaml", str(DATA / "calls.csv"), "--output", "x.jsonl"],
      "kpi ingest csv: cannot read mapping /nonexistent.yaml: No such file or directory"),
     (["csv", "--mapping", str(MAPPING), "/nonexistent.csv", "--output", "x.jsonl"],
@@ -237,6 +239,12 @@ def test_follow_survives_rotation_and_restarts_without_losing_or_repeating(tmp_p
     again = _wait_for(out, len(want) + 1, proc)
     _stop(proc)
     assert {e["event_id"] for e in again} == {e["event_id"] for e in want}
+    # The checkpoint belongs to its file: another file with it is refused, in one line.
+    other = tmp_path / "other_log"
+    other.write_text(lines[0])
+    done = _kpi("ingest", "asterisk", "--queue-log", str(other), "--follow", "--output", str(out),
+                "--checkpoint", str(ckpt))
+    assert done.returncode == 2 and f"checkpoint {ckpt} is of {log}, not {other}" in done.stderr
 
 
 def test_a_file_that_is_not_utf8_and_a_broker_that_is_not_there_are_said_plainly(tmp_path, monkeypatch):
