@@ -20,7 +20,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from .agents import AGENT_KINDS, AgentBook
+from .agents import AGENT_KINDS, FLOOR_SUFFIX, AgentBook
 from .events import format_ts
 from .experience import EXPERIENCE_KINDS, ExperienceBook
 from .figures import segment_figures
@@ -554,6 +554,7 @@ class QueueBook(SourceClock):
         for k, v in self.resolution.retention.take_dirty().items():
             published["|".join(map(str, k)) + "|ret"] = v
         published.update(self._floor_rows())
+        published.update(self.agent_book.take_floor_row())
         self.dirty_facts.clear()
         self.dirty_published.clear()
         return facts, published
@@ -568,7 +569,7 @@ class QueueBook(SourceClock):
         rebuilt from the tables (restart or rebalance) would otherwise start with none, take in a
         re-sent fact its predecessor had expired, and publish the expired interval again, holding
         only that fact. One row per queue (published keys are routed by queue); each carries the
-        book's shared floors too. (The agent book learns its floor from its carries.)"""
+        book's shared floors too. (The agent book, routed by agent, writes its own: take_floor_row.)"""
         if not self._floors_moved:
             return {}
         self._floors_moved = False
@@ -580,6 +581,7 @@ class QueueBook(SourceClock):
         self.dirty_facts.clear()
         self.dirty_published.clear()
         self._floors_moved = False
+        self.agent_book.take_floor_row()
         for sub in (self.experience, self.agent_book, self.resolution):
             sub.dirty_facts.clear()
         for publisher in (self.experience.publisher, self.agent_book.publisher, self.resolution.resolution,
@@ -593,7 +595,9 @@ class QueueBook(SourceClock):
         (sub.dirty_facts if sub is not None else self.dirty_facts).discard(fid)
 
     def restore_published(self, key: str, value: list) -> None:
-        if key.endswith("|floor"):
+        if key.endswith(FLOOR_SUFFIX):
+            self.agent_book.restore_floor(key[:-len(FLOOR_SUFFIX)], value)
+        elif key.endswith("|floor"):
             queue = key[:-6]
             self._floor[queue] = max(self._floor.get(queue, -1), value[0])
             self.experience._floor = max(self.experience._floor, value[1])
@@ -604,7 +608,7 @@ class QueueBook(SourceClock):
             self.experience.publisher.published[(queue, channel, int(start))] = list(value)
         elif key.endswith("|agt"):
             agent, start = key[:-4].rsplit("|", 1)
-            self.agent_book.publisher.published[(agent, int(start))] = list(value)
+            self.agent_book.restore_published((agent, int(start)), value)
         elif key.endswith("|res"):
             queue, channel, start = key[:-4].rsplit("|", 2)
             self.resolution.resolution.published[(queue, channel, int(start))] = list(value)

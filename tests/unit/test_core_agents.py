@@ -113,8 +113,10 @@ def test_expiry_keeps_the_state_at_the_floor_and_republishes_nothing():
     p = r.pipeline
     before = {(x["interval_start"], x["version"]) for x in r.of(K)}
     p.expire()   # floor: 13:00 - 2 h = 11:00
-    tl = p.queues.agent_book.timelines["a2"]
-    assert tl == [(at("11:00:00"), "as|a2|", "available")]
+    book = p.queues.agent_book
+    # the agent's last change (below the floor) is kept as its state there; nothing newer is held
+    assert "a2" not in book.timelines and book.bases["a2"][::2] == (at("10:07:00"), "available")
+    assert [f[0] for f in book.facts.values()] == ["ast"]
     recs, _ = p.feed(tick("13:30:00"))
     new = [(x["interval_start"][11:16], x["version"], x["seconds_by_state"]["available"]) for x in recs if x["kind"] == K]
     # 12:45 and 13:00 close at 13:30 (end + 30 s lateness <= 13:30); both a full 900 s available
@@ -204,37 +206,79 @@ def test_a_repeated_state_change_id_changes_nothing_whatever_it_says_even_after_
 
 
 def _timeline_matches_facts(book) -> None:
-    """Every timeline entry is a held presence fact with the same time and state, and the other way round."""
-    entries = [(fid, ts, state) for tl in book.timelines.values() for ts, fid, state in tl]
+    """Every timeline entry (and base) is a held presence fact with the same time and state, and the other
+    way round; each agent's base is older than its held changes."""
+    entries = [(fid, ts, state) for tl in book.timelines.values() for s in tl.starts for ts, fid, state in tl.cells[s]]
+    entries += [(fid, ts, state) for ts, fid, state in book.bases.values()]
     assert len(entries) == len({fid for fid, _, _ in entries})  # one entry per fact
     assert sorted(entries) == sorted((fid, f[2], f[3]) for fid, f in book.facts.items() if f[0] == "ast")
+    for agent, tl in book.timelines.items():
+        assert tl.starts == sorted(tl.cells) and all(tl.cells[s] == sorted(tl.cells[s]) for s in tl.starts)
+        if agent in book.bases:
+            assert book.bases[agent][0] < tl.starts[0]
 
 
-def test_a_book_rebuilt_from_its_table_keeps_its_floor_and_one_carry_per_agent():
+def _rebuilt(book, table: dict) -> object:
+    """A new book from what the shell persists: the facts table and the book's floor row (published table)."""
+    from processor.core.agents import FLOOR_SUFFIX, AgentBook
+
+    rebuilt = AgentBook(engine())
+    for fid, fact in table.items():
+        if fid.endswith(FLOOR_SUFFIX):
+            rebuilt.restore_floor(fid[:-len(FLOOR_SUFFIX)], fact)
+    for fid, fact in table.items():
+        if not fid.endswith(FLOOR_SUFFIX):
+            rebuilt.apply(fid, fact)
+    return rebuilt
+
+
+def _persist(book, table: dict) -> None:
+    for fid in book.dirty_facts:
+        table[fid] = book.facts.get(fid)
+    book.dirty_facts.clear()
+    table.update(book.take_floor_row())
+    for fid in [fid for fid, f in table.items() if f is None]:
+        del table[fid]
+
+
+def test_a_book_rebuilt_from_its_table_keeps_its_floor_and_one_state_per_agent():
     """Seen in a steady-state soak: after a rebalance the rebuilt book took a re-sent change older than
-    its carry, the next expiry at the same floor made a second carry, and the one after crashed the
-    worker (KeyError in AgentBook.expire)."""
+    its floor, the next expiry at the same floor made a second carry, and the one after crashed the
+    worker (KeyError in AgentBook.expire). The floor now has its own row (published table)."""
     from processor.core.agents import AgentBook
 
     hour = 3_600_000
     book = AgentBook(engine())
     old, later = ("ast", "a1", 1 * hour, "busy"), ("ast", "a1", 3 * hour + 60_000, "available")
+    book.apply("as|a1|e0", ("ast", "a1", 0, "away"))
     book.apply("as|a1|e1", old)
     book.apply("as|a1|e2", later)
-    book.expire(5 * hour)  # retention 2 h: floor 3:00, e1 gives way to a carry (busy at the floor)
-    assert book.facts["as|a1|"] == ("ast", "a1", 3 * hour, "busy") and "as|a1|e1" not in book.facts
-    table = dict(book.facts)
+    book.expire(5 * hour)  # retention 2 h: floor 3:00; e1 is the state there, e0 goes
+    assert book.bases["a1"] == (1 * hour, "as|a1|e1", "busy") and "as|a1|e0" not in book.facts
+    table: dict = {}
+    _persist(book, table)
+    assert table["a1|agtfloor"] == [3 * hour]
 
-    rebuilt = AgentBook(engine())
-    for fid, fact in table.items():
-        rebuilt.apply(fid, fact)
-    rebuilt.apply("as|a1|e1", old)  # re-sent after the crash: older than the floor, so nothing
-    assert "as|a1|e1" not in rebuilt.facts
+    rebuilt = _rebuilt(book, table)
+    rebuilt.apply("as|a1|e0", ("ast", "a1", 0, "away"))  # re-sent after the crash: older than the floor, so nothing
+    assert "as|a1|e0" not in rebuilt.facts
     rebuilt.expire(5 * hour)  # the same floor again
     rebuilt.expire(6 * hour)
-    rebuilt.expire(9 * hour)  # past e2 too: the carry now holds e2's state
+    rebuilt.expire(9 * hour)  # past e2 too: e2 is now the state at the floor
     _timeline_matches_facts(rebuilt)
-    assert rebuilt.timelines["a1"] == [(7 * hour, "as|a1|", "available")]
+    assert rebuilt.bases["a1"] == (3 * hour + 60_000, "as|a1|e2", "available") and not rebuilt.timelines
+    assert set(rebuilt.facts) == {"as|a1|e2"}
+
+
+def test_a_table_written_with_carries_still_teaches_the_floor():
+    """Tables written before docs/agents.md hold a "carry" (event id empty) at the floor instead of a floor row."""
+    from processor.core.agents import AgentBook
+
+    hour = 3_600_000
+    rebuilt = AgentBook(engine())
+    rebuilt.apply("as|a1|", ("ast", "a1", 3 * hour, "busy"))
+    rebuilt.apply("as|a1|e1", ("ast", "a1", 1 * hour, "busy"))  # older than that floor: refused
+    assert set(rebuilt.facts) == {"as|a1|"}
 
 
 def test_presence_timelines_stay_consistent_through_repeats_rebuilds_and_expiry():
@@ -260,13 +304,8 @@ def test_presence_timelines_stay_consistent_through_repeats_rebuilds_and_expiry(
                 now += rnd.randrange(3 * 3_600_000)
                 book.expire(now)
             else:
-                for fid in book.dirty_facts:  # persisted, as the worker's table
-                    table[fid] = book.facts.get(fid)
-                book.dirty_facts.clear()
-                table = {fid: f for fid, f in table.items() if f is not None}
+                _persist(book, table)  # as the worker's tables
                 if r < 0.85:
-                    book = AgentBook(engine())  # a restart: rebuilt from the table
-                    for fid, fact in table.items():
-                        book.apply(fid, fact)
+                    book = _rebuilt(book, table)  # a restart: rebuilt from the tables
             book.advance(now)
             _timeline_matches_facts(book)
