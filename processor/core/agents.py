@@ -305,9 +305,12 @@ class AgentBook:
                 lo = max(self._first_start(agent), floor)
                 last = self._last(agent)
                 assert last is not None
-                if last[2] == "offline" and last[0] < lo:
-                    continue  # offline since before these intervals: nothing to report
-                for s in range(lo, closed + iv, iv):
+                hi = closed
+                if last[2] == "offline":  # offline from its interval on: nothing to report after it
+                    if last[0] < lo:
+                        continue
+                    hi = min(closed, self._start(last[0]))
+                for s in range(lo, hi + iv, iv):
                     touch(agent, s)
         else:
             lo = self._closed + iv

@@ -58,3 +58,54 @@ def test_a_pass_right_after_the_retention_keeps_the_offline_state():
     out_swept += swept.finish()
     assert out_swept == out_plain
     assert _a1(out_swept)["17:00"]["seconds_by_state"]["offline"] == 720.0
+
+
+def test_an_interval_spent_offline_with_a_score_has_a_record_and_one_without_has_none():
+    """Documentation point (1): a survey or QA score attributed to an agent makes a record even if the agent
+    was offline all interval; offline all interval with nothing else makes none."""
+    events = [agent_state("a1", "offline", "09:00:00")] + Contact("cq", created="09:30:00", agent="a1").qa(70, "09:40:00").events
+    out = [r for r in _run(events + [tick("10:30:00")]) if r["kind"] == K]
+    assert [(r["interval_start"][11:16], r["seconds_by_state"]["offline"], r["qa_score"]["count"]) for r in out] == [
+        ("09:00", 900.0, 0), ("09:30", 900.0, 1)]
+
+
+def test_at_the_end_of_a_replay_a_staffed_agent_holds_its_state_to_the_end_of_the_last_interval():
+    """Documentation point (2): with flush, an agent whose last state is not offline is in that state up to
+    the end of the interval holding the input's last event time; no interval after it gets a record."""
+    out = [r for r in _run([agent_state("a1", "available", "10:07:00"), tick("10:50:00")]) if r["kind"] == K]
+    assert [(r["interval_start"][11:16], r["seconds_by_state"]["available"]) for r in out] == [
+        ("10:00", 480.0), ("10:15", 900.0), ("10:30", 900.0), ("10:45", 900.0)]
+
+
+def test_a_late_change_that_empties_a_published_record_publishes_a_version_with_every_figure_zero():
+    """Documentation point (3): as an emptied queue_interval (offered 0, handled 0) or experience_interval
+    (every count 0), the emptied agent_interval's next version has every figure zero: all seconds 0,
+    handled 0, every score count 0, ratios null. A consumer keeping the latest version per key sums the
+    same totals as one that never saw the record."""
+    pipe = Pipeline(engine())
+    out = []
+    for e in [agent_state("a1", "available", "10:00:00"), tick("10:40:00")]:
+        out += pipe.feed(e)[0]
+    assert [(r["interval_start"][11:16], r["version"]) for r in out if r["kind"] == K] == [("10:00", 1), ("10:15", 1)]
+    out = [r for r in pipe.feed(agent_state("a1", "offline", "10:14:00"))[0] if r["kind"] == K]  # 26 min late
+    by_start = {r["interval_start"][11:16]: r for r in out}
+    assert by_start["10:00"]["version"] == 2 and by_start["10:00"]["seconds_by_state"]["offline"] == 60.0
+    gone = by_start["10:15"]
+    assert gone["version"] == 2
+    assert set(gone["seconds_by_state"].values()) == {0.0}
+    assert (gone["handled"], gone["aht_seconds"], gone["utilization"], gone["occupancy"]) == (0, None, None, None)
+    assert all(gone[k]["count"] == 0 for k in ("csat", "ces", "nps", "complaint_csat", "qa_score"))
+    from processor.decode import load_rollup_validators
+    load_rollup_validators()[K](gone)
+    # and a replay of the same input in event-time order never publishes 10:15 at all
+    clean = [r for r in _run([agent_state("a1", "available", "10:00:00"), agent_state("a1", "offline", "10:14:00"),
+                              tick("10:40:00")]) if r["kind"] == K]
+    assert [r["interval_start"][11:16] for r in clean] == ["10:00"]
+
+
+def _run(events) -> list[dict]:
+    pipe = Pipeline(engine())
+    out = []
+    for e in events:
+        out += pipe.feed(e)[0]
+    return out + pipe.finish()
