@@ -3,10 +3,10 @@
 One hot agent holds N state changes within the retention (N = 100, 10,000, 100,000), beside A
 other agents (one change each, most of them offline for days: the compact `bases`). For each N it
 prints the mean cost of: an in-order change of the hot agent, a change one hour late in the
-middle of its history, a leg, and one expiry pass after the floor moved by one interval (per pass
+middle of its history, a leg, and one expiry pass (the lowest of --rounds runs) after the floor moved by one interval (per pass
 and per due key). `--compare REV` runs the same on processor/core/agents.py of a git revision.
 
-    python scripts/bench_agents.py [--agents 20000] [--compare 17ae57e]
+    python scripts/bench_agents.py [--agents 20000] [--rounds 3] [--compare 17ae57e]
 """
 from __future__ import annotations
 
@@ -81,13 +81,14 @@ def one(mod, n: int, agents: int) -> dict[str, float]:
     t = time.perf_counter()
     due = book.expire(later)
     out["expiry pass ms"] = (time.perf_counter() - t) * 1e3
-    out["pass returned"] = due
+    out["pass returned"] = due  # this tree: (agent, interval) keys visited; older revisions: facts dropped
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--agents", type=int, default=20_000, help="other agents held (mostly offline for days)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds per figure; the lowest is printed")
     ap.add_argument("--compare", metavar="REV", help="also run processor/core/agents.py of this git revision")
     args = ap.parse_args()
     runs = [("this tree", None)] + ([(args.compare, args.compare)] if args.compare else [])
@@ -95,7 +96,8 @@ def main() -> None:
         mod = load(rev)
         print(f"agent book of {label}, {args.agents:,} other agents:", flush=True)
         for n in (100, 10_000, 100_000):
-            figures = one(mod, n, args.agents)
+            rounds = [one(mod, n, args.agents) for _ in range(args.rounds)]  # a shared machine: the best round
+            figures = {k: min(r[k] for r in rounds) for k in rounds[0]}
             print(f"  hot agent with {n:>7,} changes held: " + ", ".join(
                 f"{k} {v:,.1f}" if isinstance(v, float) else f"{k} {v:,}" for k, v in figures.items()), flush=True)
     print("figures printed above (nothing written)", file=sys.stderr)

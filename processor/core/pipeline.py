@@ -96,7 +96,8 @@ class Pipeline:
         self.clear_dirty()
 
     def finish(self, flush: bool = True) -> list[dict]:
-        """End of input. With flush, every open record is published as if the watermark were +inf."""
+        """End of input. With flush, every open record is published as if the watermark were +inf (an agent's
+        state, though, only up to the end of the interval of the last event: docs/agents.md)."""
         records = self.queues.flush_all() if flush else self.queues.advance()
         self.counts.records += len(records)
         return records

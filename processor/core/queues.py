@@ -408,7 +408,8 @@ class QueueBook(SourceClock):
         return rec
 
     def flush_all(self) -> list[dict]:
-        """End of input (replay): publish every interval not yet published, as if the watermark were +inf."""
+        """End of input (replay): publish every interval not yet published, as if the watermark were +inf
+        (agents: up to the interval holding stream time, AgentBook.flush)."""
         self._changed_closed.update(key for key in self._pending if key not in self.published)
         self._pending.clear()
         self._next_close = float("inf")
