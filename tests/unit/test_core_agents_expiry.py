@@ -109,3 +109,34 @@ def _run(events) -> list[dict]:
     for e in events:
         out += pipe.feed(e)[0]
     return out + pipe.finish()
+
+
+def test_expire_with_a_limit_visits_at_most_that_many_keys_and_resumes_where_it_stopped():
+    """issue 19: expire(limit=k) returns the (agent, interval) keys it visited; k means "call again". Sliced
+    passes end in the same book as one whole pass."""
+    from processor.core.agents import AgentBook
+
+    def book_with_history() -> AgentBook:
+        book = AgentBook(engine())
+        for i, agent in enumerate(("a1", "a2", "a3")):
+            for k in range(6):
+                t = at("08:00:00") + k * 20 * 60_000 + i * 1000
+                book.apply(f"as|{agent}|{k}", ("ast", agent, t, ("available", "offline")[k % 2]))
+                book.apply(f"al|{agent}|{k}", ("aleg", agent, t + 500, 60_000))
+        book.advance(at("10:00:00"))
+        return book
+
+    whole, sliced = book_with_history(), book_with_history()
+    later = at("13:00:00")
+    whole.advance(later)
+    sliced.advance(later)
+    total = whole.expire(later)
+    assert total > 4 and whole.expire(later) == 0
+    counts = [sliced.expire(later, limit=4)]
+    while counts[-1] == 4:
+        counts.append(sliced.expire(later, limit=4))
+    assert sum(counts) == total and all(c <= 4 for c in counts) and counts[-1] < 4
+    assert sliced.expire(later, limit=0) == 0
+    assert (sliced.facts, sliced.bases, sliced.legs, sliced.publisher.published) == \
+        (whole.facts, whole.bases, whole.legs, whole.publisher.published)
+    assert set(whole.bases) == {"a1", "a2", "a3"} and not whole.timelines  # every agent: its last change only
