@@ -25,7 +25,7 @@ START = at("08:00:00")
 AGENTS = ("a1", "a2", "a3")
 STATES = ("available", "busy", "acw", "away", "offline")
 
-PROFILE = settings(max_examples=int(os.environ.get("CORE_PROP_EXAMPLES", "150")), deadline=None,
+PROFILE = settings(max_examples=int(os.environ.get("CORE_PROP_EXAMPLES", "100")), deadline=None,
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 jumps = st.one_of(st.integers(0, 20 * MINUTE), st.integers(0, 3 * HOUR), st.integers(HOUR, 3 * DAY))
