@@ -3,7 +3,7 @@
 One hot agent holds N state changes within the retention (N = 100, 10,000, 100,000), beside A
 other agents (one change each, most of them offline for days: the compact `bases`). For each N it
 prints the mean cost of: an in-order change of the hot agent, a change one hour late in the
-middle of its history, a leg, and one expiry pass (the lowest of --rounds runs) after the floor moved by one interval (per pass
+middle of its history, a leg, and one expiry pass (the lowest of --rounds runs); then the memory held per agent offline for days after the floor moved by one interval (per pass
 and per due key). `--compare REV` runs the same on processor/core/agents.py of a git revision.
 
     python scripts/bench_agents.py [--agents 20000] [--rounds 3] [--compare 17ae57e]
@@ -85,6 +85,24 @@ def one(mod, n: int, agents: int) -> dict[str, float]:
     return out
 
 
+def dormant_bytes(mod, n: int) -> float:
+    """Bytes held per agent offline for days (tracemalloc; the id strings, made before, not counted)."""
+    import tracemalloc
+
+    ids = [(f"as|agent-{i:06d}|evt-{i:08d}", f"agent-{i:06d}") for i in range(n)]
+    book = mod.AgentBook(EngineSettings())
+    tracemalloc.start()
+    for fid, agent in ids:
+        book.apply(fid, ("ast", agent, T0 + int(fid[-3:]), "offline"))
+    for t in (T0 + HOUR, T0 + 3 * DAY):
+        book.advance(t)
+        book.expire(t)
+    book.dirty_facts.clear()
+    held = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return held / n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--agents", type=int, default=20_000, help="other agents held (mostly offline for days)")
@@ -100,6 +118,7 @@ def main() -> None:
             figures = {k: min(r[k] for r in rounds) for k in rounds[0]}
             print(f"  hot agent with {n:>7,} changes held: " + ", ".join(
                 f"{k} {v:,.1f}" if isinstance(v, float) else f"{k} {v:,}" for k, v in figures.items()), flush=True)
+        print(f"  memory per agent offline for days: {dormant_bytes(mod, 100_000):,.0f} bytes (100,000 agents)", flush=True)
     print("figures printed above (nothing written)", file=sys.stderr)
 
 
