@@ -37,7 +37,9 @@ give the same bytes; duplicates and disorder change nothing in the simulated cen
 """
 from __future__ import annotations
 
+import bisect
 import heapq
+import itertools
 import math
 import random
 from collections import deque
@@ -183,11 +185,79 @@ class QueueModel:
 
 
 @dataclass(frozen=True)
+class BusyAccount:
+    """A business account (or a frequent caller): this share of all new contacts is theirs."""
+
+    customer_id: str
+    share: float
+
+
+@dataclass(frozen=True)
+class CustomerModel:
+    """Who a new contact comes from; a retry or a repeat keeps its contact's customer.
+
+    Each new contact is, in turn: unidentified (the `placeholder` id) with `unidentified_share`, a
+    busy account's with that account's share, else an identified customer: with `zipf`, one of
+    `population` customers, rank k chosen with weight k^-exponent (a heavy tail: a few customers
+    with hundreds of contacts, most with one); with `uniform`, a new customer every time (the
+    simulator before issue 19).
+    """
+
+    distribution: str = "zipf"            # zipf | uniform
+    unidentified_share: float = 0.5
+    placeholder: str = "0"
+    population: int = 200_000
+    exponent: float = 0.9
+    busy_accounts: tuple[BusyAccount, ...] = (BusyAccount("biz-1", 0.05),)
+
+    @property
+    def realistic(self) -> bool:
+        return self.distribution != "uniform" or self.unidentified_share > 0 or bool(self.busy_accounts)
+
+
+@dataclass(frozen=True)
+class FeedModel:
+    """How the sources stamp and fill their events (none of it changes the simulated center).
+
+    agent_clock_skew: each agent's presence source (desktop, WFM) stamps `agent.state_changed`
+    this many seconds early (drawn once per agent), so an agent shows busy 1-2 s before the
+    ACD's `contact.answered`. missing_issue: share of `contact.created` without `issue`.
+    omit_defaults: `message.agent_replied` without `automated` when it is false.
+    """
+
+    agent_clock_skew: Dist | None = Dist.uniform(1.0, 2.0)
+    missing_issue: float = 0.1
+    omit_defaults: bool = True
+
+    @property
+    def realistic(self) -> bool:
+        return self.agent_clock_skew is not None or self.missing_issue > 0 or self.omit_defaults
+
+
+# The simulator as it was before issue 19: a new customer per arrival, every field, one clock.
+UNIFORM_CUSTOMERS = CustomerModel(distribution="uniform", unidentified_share=0.0, busy_accounts=())
+PLAIN_FEED = FeedModel(agent_clock_skew=None, missing_issue=0.0, omit_defaults=False)
+PROFILES = ("realistic", "uniform")
+
+
+@dataclass(frozen=True)
 class Model:
     queues: tuple[QueueModel, ...]
+    customers: CustomerModel = CustomerModel()
+    feed: FeedModel = FeedModel()
 
     def __post_init__(self) -> None:
         _validate_model(self)
+
+
+def with_profile(model: Model, profile: str) -> Model:
+    """`realistic`: the model as given; `uniform`: its center with a new customer per arrival, every
+    field and one clock (the same bytes as the simulator before issue 19, for a seed and a model)."""
+    if profile == "realistic":
+        return model
+    if profile == "uniform":
+        return Model(model.queues, UNIFORM_CUSTOMERS, PLAIN_FEED)
+    raise ModelError(f"profile: must be one of {', '.join(PROFILES)}")
 
 
 def _validate_model(model: Model) -> None:
@@ -209,6 +279,20 @@ def _validate_model(model: Model) -> None:
                 raise ModelError(f"{where}.transfer.to: no queue {target!r} with channel {q.channel}")
         if q.survey_probability > 0 and not q.survey_kinds and "complaint" not in q.issues:
             raise ModelError(f"{where}.survey.kinds: surveys need at least one kind")
+    c = model.customers
+    if c.distribution not in ("zipf", "uniform"):
+        raise ModelError("customers.distribution: must be zipf or uniform")
+    if not isinstance(c.placeholder, str):
+        raise ModelError("customers.placeholder: must be a string")
+    if not 1 <= c.population <= 10_000_000:
+        raise ModelError("customers.population: must be 1 to 10,000,000")
+    if not c.exponent > 0:
+        raise ModelError("customers.exponent: must be > 0")
+    ids = [b.customer_id for b in c.busy_accounts]
+    if len(set(ids)) != len(ids) or c.placeholder in ids or not all(ids):
+        raise ModelError("customers.busy_accounts: each needs its own non-empty customer_id, not the placeholder")
+    if c.unidentified_share + sum(b.share for b in c.busy_accounts) > 1 + 1e-9:
+        raise ModelError("customers: unidentified_share plus the busy accounts' shares must be at most 1")
 
 
 # A business-day shape (local time): quiet nights, morning and afternoon peaks.
@@ -256,7 +340,7 @@ def load_model_text(text: str) -> Model:
     return model_from_dict(yaml.safe_load(text))
 
 
-_TOP_KEYS = {"defaults", "queues"}
+_TOP_KEYS = {"defaults", "queues", "customers", "feed"}
 
 
 def model_from_dict(data: Any) -> Model:
@@ -277,7 +361,77 @@ def model_from_dict(data: Any) -> Model:
         if not isinstance(entry, dict):
             raise ModelError(f"queues[{i}]: must be a mapping")
         out.append(_parse_entry({**defaults, **entry}, f"queues[{i}]"))
-    return Model(tuple(out))
+    return Model(tuple(out), _parse_customers(data.get("customers")), _parse_feed(data.get("feed")))
+
+
+_CUSTOMER_KEYS = {"distribution", "unidentified_share", "placeholder", "population", "exponent", "busy_accounts"}
+
+
+def _parse_customers(v: Any) -> CustomerModel:
+    """The `customers` mapping; each key left out keeps the built-in default (`uniform`: the old simulator)."""
+    if v is None:
+        return CustomerModel()
+    if v == "uniform":
+        return UNIFORM_CUSTOMERS
+    if not isinstance(v, dict):
+        raise ModelError("customers: a mapping (or `uniform`)")
+    extra = set(v) - _CUSTOMER_KEYS
+    if extra:
+        raise ModelError(f"customers: unknown key(s) {', '.join(sorted(map(str, extra)))}")
+    kw: dict[str, Any] = {}
+    if "distribution" in v:
+        kw["distribution"] = v["distribution"]
+    if "unidentified_share" in v:
+        kw["unidentified_share"] = _prob(v["unidentified_share"], "customers.unidentified_share")
+    if "placeholder" in v:
+        if not isinstance(v["placeholder"], (str, int)) or isinstance(v["placeholder"], bool):
+            raise ModelError("customers.placeholder: a customer id (string)")
+        kw["placeholder"] = str(v["placeholder"])
+    if "population" in v:
+        n = v["population"]
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise ModelError("customers.population: an integer")
+        kw["population"] = n
+    if "exponent" in v:
+        kw["exponent"] = _num(v["exponent"], "customers.exponent", strict=True)
+    if "busy_accounts" in v:
+        accounts = v["busy_accounts"] or []
+        if not isinstance(accounts, list):
+            raise ModelError("customers.busy_accounts: a list of {customer_id, share}")
+        out = []
+        for i, a in enumerate(accounts):
+            where = f"customers.busy_accounts[{i}]"
+            if not isinstance(a, dict) or set(a) != {"customer_id", "share"}:
+                raise ModelError(f"{where}: a mapping with exactly customer_id and share")
+            if not isinstance(a["customer_id"], str):
+                raise ModelError(f"{where}.customer_id: a string")
+            out.append(BusyAccount(a["customer_id"], _prob(a["share"], f"{where}.share")))
+        kw["busy_accounts"] = tuple(out)
+    return CustomerModel(**kw)
+
+
+def _parse_feed(v: Any) -> FeedModel:
+    """The `feed` mapping; each key left out keeps the built-in default (`plain`: one clock, every field)."""
+    if v is None:
+        return FeedModel()
+    if v == "plain":
+        return PLAIN_FEED
+    if not isinstance(v, dict):
+        raise ModelError("feed: a mapping (or `plain`)")
+    extra = set(v) - {"agent_clock_skew", "missing_issue", "omit_defaults"}
+    if extra:
+        raise ModelError(f"feed: unknown key(s) {', '.join(sorted(map(str, extra)))}")
+    kw: dict[str, Any] = {}
+    if "agent_clock_skew" in v:
+        kw["agent_clock_skew"] = None if v["agent_clock_skew"] is None else _dist(v["agent_clock_skew"],
+                                                                                  "feed.agent_clock_skew")
+    if "missing_issue" in v:
+        kw["missing_issue"] = _prob(v["missing_issue"], "feed.missing_issue")
+    if "omit_defaults" in v:
+        if not isinstance(v["omit_defaults"], bool):
+            raise ModelError("feed.omit_defaults: true or false")
+        kw["omit_defaults"] = v["omit_defaults"]
+    return FeedModel(**kw)
 
 
 def _num(v: Any, where: str, low: float = 0.0, high: float = math.inf, strict: bool = False) -> float:
@@ -542,7 +696,13 @@ def model_to_dict(model: Model) -> dict:
             "reopen": {"probability": q.reopen_probability, "delay": q.reopen_delay.to_yaml()},
         }
         out.append(d)
-    return {"queues": out}
+    c, f = model.customers, model.feed
+    return {"queues": out,
+            "customers": {"distribution": c.distribution, "unidentified_share": c.unidentified_share,
+                          "placeholder": c.placeholder, "population": c.population, "exponent": c.exponent,
+                          "busy_accounts": [{"customer_id": b.customer_id, "share": b.share} for b in c.busy_accounts]},
+            "feed": {"agent_clock_skew": None if f.agent_clock_skew is None else f.agent_clock_skew.to_yaml(),
+                     "missing_issue": f.missing_issue, "omit_defaults": f.omit_defaults}}
 
 
 # --------------------------------------------------------------------------------------- time
@@ -554,6 +714,12 @@ def iso_ms(ts_ms: int) -> str:
     """Epoch milliseconds to RFC 3339 UTC with milliseconds and 'Z' (the simulator's own formatter)."""
     dt = _EPOCH + timedelta(milliseconds=ts_ms)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts_ms % 1000:03d}Z"
+
+
+@lru_cache(maxsize=4)
+def _zipf_cumulative(population: int, exponent: float) -> list[float]:
+    """Cumulative weights k^-exponent of ranks 1..population (a customer is drawn by bisection)."""
+    return list(itertools.accumulate(k ** -exponent for k in range(1, population + 1)))
 
 
 @lru_cache(maxsize=4096)
@@ -574,7 +740,7 @@ def _base36(n: int) -> str:
 # --------------------------------------------------------------------------------------- runtime
 
 class _Agent:
-    __slots__ = ("agent_id", "stream", "state", "shown", "on_shift", "next_break_ms", "idle_since")
+    __slots__ = ("agent_id", "stream", "state", "shown", "on_shift", "next_break_ms", "idle_since", "skew_ms")
 
     def __init__(self, agent_id: str, stream: "_Stream") -> None:
         self.agent_id = agent_id
@@ -584,6 +750,7 @@ class _Agent:
         self.on_shift = False
         self.next_break_ms: int | None = None
         self.idle_since = 0
+        self.skew_ms = 0                # how early this agent's presence source stamps its events
 
 
 class _Stream:
@@ -654,12 +821,13 @@ class Simulation:
     `models`: a Model, or a sequence of QueueModel. `start` is epoch seconds; contacts arrive during
     `duration_seconds`; contacts in progress then are finished (the simulation drains), then every
     agent goes offline. Follow-ups later than the end (surveys, replies, repeats) are not emitted.
+    `profile`: `realistic` (the model's customers and feed) or `uniform` (see `with_profile`).
     """
 
     def __init__(self, models: Model | Sequence[QueueModel] = DEFAULT_MODEL, seed: int = 7,
                  start: float = 1_795_424_400.0, duration_seconds: float = 3600.0,
-                 duplicate_probability: float = 0.0, disorder_seconds: float = 0.0):
-        self.model = models if isinstance(models, Model) else Model(tuple(models))
+                 duplicate_probability: float = 0.0, disorder_seconds: float = 0.0, profile: str = "realistic"):
+        self.model = with_profile(models if isinstance(models, Model) else Model(tuple(models)), profile)
         self.seed = seed
         self.start_ms = round(start * 1000)
         self.end_ms = self.start_ms + round(duration_seconds * 1000)
@@ -673,6 +841,19 @@ class Simulation:
             names = m.transfer_to if m.transfer_to is not None else [
                 k[0] for k in self.streams if k != m.key and k[1] == m.channel]
             s.transfer_targets = [self.streams[(n, m.channel)] for n in names]
+        # Who calls, and how the sources stamp and fill events: random streams of their own, so the
+        # simulated center (arrivals, queues, agents) is the same under every customer profile.
+        self.customers = self.model.customers
+        self.feed = self.model.feed
+        self._cust_rng = random.Random(f"{seed}:customers")
+        self._feed_rng = random.Random(f"{seed}:feed")
+        self._zipf = (_zipf_cumulative(self.customers.population, self.customers.exponent)
+                      if self.customers.distribution == "zipf" else None)
+        self._placeholder = self.customers.placeholder if self.customers.unidentified_share > 0 else None
+        if self.feed.agent_clock_skew is not None:
+            for s in self.streams.values():
+                for a in s.agents:
+                    a.skew_ms = self.feed.agent_clock_skew.sample_ms(self._feed_rng)
         self.segments: list[SegmentRecord] = []
         self.legs: list[LegRecord] = []
         self.contacts: dict[str, dict] = {}   # contact id -> customer, issue, repeat_of, resolved...
@@ -742,7 +923,7 @@ class Simulation:
         a.state = state
         if a.shown != state:
             a.shown = state
-            self._emit(t, "agent.state_changed", agent_id=a.agent_id, state=state, queues=a.stream.queues_field)
+            self._emit(t - a.skew_ms, "agent.state_changed", agent_id=a.agent_id, state=state, queues=a.stream.queues_field)
 
     def _later(self, t: int, delay: Dist) -> int | None:
         """A follow-up time, or None when it falls after the end of the simulation."""
@@ -797,10 +978,27 @@ class Simulation:
         nxt = self._next_arrival(s)
         if nxt is not None:
             self._at(nxt, self._arrive, s)
-        self._n_customer += 1
-        customer = f"{self.tag}-u{self._n_customer}"
+        customer = self._customer()
         issue = s.m.issues[self.rng.randrange(len(s.m.issues))]
         self._new_contact(t, s, customer, issue, None)
+
+    def _customer(self) -> str:
+        """The customer of a new contact (see CustomerModel)."""
+        cm = self.customers
+        if cm.unidentified_share or cm.busy_accounts:
+            u = self._cust_rng.random()
+            if u < cm.unidentified_share:
+                return cm.placeholder
+            u -= cm.unidentified_share
+            for b in cm.busy_accounts:
+                if u < b.share:
+                    return b.customer_id
+                u -= b.share
+        if self._zipf is not None:
+            cum = self._zipf
+            return f"cu-{bisect.bisect_right(cum, self._cust_rng.random() * cum[-1]) + 1}"
+        self._n_customer += 1
+        return f"{self.tag}-u{self._n_customer}"
 
     def _repeat(self, t: int, s: _Stream, customer: str, issue: str, first: str) -> None:
         if t < self.end_ms:
@@ -812,7 +1010,10 @@ class Simulation:
         self.contacts[c.cid] = {"customer_id": customer, "issue": issue, "queue_id": s.m.queue_id,
                                 "channel": c.channel, "created_ms": t, "repeat_of": repeat_of,
                                 "resolved": False, "reopened": False}
-        self._emit(t, "contact.created", contact_id=c.cid, channel=c.channel, customer_id=customer, issue=issue)
+        if self.feed.missing_issue and self._feed_rng.random() < self.feed.missing_issue:
+            self._emit(t, "contact.created", contact_id=c.cid, channel=c.channel, customer_id=customer)
+        else:
+            self._emit(t, "contact.created", contact_id=c.cid, channel=c.channel, customer_id=customer, issue=issue)
         m = s.m
         if m.auto_reply and self.rng.random() < m.auto_reply:
             self._at(t + 1000 + self.rng.randrange(4000), self._auto_reply, c, s)
@@ -928,7 +1129,10 @@ class Simulation:
         self._at(end, self._talk_end, c, a)
 
     def _agent_reply(self, t: int, cid: str, agent_id: str) -> None:
-        self._emit(t, "message.agent_replied", contact_id=cid, agent_id=agent_id, automated=False)
+        if self.feed.omit_defaults:  # `automated` is optional, absent means false
+            self._emit(t, "message.agent_replied", contact_id=cid, agent_id=agent_id)
+        else:
+            self._emit(t, "message.agent_replied", contact_id=cid, agent_id=agent_id, automated=False)
 
     def _emit_for(self, t: int, type_: str, cid: str, agent_id: str) -> None:
         self._emit(t, type_, contact_id=cid, agent_id=agent_id)
@@ -945,7 +1149,7 @@ class Simulation:
             self._at(t + 500, self._enqueue, c, c.transfer_to)
             return
         if m.is_async:
-            self._emit(t, "message.agent_replied", contact_id=c.cid, agent_id=a.agent_id, automated=False)
+            self._agent_reply(t, c.cid, a.agent_id)
         self._emit(t, "contact.wrapup_started", contact_id=c.cid, agent_id=a.agent_id)
         acw = 0
         if m.acw is not None:
@@ -1040,7 +1244,8 @@ class Simulation:
         self._emit(t, "survey.responded", contact_id=c.cid, survey=kind, score=score, scale_max=scale)
 
     def _churn(self, t: int, customer: str) -> None:
-        self._emit(t, "customer.churned", customer_id=customer)
+        if customer != self._placeholder:  # nobody knows who an unidentified caller was
+            self._emit(t, "customer.churned", customer_id=customer)
 
     # -- agents ------------------------------------------------------------------------
     def _release(self, t: int, a: _Agent) -> None:
