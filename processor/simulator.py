@@ -867,7 +867,8 @@ class Simulation:
 
     # -- public ------------------------------------------------------------------------
     def events(self) -> Iterator[tuple[float, dict]]:
-        """Every event once, in event-time order (no duplicates, no disorder), with its time in seconds."""
+        """Every event once, in the order the center emits them (no duplicates, no disorder), with its time
+        in seconds: event-time order, but for the presence events a skewed agent clock stamps early."""
         self.run()
         return ((t / 1000, ev) for t, ev in self._out)
 
@@ -877,10 +878,11 @@ class Simulation:
             self._done = True
         return self
 
-    def delivered(self) -> list[dict]:
+    def delivered(self, in_time_order: bool = False) -> list[dict]:
         """The events as a feed delivers them: with duplicates (each event sent again with probability
         `duplicate_probability`) and, with `disorder_seconds` > 0, each copy delayed by a uniform
-        [0, disorder) and delivered in order of its delayed time (out of order by less than that)."""
+        [0, disorder) and delivered in order of its delayed time (out of order by less than that).
+        in_time_order: sorted (stably) by event time, which only moves skewed presence events."""
         self.run()
         dup_rng = random.Random(f"{self.seed}:duplicates")
         copies: list[dict] = []
@@ -892,6 +894,8 @@ class Simulation:
                 copies.append(dict(ev))
                 times.append(t)
         if self.disorder_ms <= 0:
+            if in_time_order and self.feed.agent_clock_skew is not None:
+                return [copies[i] for i in sorted(range(len(copies)), key=times.__getitem__)]
             return copies
         rng = random.Random(f"{self.seed}:disorder")
         keyed = sorted(range(len(copies)), key=lambda i: (times[i] + rng.randrange(self.disorder_ms), i))
@@ -1412,7 +1416,7 @@ def sorted_events(sim: Simulation) -> list[dict]:
     """All events in event-time order, each re-sent right after itself with the duplicate probability."""
     if sim.disorder_ms:
         sim = _without_disorder(sim)
-    return sim.delivered()
+    return sim.delivered(in_time_order=True)
 
 
 def delivered_events(sim: Simulation) -> list[dict]:

@@ -105,7 +105,8 @@ def test_every_event_is_valid_contract_input(rich_run):
         decode(dumps(ev).encode())  # raises BadEvent otherwise
     types = collections.Counter(ev["type"] for ev in feed)
     assert set(types) == set(EVENT_TYPES), set(EVENT_TYPES) - set(types)
-    replies = collections.Counter(ev["automated"] for ev in feed if ev["type"] == "message.agent_replied")
+    # `automated` is optional (absent means false): the realistic feed leaves it out when false
+    replies = collections.Counter(ev.get("automated", False) for ev in feed if ev["type"] == "message.agent_replied")
     assert replies[True] > 0 and replies[False] > 0
 
 
@@ -116,7 +117,7 @@ def test_surveys_use_the_contract_scales(rich_run):
     for ev in surveys:
         assert ev["scale_max"] == SURVEYS[ev["survey"]]
         assert (0 if ev["survey"] == "nps" else 1) <= ev["score"] <= ev["scale_max"]
-    issue = {ev["contact_id"]: ev["issue"] for ev in feed if ev["type"] == "contact.created"}
+    issue = {cid: c["issue"] for cid, c in sim.contacts.items()}  # the feed leaves some issues out
     assert all((ev["survey"] == "complaint") == (issue[ev["contact_id"]] == "complaint") for ev in surveys)
 
 
@@ -257,6 +258,7 @@ def test_kafka_mode_hands_the_feed_and_speed_to_the_producer(monkeypatch, tmp_pa
     assert cli.main(["simulate", "--bootstrap", "kafka:9092", "--topic", "contact-events", "--seed", "7",
                      "--hours", "0.5", "--speed", "0", "--start", "2026-11-23T14:00:00Z"]) == 0
     assert (seen["bootstrap"], seen["topic"], seen["speed"]) == ("kafka:9092", "contact-events", 0.0)
-    expected = sorted_events(Simulation(seed=7, start=parse_ts_ms("2026-11-23T14:00:00Z") / 1000,
-                                        duration_seconds=1800))
+    # in delivery order: presence events stamped early by their skewed clock come when they happen
+    expected = delivered_events(Simulation(seed=7, start=parse_ts_ms("2026-11-23T14:00:00Z") / 1000,
+                                           duration_seconds=1800))
     assert seen["events"] == expected
