@@ -40,6 +40,7 @@ def rich_run():
 def test_example_file_starts_with_the_default_model():
     model = load_model(EXAMPLE)
     assert model.queues[:3] == DEFAULT_MODEL.queues
+    assert (model.customers, model.feed) == (DEFAULT_MODEL.customers, DEFAULT_MODEL.feed)
     assert [(q.queue_id, q.channel, q.is_async) for q in model.queues[3:]] == [("support", "email", True)]
     assert model_from_dict(model_to_dict(model)) == model  # the documented keys are all it takes
 
