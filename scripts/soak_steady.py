@@ -2,7 +2,11 @@
 
     python scripts/soak_steady.py [--history-days 95] [--rate 2000] [--soak-seconds 600] [--poll-ms 250]
                                   [--bootstrap host:port] [--partitions 4] [--seed 7] [--keep]
+                                  [--profile realistic|uniform] [--busy-share 0.38]
                                   [--output results.json] [--worker-env KPI_X=value ...]
+
+Issue 19's latency target (p99 event-to-gauge at 2,000 events/s with 30 days of realistic history
+in state): `--history-days 30 --soak-seconds 300` (about 2.2 million history events).
 
 Why a second soak: the figures keep state by event time, for the retention (2 h), the recontact
 window (7 days) and the post-contact retention horizons (30/60/90 days). `scripts/bench.py
@@ -14,7 +18,9 @@ fast as it is added, and RSS shows whether anything grows that should not (a lea
 
 One run:
   1. the simulated center (the seed's pool of about 200,000 events, 68 hours, again and again with
-     fresh ids and later times) from now - (history + soak days + 1 day) on; every event is in the past;
+     fresh contact, agent and event ids and later times; with the realistic profile, the default, the
+     customers stay: half the contacts under id 0, a business account, Zipf customers, see
+     docs/simulator.md) from now - (history + soak days + 1 day) on; every event is in the past;
   2. start Apache Kafka unless --bootstrap is given; produce --history-days of it as a backlog;
   3. a `kpi worker` catches up on it (events/s, RSS after);
   4. the soak: the following days at --rate events/s for --soak-seconds, worker RSS every 10 s and
@@ -39,22 +45,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench import (PROBE_EVERY, PROBE_QUEUE, RSS_EVERY, TARGETS, Poller, ProbeLog, dumps,  # noqa: E402
-                   event_key, figure, host_info, lag_by_topic, latency_summary, live_pool, measure_catchup,
-                   proc_status, progress, progress_done, rss_growth, run_names, shut_down, soak_flat,
-                   one_worker, stage_topics, start_broker, wait_for_probe, worker_log_problems)
+from bench import (BENCH_BUSY_SHARE, PROBE_EVERY, PROBE_QUEUE, PROFILES, RSS_EVERY, TARGETS, Poller,  # noqa: E402
+                   ProbeLog, bench_model, dumps, event_key, figure, hold_met, hold_text, host_info, lag_by_topic,
+                   latency_summary, live_pool, log_profile, loop_holds, measure_catchup, pass_id_fields,
+                   profile_text, proc_status, progress, progress_done, rss_growth, run_names, shut_down,
+                   soak_flat, one_worker, stage_topics, start_broker, wait_for_probe, worker_log_problems)
 
 from processor.core.events import format_ts, parse_ts_ms  # noqa: E402
 from processor.core.settings import DAY_MS  # noqa: E402
 from processor.services.worker import series_key  # noqa: E402
 
-ID_FIELDS = ("event_id", "contact_id", "agent_id", "customer_id", "repeat_of")
 PROBE_COUNT = series_key("contact_queue_wait_seconds_count", {"queue": PROBE_QUEUE, "channel": "voice"})
 
 
-def center(pool: list[dict], first_ms: int):
+def center(pool: list[dict], first_ms: int, fields: tuple[str, ...]):
     """The pool's events again and again from first_ms on, each pass later by the pool's span and with
-    ids of its own (no contact, agent or customer of one pass meets another): (ts_ms, key, value)."""
+    ids of its own in `fields` (no contact or agent of one pass meets another; with realistic customers
+    the customer ids stay: one customer base, the busy account and the placeholder hot pass after pass):
+    (ts_ms, key, value)."""
     import orjson
 
     times = [parse_ts_ms(ev["ts"]) for ev in pool]
@@ -66,7 +74,7 @@ def center(pool: list[dict], first_ms: int):
         prefix = f"P{k}-"
         for ev, ts in zip(pool, times):
             ev = dict(ev)
-            for f in ID_FIELDS:
+            for f in fields:
                 if isinstance(ev.get(f), str):
                     ev[f] = prefix + ev[f]
             ev["ts"] = format_ts(ts + shift)
@@ -182,6 +190,11 @@ def parse_args(argv=None):
     p.add_argument("--poll-ms", type=float, default=250, help="/metrics poll interval in the soak (default 250)")
     p.add_argument("--partitions", type=int, default=4, help="partitions per topic (default 4)")
     p.add_argument("--seed", type=int, default=7, help="simulation seed (default 7)")
+    p.add_argument("--profile", choices=PROFILES, default="realistic",
+                   help="customers of the simulated center (default realistic, as scripts/bench.py: 55%% under "
+                        "id 0, one business account, Zipf customers; uniform: a new customer per contact)")
+    p.add_argument("--busy-share", type=float, default=BENCH_BUSY_SHARE,
+                   help=f"the business account's share of new contacts, realistic profile (default {BENCH_BUSY_SHARE})")
     p.add_argument("--keep", action="store_true", help="keep broker data and worker data (and, with --bootstrap, "
                    "this run's topics)")
     p.add_argument("--output", help="results JSON (default: soak-results.json in the run folder)")
@@ -204,7 +217,12 @@ def main(argv=None) -> int:
     progress(f"run folder {run_dir}")
     broker = worker = None
     try:
-        pool = live_pool(args.seed, 200_000)
+        model = bench_model(args.profile, args.busy_share)
+        pool = live_pool(args.seed, 200_000, model)
+        lp = log_profile(pool)
+        results["pool"] = {"profile": args.profile, "customers": lp}
+        figure(f"center:    {args.profile} profile, a pool of {len(pool):,} events repeated: {profile_text(lp)}"
+               + ("; the customer ids stay from pass to pass" if model.customers.realistic else ""))
         times = [parse_ts_ms(ev["ts"]) for ev in pool]
         per_day = len(pool) / ((max(times) - min(times)) / DAY_MS)
         soak_days = args.rate * args.soak_seconds / per_day
@@ -215,7 +233,7 @@ def main(argv=None) -> int:
                              "history_until": format_ts(history_end), "soak_days_expected": round(soak_days, 1)}
         progress(f"simulated center: about {per_day:,.0f} events a day; history {format_ts(first_ms)} .. "
                  f"{format_ts(history_end)}, then about {soak_days:.1f} days in the soak")
-        events = center(pool, first_ms)
+        events = center(pool, first_ms, pass_id_fields(model))
 
         if args.bootstrap:
             bootstrap = args.bootstrap
@@ -234,9 +252,11 @@ def main(argv=None) -> int:
         c = measure_catchup([worker], h["events"], stage_topics(topics), args.partitions,
                             timeout=max(1800.0, h["events"] / 1000))
         c["rss_after_kb"] = proc_status(worker.pid)
+        c["loop_holds"] = loop_holds(worker.scrape())
         results["catchup"] = c
         figure(f"catch-up:  {c['events_per_s']:,.0f} events/s over the history ({c['seconds_first_event_to_zero_lag']:.0f} s); "
                f"worker RSS after it {c['rss_after_kb'].get('VmRSS', 0) / 1024:,.0f} MiB")
+        figure(f"           event-loop holds in the catch-up: {hold_text(c['loop_holds'])}")
 
         progress(f"soak: {args.rate:,.0f} events/s for {args.soak_seconds:.0f}s, worker RSS every {RSS_EVERY:.0f}s")
         probes, poller = ProbeLog(app_id), Poller(worker.url, args.poll_ms / 1000, series=PROBE_COUNT)
@@ -251,7 +271,8 @@ def main(argv=None) -> int:
         end = worker.wait_for(lambda m: m.get("kpi_events_processed_total", 0) >= total and not any(
             v for t in lag_by_topic(m).values() for v in t.values()), timeout=600, what="zero lag after the soak")
         s.update(rss_growth(s["rss_samples_kb"]), latency=latency_summary(probes, poller, s, waited),
-                 dead_lettered={k: v for k, v in end.items() if k.startswith("kpi_events_dead_lettered_total")})
+                 dead_lettered={k: v for k, v in end.items() if k.startswith("kpi_events_dead_lettered_total")},
+                 loop_holds=loop_holds(end))
         results["soak"] = s
         verdict = "met" if soak_flat(s["growth_pct"]) else "NOT met"
         figure(f"soak:      {s['events']:,} events at {s['offered_events_per_s']:,.0f} events/s for {s['seconds']:.0f} s "
@@ -263,6 +284,8 @@ def main(argv=None) -> int:
         figure(f"           event-to-gauge latency over {lat['probes']:,} probes: p50 {lat['p50_text']}, p99 {lat['p99_text']}, "
                f"max {lat['max_text']} (target: p99 at most {TARGETS['latency_p99_s']:g} s: "
                f"{'met' if lat['p99_ms'] is not None and lat['p99_ms'] <= TARGETS['latency_p99_s'] * 1000 else 'NOT met'})")
+        figure(f"           event-loop holds since the worker started (catch-up and soak): {hold_text(s['loop_holds'])} "
+               f"(target: longest at most {TARGETS['loop_hold_s'] * 1000:.0f} ms: {hold_met(s['loop_holds'])})")
         figure(f"           dead-lettered: {s['dead_lettered'] or 'none'}")
         return 0
     except BaseException as exc:
