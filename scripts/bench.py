@@ -4,10 +4,18 @@
                             [--bootstrap host:port] [--keep] [--output results.json]
                             [--warmup-seconds 5] [--poll-ms 50] [--partitions 4] [--seed 7]
                             [--workers 2] [--worker-env KPI_X=value ...]
+                            [--profile realistic|uniform] [--beside uniform|realistic|none] [--busy-share 0.38]
+
+Issue 19's figures: `--events 500000 --rate 2000 --latency-seconds 60` (the realistic log then has
+55 % of its contacts under id 0 and one account with 21,173 contacts in 7 days; docs/simulator.md).
 
 One run:
   0. generate N contract events with the seeded simulator (the first N in event-time order, all in
-     the past) and time `kpi replay` on them (no broker);
+     the past) in the --profile customer profile (default realistic: 55 % of the contacts under the
+     placeholder id 0, one business account with --busy-share of them, Zipf customers, skewed
+     presence clocks, missing optional fields), print who calls in it, and time `kpi replay` on it,
+     on the same log with a distinct customer per contact (the ratio), and on the --beside
+     profile's log of the same N and seed (no broker);
   1. start Apache Kafka (KRaft, from the cached Maven jars) in a temporary folder unless --bootstrap
      is given, create this run's topics (unique suffix, --partitions each) and produce the N events
      as fast as possible, keyed as the contract says;
@@ -30,8 +38,13 @@ One run:
      then the steady state: 1 worker, and W workers, each on empty topics of their own, the group
      settled (every worker owns input partitions, unchanged for 3 s) before the N events are
      produced, timed from the first processed event to zero lag: the W-to-1 ratio of that;
-  7. a summary table on stdout, the results as JSON (--output, default bench-results.json in the
+  7. with --beside (default: the other profile), after the first worker is stopped: one worker's
+     catch-up on the --beside profile's log, on topics of its own, timed like step 3;
+  8. a summary table on stdout, the results as JSON (--output, default bench-results.json in the
      run folder).
+Each catch-up and the latency run also report the worker's event-loop holds from /metrics
+(kpi_event_loop_hold_seconds, kpi_event_loop_hold_max_seconds, kpi_event_loop_step_max_seconds),
+or "not exported" when the worker has none.
 
 The probe gauge counts since local midnight of the queue (UTC unless configured): a run that crosses
 midnight loses the probes before it (they show as not seen).

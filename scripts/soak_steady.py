@@ -220,11 +220,18 @@ def main(argv=None) -> int:
         model = bench_model(args.profile, args.busy_share)
         pool = live_pool(args.seed, 200_000, model)
         lp = log_profile(pool)
-        results["pool"] = {"profile": args.profile, "customers": lp}
-        figure(f"center:    {args.profile} profile, a pool of {len(pool):,} events repeated: {profile_text(lp)}"
-               + ("; the customer ids stay from pass to pass" if model.customers.realistic else ""))
         times = [parse_ts_ms(ev["ts"]) for ev in pool]
-        per_day = len(pool) / ((max(times) - min(times)) / DAY_MS)
+        pool_days = (max(times) - min(times)) / DAY_MS
+        per_day = len(pool) / pool_days
+        # the pool is repeated with the same customer ids: a week of history holds 7 / pool_days passes
+        busiest = sum(1 for ev in pool if ev["type"] == "contact.created" and ev["customer_id"] == lp["busiest_account"])
+        lp["busiest_account_contacts_per_7_days_repeated"] = (round(busiest * 7 / pool_days)
+                                                              if model.customers.realistic and busiest else None)
+        results["pool"] = {"profile": args.profile, "customers": lp, "days": round(pool_days, 2)}
+        figure(f"center:    {args.profile} profile, a pool of {len(pool):,} events ({pool_days:.1f} days) repeated: "
+               f"{profile_text(lp)}" + (f"; the customer ids stay from pass to pass, so the busiest account has about "
+                                        f"{lp['busiest_account_contacts_per_7_days_repeated']:,} contacts in any 7 days"
+                                        if lp["busiest_account_contacts_per_7_days_repeated"] else ""))
         soak_days = args.rate * args.soak_seconds / per_day
         now_ms = int(time.time() * 1000)
         first_ms = (now_ms // DAY_MS - int(args.history_days + soak_days) - 2) * DAY_MS  # a UTC midnight
