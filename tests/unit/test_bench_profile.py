@@ -1,7 +1,8 @@
 """What scripts/bench.py (and soak_steady.py) read and check: who calls in a log, and the event-loop holds.
 
-The hold reading is checked against what the worker's own collector renders, so a renamed metric
-shows here and not as "not exported" in a benchmark run.
+The hold reading is checked against what the worker's own collector renders (processor/loophold.py,
+from branch hot19loop), so a renamed metric shows here and not as "not exported" in a benchmark
+run; until that module is merged, that one test is skipped.
 """
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from processor.core.events import format_ts
-from processor.loophold import HoldCollector, HoldMonitor
 from processor.services.worker import parse_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,6 +61,8 @@ def test_distinct_customers_gives_every_contact_and_churn_its_own(bench):
 
 
 def test_loop_holds_read_what_the_worker_exports(bench):
+    loophold = pytest.importorskip("processor.loophold", reason="the worker does not export event-loop holds yet")
+    HoldCollector, HoldMonitor = loophold.HoldCollector, loophold.HoldMonitor
     monitor = HoldMonitor()
     for hold in (0.001, 0.05, 0.12, 0.3):
         monitor.observe(hold, now=1000.0)
