@@ -38,6 +38,7 @@ from .core.segments import fact_from_json
 from .decode import BadEvent, decode
 from .gc_policy import FREEZE_SECONDS, GcPolicy
 from .health import Health
+from .loophold import HoldCollector, HoldMonitor
 from .metrics import KpiCollector
 from .metrics_extra import ExtraCollector
 from .topics import aiokafka_security
@@ -75,6 +76,7 @@ class Runtime:
     offset_repeats: int = 0  # offsets delivered again after a later one (not applied twice)
     fetch_stalls: int = 0  # partitions sought back after Faust dropped fetched records (consumer_tuning.StallWatch)
     output: Output | None = None  # its backlog: kpi_output_batches_in_flight
+    holds: HoldMonitor = field(default_factory=HoldMonitor)  # event-loop holds (processor/loophold.py)
 
     def book(self, partition: int) -> ContactBook:
         b = self.contacts.get(partition)
@@ -159,6 +161,8 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     gc_policy = GcPolicy()
     rt.registry.register(KpiCollector(rt, app))
     rt.registry.register(ExtraCollector(rt))
+    rt.registry.register(HoldCollector(rt.holds))
+    holds = rt.holds
 
     events_topic = app.topic(k.input_topic, partitions=k.partitions, value_serializer="raw")
     facts_topic = app.topic(k.facts_topic, partitions=k.partitions, value_serializer="json", key_serializer="raw",
@@ -248,6 +252,10 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
             lock.release()
 
     @app.task
+    async def event_loop_holds():
+        await holds.run()  # until the worker stops (cancelled)
+
+    @app.task
     async def tune_consumer():
         quick_hand_off(app.consumer)
 
@@ -300,6 +308,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                 deltas: dict[int, dict[tuple, tuple]] = defaultdict(dict)
                 not_after_ms = int((time.time() + settings.max_future_seconds) * 1000)  # wall clock: see decode()
                 routed: dict[int, dict[tuple, tuple]] = defaultdict(dict)  # ... -> (fact id, topic, partition, key) -> fact
+                t0 = time.perf_counter()
                 for r in batch:
                     part = r.partition
                     rt.health.observe_offset(r.topic, part, r.offset)
@@ -326,6 +335,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                             other[(fact_id, "facts", route(agent), agent)] = fact
                         for fact_id, customer, fact in res.journey_deltas:
                             other[(fact_id, "journeys", route(customer), customer)] = fact
+                holds.section("stage one: events", t0, time.perf_counter())
                 now = time.monotonic()
                 for part, mine in deltas.items():
                     book = rt.book(part)
@@ -372,10 +382,14 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         while True:
             batch = await _take(k.facts_topic, locks["two"])
             try:  # the lock is held: a rebuild (on_recover) never swaps the books mid-batch
-                touched = _apply_facts(await _mend_gaps(batch), rt.queue_book)
+                batch = await _mend_gaps(batch)
+                with holds.step("stage two: facts"):
+                    touched = _apply_facts(batch, rt.queue_book)
                 for part in sorted(touched):
                     book = rt.queue_book(part)
-                    for rec in book.advance():
+                    with holds.step("stage two: publication"):
+                        records = book.advance()
+                    for rec in records:
                         await out.send(rollups_topic, part, key=rollup_key(rec), value=deadletter.dumps(rec))
                         rt.health.rollup_published()
                     dirty_facts, dirty_published = book.take_dirty()
@@ -391,7 +405,9 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         while True:
             batch = await _take(k.journeys_topic, locks["journeys"])
             try:  # the lock is held: a rebuild (on_recover) never swaps the books mid-batch
-                touched = _apply_facts(await _mend_gaps(batch), rt.journey_book)
+                batch = await _mend_gaps(batch)
+                with holds.step("journeys: facts"):
+                    touched = _apply_facts(batch, rt.journey_book)
                 for part in sorted(touched):
                     book = rt.journey_book(part)
                     await _send_contributions(book, part)
@@ -439,6 +455,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         """
         now = time.monotonic()
         async with locks["one"]:
+            t0 = time.perf_counter()
             for src, book in list(rt.contacts.items()):
                 idle = now - rt.last_read.setdefault(src, now) >= IDLE_SECONDS and _nothing_to_read(src)
                 if book.stream_ms == 0 and not idle:
@@ -448,13 +465,16 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                     await out.send(facts_topic, src, partition=p, key=b"", value=value)
                     await out.send(journeys_topic, src, partition=p, key=b"", value=value)
             await out.flush_batches()
+            holds.section("tick", t0, time.perf_counter())
         async with locks["journeys"]:
+            t0 = time.perf_counter()
             for part, book in list(rt.journeys.items()):
                 if book.stream_ms == 0:
                     continue  # no clock yet (not every input partition has reported to it)
                 for p in range(k.partitions):
                     await out.send(facts_topic, part, partition=p, key=b"", value={"src": k.partitions + part, "wm": book.stream_ms, "d": []})
             await out.flush_batches()
+            holds.section("tick", t0, time.perf_counter())
         await out.commit_idle()  # exactly_once: ticks of partitions with nothing new to commit are committed too
 
     if settings.redis_url is not None:  # the live snapshot for the wallboard (processor/snapshot.py)
@@ -463,7 +483,8 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
 
         @app.timer(SNAPSHOT_SECONDS)
         async def redis_snapshot():
-            snap.offer(rt.queues)  # computes only; a background task writes, never blocking this
+            with holds.step("redis snapshot"):
+                snap.offer(rt.queues)  # computes only; a background task writes, never blocking this
 
         @app.task
         async def redis_snapshot_writer():
@@ -479,6 +500,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                 for book in list(books.values()):
                     book.expire()
                 held.append(time.perf_counter() - t0)
+                holds.section(f"housekeeping ({stage})", t0, t0 + held[-1])
         if sum(held) >= SLOW_HOUSEKEEPING_SECONDS:  # the wallboard and every stage waited that long
             log.warning("housekeeping held the event loop %.2f s (stage one %.2f s, stage two %.2f s, journeys %.2f s)",
                         sum(held), *held)
@@ -514,12 +536,14 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
 
     @app.timer(FREEZE_SECONDS)
     async def garbage_collection():
-        gc_policy.tick()  # long-lived state out of the cycle collector's way (processor/gc_policy.py)
+        with holds.step("garbage collection"):
+            gc_policy.tick()  # long-lived state out of the cycle collector's way (processor/gc_policy.py)
 
     # -- recovery: rebuild the books from the tables for exactly the partitions we own ----------
     @contacts_table.on_recover
     async def _recover_stage_one():
         async with locks["one"]:
+            t0 = time.perf_counter()
             _forget_read_offsets(k.input_topic)
             owned = _owned_partitions(k.input_topic)
             books = {p: ContactBook(engine) for p in owned}
@@ -537,12 +561,14 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
             rt.contacts = books
             now = time.monotonic()
             rt.last_read = {p: rt.last_read.get(p, now) for p in owned}
+            holds.section("restore (one)", t0, time.perf_counter())
             log.info("stage one rebuilt: %d contacts, %d agents, partitions %s",
                      sum(len(b.contacts) for b in books.values()), sum(len(b.agents) for b in books.values()), sorted(owned))
 
     @facts_table.on_recover
     async def _recover_stage_two():
         async with locks["two"]:
+            t0 = time.perf_counter()
             _forget_read_offsets(k.facts_topic)
             owned = _owned_partitions(k.facts_topic)
             books = {p: _queue_book(engine, k.partitions) for p in owned}
@@ -552,12 +578,14 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                 book.restore_published(key, value)
             _keep_clocks(books, rt.queues)
             rt.queues = books
+            holds.section("restore (two)", t0, time.perf_counter())
             log.info("stage two rebuilt: %d facts, partitions %s",
                      sum(len(b.facts) for b in books.values()), sorted(owned))
 
     @journeys_table.on_recover
     async def _recover_journeys():
         async with locks["journeys"]:
+            t0 = time.perf_counter()
             _forget_read_offsets(k.journeys_topic)
             owned = _owned_partitions(k.journeys_topic)
             books = {p: _journey_book(engine, k.partitions) for p in owned}
@@ -568,13 +596,16 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                 books[p].restore(facts)
             _keep_clocks(books, rt.journeys)
             rt.journeys = books
+            holds.section("restore (journeys)", t0, time.perf_counter())
             log.info("journeys rebuilt: %d facts, partitions %s",
                      sum(len(b.facts) for b in books.values()), sorted(owned))
 
     @app.page("/metrics")
     async def metrics(web, request):
         # aiohttp refuses a charset inside content_type, so the exposition type goes in as a header.
-        return web.bytes(generate_latest(rt.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        with holds.step("/metrics"):
+            body = generate_latest(rt.registry)
+        return web.bytes(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @app.page("/healthz")
     async def healthz(web, request):

@@ -1,0 +1,164 @@
+"""How long the event loop is held, measured from outside, and the slices long passes are cut into.
+
+Everything a worker serves (/metrics, /healthz, the Redis snapshot, Faust's heartbeats and commits)
+runs on one asyncio loop: a step that computes for a second without an `await` that suspends
+freezes all of it for that second (issue 19: 93 s in one tick, 115 s in one housekeeping pass).
+
+`HoldMonitor.run` is a task that sleeps `period` seconds again and again; how much later than asked
+it wakes up is how long the loop was busy with something else (its *lag*). That needs no
+cooperation from the step that held the loop, so the histogram also sees Faust, aiokafka, the
+garbage collector and steps nobody timed. Each sample is one observation: a loop that is never held
+fills the lowest bucket `1 / period` times a second. To *name* the step in the warning, the steps
+time their own synchronous sections (`with monitor.step("housekeeping"):`, around code with no
+`await` that suspends); a lag over `warn_seconds` is logged with the sections that overlapped it.
+
+`Slicer` cuts a long pass into slices of about `budget` seconds of loop time: between two items
+of the pass the caller does `await slicer.pause()`, which suspends (lets every other ready task
+run) once the slice is used up. Time-based rather than every N items, so a slice stays short
+whatever an item costs; a budget of 0 yields between every two items (the tests use it).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from contextlib import contextmanager
+
+log = logging.getLogger("processor")
+
+PERIOD_SECONDS = 0.01        # the monitor's sleep: holds shorter than this are seen as ~0
+WARN_SECONDS = 0.25          # a hold this long is logged, naming the steps it overlapped
+SLICE_SECONDS = 0.02         # a sliced pass suspends after this much loop time
+# Upper bounds (seconds) of the hold histogram; the target is 0.1, the warning 0.25.
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+SECTIONS_KEPT = 256          # recent step sections kept to name a long hold
+
+
+class HoldMonitor:
+    """The loop-lag histogram, the longest hold, and the recent sections of named steps."""
+
+    def __init__(self, period: float = PERIOD_SECONDS, warn_seconds: float = WARN_SECONDS,
+                 buckets: tuple[float, ...] = BUCKETS, clock=time.perf_counter) -> None:
+        self.period, self.warn_seconds, self.buckets, self.clock = period, warn_seconds, buckets, clock
+        self.counts = [0] * (len(buckets) + 1)  # per bucket (not cumulative); the last one is +Inf
+        self.sum = 0.0
+        self.count = 0
+        self.max = 0.0            # the longest hold seen since the worker started
+        self.max_step = ""        # what the longest hold overlapped ("" when no timed step did)
+        self.warnings = 0
+        self._sections: deque = deque(maxlen=SECTIONS_KEPT)  # (start, end, step name)
+        self.step_max: dict[str, float] = {}  # step name -> its longest synchronous section (seconds)
+
+    # -- the steps' side ------------------------------------------------------------------------
+    @contextmanager
+    def step(self, name: str):
+        """Time a synchronous section of a named step (no suspending `await` inside it)."""
+        t0 = self.clock()
+        try:
+            yield
+        finally:
+            self.section(name, t0, self.clock())
+
+    def section(self, name: str, start: float, end: float) -> None:
+        self._sections.append((start, end, name))
+        if end - start > self.step_max.get(name, 0.0):
+            self.step_max[name] = end - start
+
+    # -- the monitor's side ---------------------------------------------------------------------
+    async def run(self) -> None:
+        """Sleep `period` again and again, observing each oversleep; until cancelled."""
+        clock, period = self.clock, self.period
+        while True:
+            t0 = clock()
+            await asyncio.sleep(period)
+            now = clock()
+            self.observe(max(0.0, now - t0 - period), now)
+
+    def observe(self, hold: float, now: float | None = None) -> None:
+        """One lag sample of `hold` seconds that ended at `now` (the monitor's clock)."""
+        i = 0
+        for bound in self.buckets:
+            if hold <= bound:
+                break
+            i += 1
+        self.counts[i] += 1
+        self.sum += hold
+        self.count += 1
+        if hold > self.max or hold >= self.warn_seconds:
+            now = self.clock() if now is None else now
+            named = self.named(now - hold, now)
+            if hold > self.max:
+                self.max, self.max_step = hold, named
+            if hold >= self.warn_seconds:
+                self.warnings += 1
+                log.warning("the event loop was held %.2f s (%s): /metrics, the live snapshot and every stage "
+                            "waited that long", hold, named or "no timed step: Faust, aiokafka, the garbage collector "
+                            "or a stage's batch")
+
+    def named(self, start: float, end: float) -> str:
+        """The timed sections that overlapped [start, end], longest overlap first: 'tick 0.31 s, ...'."""
+        overlap: dict[str, float] = {}
+        for s, e, name in self._sections:
+            shared = min(e, end) - max(s, start)
+            if shared > 0:
+                overlap[name] = overlap.get(name, 0.0) + shared
+        return ", ".join(f"{name} {secs:.2f} s" for name, secs in sorted(overlap.items(), key=lambda kv: -kv[1]))
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """Prometheus histogram buckets: (upper bound, observations <= it), +Inf last."""
+        out, total = [], 0
+        for bound, n in zip((*self.buckets, float("inf")), self.counts):
+            total += n
+            out.append(("+Inf" if bound == float("inf") else repr(bound), total))
+        return out
+
+
+class Slicer:
+    """Cuts a pass into slices of about `budget` seconds of loop time (see the module docstring)."""
+
+    def __init__(self, budget: float = SLICE_SECONDS, clock=time.perf_counter) -> None:
+        self.budget, self.clock = budget, clock
+        self.start = clock()
+        self.yields = 0
+
+    def due(self) -> bool:
+        return self.clock() - self.start >= self.budget
+
+    async def pause(self) -> None:
+        """Suspend once the slice is used up (other tasks run meanwhile), then start a new slice."""
+        if self.clock() - self.start >= self.budget:
+            await asyncio.sleep(0)
+            self.yields += 1
+            self.start = self.clock()
+
+
+class HoldCollector:
+    """kpi_event_loop_hold_seconds (histogram of lag samples), its maximum, and each timed step's longest section."""
+
+    def __init__(self, monitor: HoldMonitor) -> None:
+        self.monitor = monitor
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+
+        m = self.monitor
+        hist = HistogramMetricFamily(
+            "kpi_event_loop_hold_seconds",
+            f"How late a task sleeping {m.period:g} s woke up: how long the event loop was held by other work "
+            "(one observation per wake-up).")
+        hist.add_metric([], m.cumulative(), m.sum)
+        yield hist
+        longest = GaugeMetricFamily("kpi_event_loop_hold_max_seconds",
+                                    "The longest event-loop hold seen since the worker started.")
+        longest.add_metric([], m.max)
+        yield longest
+        steps = GaugeMetricFamily("kpi_event_loop_step_max_seconds",
+                                  "The longest synchronous section of each timed step since the worker started.",
+                                  labels=["step"])
+        for name, secs in sorted(m.step_max.items()):
+            steps.add_metric([name], secs)
+        yield steps

@@ -1,0 +1,131 @@
+"""How long a worker catching up on a log holds its event loop (a benchmark, not a test; issue 19).
+
+    python scripts/bench_holds.py --input real.jsonl [--partitions 4] [--timeout 900] [--bootstrap host:port]
+                                  [--output holds.json] [--worker-env KPI_X=value ...]
+
+Starts Apache Kafka (KRaft, as scripts/bench.py does) unless --bootstrap is given, produces the
+file's events to a fresh input topic, starts one `kpi worker` from launch to every event processed
+and zero lag (or --timeout: the figures are then those of the part it did, and say so), and prints
+the worker's own measurement (processor/loophold.py): the longest hold, the histogram
+`kpi_event_loop_hold_seconds`, the longest section of each timed step, and the warnings its log
+holds. Progress goes to stderr, figures to stdout, the results as JSON to --output (default
+holds.json in the run folder, which is printed).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench  # noqa: E402  (scripts/bench.py: broker, producer, catch-up measurement)
+
+from processor.config import Settings  # noqa: E402
+from processor.services.worker import parse_metrics  # noqa: E402
+
+
+def hold_figures(samples: dict[str, float]) -> dict:
+    buckets = {}
+    for key, value in samples.items():
+        if key.startswith("kpi_event_loop_hold_seconds_bucket{"):
+            buckets[bench.labels_of(key)["le"]] = int(value)
+    ordered = sorted(buckets.items(), key=lambda kv: float(kv[0]))
+    steps = {bench.labels_of(k)["step"]: round(v, 4) for k, v in samples.items()
+             if k.startswith("kpi_event_loop_step_max_seconds{")}
+    return {"max_seconds": samples.get("kpi_event_loop_hold_max_seconds"),
+            "count": int(samples.get("kpi_event_loop_hold_seconds_count", 0)),
+            "sum_seconds": round(samples.get("kpi_event_loop_hold_seconds_sum", 0.0), 3),
+            "buckets": dict(ordered), "step_max_seconds": dict(sorted(steps.items(), key=lambda kv: -kv[1]))}
+
+
+def warnings_of(log_path: Path) -> list[str]:
+    text = log_path.read_text(errors="replace") if log_path.exists() else ""
+    return [ln.strip() for ln in text.splitlines() if "the event loop was held" in ln]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--input", required=True, help="contract events, JSON lines (e.g. scripts/realistic_log.py)")
+    ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the catch-up")
+    ap.add_argument("--bootstrap")
+    ap.add_argument("--output")
+    ap.add_argument("--worker-env", action="append", default=[])
+    args = ap.parse_args(argv)
+    from processor.services import KpiWorker
+    from processor.topics import ensure_topics
+
+    run_dir = Path(tempfile.mkdtemp(prefix="kpi-holds-"))
+    output = Path(args.output).resolve() if args.output else run_dir / "holds.json"
+    bench.progress(f"run folder {run_dir}")
+    with open(args.input, "rb") as fh:
+        messages = [(bench.event_key(json.loads(line)), line.rstrip(b"\n")) for line in fh]
+    _, topics, app_id = bench.run_names("holds")
+    broker = worker = None
+    results: dict = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "input": args.input,
+                     "events": len(messages), "host": bench.host_info()}
+    try:
+        if args.bootstrap:
+            bootstrap = args.bootstrap
+        else:
+            broker = bench.start_broker(run_dir)
+            bootstrap = broker.bootstrap
+        ensure_topics(Settings(app_id=app_id, kafka={"bootstrap": bootstrap, "partitions": args.partitions, **topics}))
+        p = asyncio.run(bench.produce_bulk(bootstrap, topics["input_topic"], messages))
+        bench.progress(f"produced {p['messages']:,} events to {topics['input_topic']}")
+        n = len(messages)
+        del messages
+        env = bench.worker_env(argparse.Namespace(partitions=args.partitions, worker_env=args.worker_env), topics, app_id)
+        worker = KpiWorker(bootstrap, work_dir=run_dir / "worker", env=env)
+        bench.progress(f"kpi worker log: {worker.log_path}")
+        try:
+            c = bench.measure_catchup([worker], n, bench.stage_topics(topics), args.partitions, timeout=args.timeout)
+            results["catchup"] = c
+            done = f"caught up: {bench.fmt_rate(c['events_per_s'])} ({c['seconds_first_event_to_zero_lag']:.1f} s)"
+        except RuntimeError as exc:
+            results["catchup"] = {"error": str(exc)}
+            done = f"NOT caught up within {args.timeout:.0f} s ({str(exc).splitlines()[0]})"
+        samples = parse_metrics(_scrape(worker.url))
+        results["processed"] = samples.get("kpi_events_processed_total")
+        results["holds"] = hold_figures(samples)
+        results["warnings"] = warnings_of(worker.log_path)
+        results["worker_log"] = str(worker.log_path)
+    finally:
+        if worker is not None:
+            worker.stop()
+        if broker is not None:
+            broker.stop()
+    h = results["holds"]
+    bench.figure(f"catch-up:  {done}; {results['processed']:,.0f}/{n:,} events processed")
+    bench.figure(f"holds:     longest {h['max_seconds']:.3f} s; {h['count']:,} lag samples, sum {h['sum_seconds']} s")
+    prev = 0
+    for le, cum in h["buckets"].items():
+        bench.figure(f"           <= {le:>6} s: {cum:>9,} ({cum - prev:,} in this bucket)")
+        prev = cum
+    bench.figure("steps:     " + ", ".join(f"{k} {v:.3f} s" for k, v in h["step_max_seconds"].items()))
+    bench.figure(f"warnings:  {len(results['warnings'])} holds over 0.25 s logged"
+                 + "".join(f"\n           {re.sub(r'^.*?the event loop', 'the event loop', w)}" for w in results["warnings"][:8]))
+    output.write_text(json.dumps(results, indent=2))
+    bench.progress(f"results written to {output}")
+    return 0
+
+
+def _scrape(url: str) -> str:
+    import urllib.request
+
+    for _ in range(30):
+        try:
+            with urllib.request.urlopen(url + "/metrics", timeout=30) as resp:
+                return resp.read().decode()
+        except OSError:
+            time.sleep(1)
+    return ""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
