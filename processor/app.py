@@ -38,7 +38,8 @@ from .core.segments import fact_from_json
 from .decode import BadEvent, decode
 from .gc_policy import FREEZE_SECONDS, GcPolicy
 from .health import Health
-from .loophold import HoldCollector, HoldMonitor
+from .housekeeping import expire_stage
+from .loophold import HoldCollector, HoldMonitor, Slicer
 from .metrics import KpiCollector
 from .metrics_extra import ExtraCollector
 from .topics import aiokafka_security
@@ -48,9 +49,9 @@ DEAD_LETTER_MAX_BYTES = 8 * 1024 * 1024  # see topics.py: the dead-letter topic 
 
 TICK_SECONDS = 1.0
 EXPIRE_SECONDS = 5.0        # housekeeping: often, so each pass frees little at once (README, "Tick timer")
-SLOW_HOUSEKEEPING_SECONDS = 0.25  # a pass that holds the loop this long is logged (gauges wait behind it)
 IDLE_SECONDS = 5.0
 COMMIT_EVERY = 100_000        # messages between offset commits, besides the 1 s interval
+RESTORE_CHUNK = 500           # journey facts restored between two looks at the clock (see Slicer)
 BATCH_MAX = 5000              # records a stage takes from its intake at most (whatever has arrived, no waiting)
 
 
@@ -308,8 +309,9 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                 deltas: dict[int, dict[tuple, tuple]] = defaultdict(dict)
                 not_after_ms = int((time.time() + settings.max_future_seconds) * 1000)  # wall clock: see decode()
                 routed: dict[int, dict[tuple, tuple]] = defaultdict(dict)  # ... -> (fact id, topic, partition, key) -> fact
-                t0 = time.perf_counter()
+                slicer = Slicer(monitor=holds, name="stage one: events")
                 for r in batch:
+                    await slicer.pause()  # a long batch lets the loop run every SLICE_SECONDS (loophold.py)
                     part = r.partition
                     rt.health.observe_offset(r.topic, part, r.offset)
                     raw = r.value if r.value is not None else b""
@@ -335,7 +337,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                             other[(fact_id, "facts", route(agent), agent)] = fact
                         for fact_id, customer, fact in res.journey_deltas:
                             other[(fact_id, "journeys", route(customer), customer)] = fact
-                holds.section("stage one: events", t0, time.perf_counter())
+                slicer.done()
                 now = time.monotonic()
                 for part, mine in deltas.items():
                     book = rt.book(part)
@@ -362,9 +364,11 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
             finally:
                 locks["one"].release()
 
-    def _apply_facts(batch: list, book_of) -> set[int]:
-        """Fact messages ({"src", "wm", "idle", "d"}) into the book of their partition; returns the partitions touched."""
+    async def _apply_facts(batch: list, book_of, name: str) -> set[int]:
+        """Fact messages ({"src", "wm", "idle", "d"}) into the book of their partition; returns the partitions
+        touched. Suspends every SLICE_SECONDS (a message may carry thousands of facts): the lock stays held."""
         touched: set[int] = set()
+        slicer = Slicer(monitor=holds, name=name)
         for r in batch:
             part = r.partition
             rt.health.observe_offset(r.topic, part, r.offset)
@@ -372,8 +376,10 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
             book = book_of(part)
             touched.add(part)
             for fact_id, fact, *route in value.get("d", ()):
+                await slicer.pause()
                 book.apply(fact_id, fact_from_json(fact) if fact is not None else None, *route)
             book.observe(int(value.get("wm", 0)), int(value.get("src", 0)), bool(value.get("idle")))
+        slicer.done()
         return touched
 
     # -- stage two ---------------------------------------------------------------------------
@@ -383,8 +389,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
             batch = await _take(k.facts_topic, locks["two"])
             try:  # the lock is held: a rebuild (on_recover) never swaps the books mid-batch
                 batch = await _mend_gaps(batch)
-                with holds.step("stage two: facts"):
-                    touched = _apply_facts(batch, rt.queue_book)
+                touched = await _apply_facts(batch, rt.queue_book, "stage two: facts")
                 for part in sorted(touched):
                     book = rt.queue_book(part)
                     with holds.step("stage two: publication"):
@@ -406,8 +411,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
             batch = await _take(k.journeys_topic, locks["journeys"])
             try:  # the lock is held: a rebuild (on_recover) never swaps the books mid-batch
                 batch = await _mend_gaps(batch)
-                with holds.step("journeys: facts"):
-                    touched = _apply_facts(batch, rt.journey_book)
+                touched = await _apply_facts(batch, rt.journey_book, "journeys: facts")
                 for part in sorted(touched):
                     book = rt.journey_book(part)
                     await _send_contributions(book, part)
@@ -492,18 +496,12 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
 
     @app.timer(EXPIRE_SECONDS)
     async def housekeeping():
-        # Expiry only marks keys dirty; they are deleted from the tables by the next event of the stage.
-        held = []  # seconds each stage's expiry held the event loop
-        for stage, books in (("one", rt.contacts), ("two", rt.queues), ("journeys", rt.journeys)):
-            async with locks[stage]:
-                t0 = time.perf_counter()
-                for book in list(books.values()):
-                    book.expire()
-                held.append(time.perf_counter() - t0)
-                holds.section(f"housekeeping ({stage})", t0, t0 + held[-1])
-        if sum(held) >= SLOW_HOUSEKEEPING_SECONDS:  # the wallboard and every stage waited that long
-            log.warning("housekeeping held the event loop %.2f s (stage one %.2f s, stage two %.2f s, journeys %.2f s)",
-                        sum(held), *held)
+        # Expiry only marks keys dirty; they are deleted from the tables by the next batch of the stage.
+        # In slices that release the stage's lock and the loop (processor/housekeeping.py); a slow one
+        # is logged by the hold monitor.
+        await expire_stage("one", locks["one"], lambda: rt.contacts, holds)
+        await expire_stage("two", locks["two"], lambda: rt.queues, holds)
+        await expire_stage("journeys", locks["journeys"], lambda: rt.journeys, holds, limit=None)
 
     stall_watch = StallWatch()
 
@@ -543,60 +541,70 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     @contacts_table.on_recover
     async def _recover_stage_one():
         async with locks["one"]:
-            t0 = time.perf_counter()
+            slicer = Slicer(monitor=holds, name="restore (one)")  # rows restored in slices: the lock stays held
             _forget_read_offsets(k.input_topic)
             owned = _owned_partitions(k.input_topic)
             books = {p: ContactBook(engine) for p in owned}
             for cid, book, state in _owned_rows(contacts_table, books):
+                await slicer.pause()
                 book.restore_contact(cid, state)
             for aid, book, state in _owned_rows(agents_table, books):  # before their event ids
+                await slicer.pause()
                 book.restore_agent(aid, state)
             for cid, book, state in _owned_rows(profiles_table, books):
+                await slicer.pause()
                 if cid not in book.contacts:
                     book.restore_profile(cid, state)
             for key, book, value in _owned_rows(agent_ids_table, books):
+                await slicer.pause()
                 book.restore_agent_id(key, value)
             for customer, book, state in _owned_rows(customers_table, books):
+                await slicer.pause()
                 book.restore_customer(customer, state)
             rt.contacts = books
             now = time.monotonic()
             rt.last_read = {p: rt.last_read.get(p, now) for p in owned}
-            holds.section("restore (one)", t0, time.perf_counter())
+            slicer.done()
             log.info("stage one rebuilt: %d contacts, %d agents, partitions %s",
                      sum(len(b.contacts) for b in books.values()), sum(len(b.agents) for b in books.values()), sorted(owned))
 
     @facts_table.on_recover
     async def _recover_stage_two():
         async with locks["two"]:
-            t0 = time.perf_counter()
+            slicer = Slicer(monitor=holds, name="restore (two)")  # rows restored in slices: the lock stays held
             _forget_read_offsets(k.facts_topic)
             owned = _owned_partitions(k.facts_topic)
             books = {p: _queue_book(engine, k.partitions) for p in owned}
             for fid, book, fact in _owned_rows(facts_table, books):
+                await slicer.pause()
                 book.restore_fact(fid, fact)
             for key, book, value in _owned_rows(published_table, books):
+                await slicer.pause()
                 book.restore_published(key, value)
             _keep_clocks(books, rt.queues)
             rt.queues = books
-            holds.section("restore (two)", t0, time.perf_counter())
+            slicer.done()
             log.info("stage two rebuilt: %d facts, partitions %s",
                      sum(len(b.facts) for b in books.values()), sorted(owned))
 
     @journeys_table.on_recover
     async def _recover_journeys():
         async with locks["journeys"]:
-            t0 = time.perf_counter()
+            slicer = Slicer(monitor=holds, name="restore (journeys)")  # rows restored in slices: the lock stays held
             _forget_read_offsets(k.journeys_topic)
             owned = _owned_partitions(k.journeys_topic)
             books = {p: _journey_book(engine, k.partitions) for p in owned}
             stored: dict[int, list] = defaultdict(list)
             for fid, p, fact in _rows(journeys_table, books):
+                await slicer.pause()
                 stored[p].append((fid, fact))
             for p, facts in stored.items():
-                books[p].restore(facts)
+                for i in range(0, len(facts), RESTORE_CHUNK):
+                    books[p].restore(facts[i:i + RESTORE_CHUNK])
+                    await slicer.pause()
             _keep_clocks(books, rt.journeys)
             rt.journeys = books
-            holds.section("restore (journeys)", t0, time.perf_counter())
+            slicer.done()
             log.info("journeys rebuilt: %d facts, partitions %s",
                      sum(len(b.facts) for b in books.values()), sorted(owned))
 
@@ -625,7 +633,10 @@ def _owned_rows(table, books: dict):
 def _rows(table, owned):
     """(key, partition, value) of a table's entries of the partitions in `owned`. A memory store holds
     rows as the JSON bytes of their changelog records (see PartitionTable): only owned ones are decoded."""
-    for key, row in table.items():
+    # A memory store's rows are copied first (a C-speed copy): the rebuild suspends between rows, and
+    # standby changelog records may be written into the same store meanwhile.
+    rows = list(table.data.data.items()) if isinstance(table, PartitionTable) and table.keeps_bytes() else table.items()
+    for key, row in rows:
         if isinstance(row, bytes):
             if _row_partition(row) not in owned:
                 continue

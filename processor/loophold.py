@@ -115,10 +115,14 @@ class HoldMonitor:
 
 
 class Slicer:
-    """Cuts a pass into slices of about `budget` seconds of loop time (see the module docstring)."""
+    """Cuts a pass into slices of about `budget` seconds of loop time (see the module docstring).
 
-    def __init__(self, budget: float = SLICE_SECONDS, clock=time.perf_counter) -> None:
-        self.budget, self.clock = budget, clock
+    Given a monitor and a name, each slice is recorded as a section of that step (`done()` records
+    the last one), so a long hold inside a sliced pass is named precisely."""
+
+    def __init__(self, budget: float = SLICE_SECONDS, clock=time.perf_counter, monitor: HoldMonitor | None = None,
+                 name: str = "") -> None:
+        self.budget, self.clock, self.monitor, self.name = budget, clock, monitor, name
         self.start = clock()
         self.yields = 0
 
@@ -127,10 +131,18 @@ class Slicer:
 
     async def pause(self) -> None:
         """Suspend once the slice is used up (other tasks run meanwhile), then start a new slice."""
-        if self.clock() - self.start >= self.budget:
+        now = self.clock()
+        if now - self.start >= self.budget:
+            if self.monitor is not None:
+                self.monitor.section(self.name, self.start, now)
             await asyncio.sleep(0)
             self.yields += 1
             self.start = self.clock()
+
+    def done(self) -> None:
+        """The pass is over: its last slice is recorded."""
+        if self.monitor is not None:
+            self.monitor.section(self.name, self.start, self.clock())
 
 
 class HoldCollector:

@@ -10,6 +10,7 @@ re-sending them (after a crash, or for a duplicate event) never double counts. T
 from __future__ import annotations
 
 import bisect
+import heapq
 from dataclasses import dataclass
 from typing import Any
 
@@ -211,9 +212,9 @@ class ContactBook:
         # stream progress after its arrival, not only after its own time, so a source running ahead
         # of the others cannot make another source's early answer "impossible" before its queued arrives.
         self._orphan_since: dict[str, dict[str, int]] = {}
-        # A lower bound of the last event time of the profiles held: expire() skips their scan when none
-        # can be past the horizon (exact again after a scan). A profile's last_ms does not change while held.
-        self._low_profile_ms: Any = float("inf")  # an event time, or inf (Any: kept as it is, compiled)
+        # (last event time, contact id) of the profiles held, a heap: expire() visits only those past the
+        # horizon. Entries of profiles that left (or came back with another last_ms) are skipped then.
+        self._profile_heap: list[tuple[int, str]] = []
 
     # -- input -----------------------------------------------------------------
     def ingest(self, e: Event) -> StageOneResult:
@@ -391,9 +392,11 @@ class ContactBook:
             res.deltas.append((f"a|{agent_id}|{q}", q, ("agent", q, agent_id, state, e.ts_ms, e.capacity)))
 
     # -- housekeeping ----------------------------------------------------------
-    def expire(self) -> int:
+    def expire(self, limit: int | None = None) -> int:
         """Forget contacts whose last event is older than the retention and that are settled, or stale
-        (whatever is open went stale more than the retention ago). Returns how many.
+        (whatever is open went stale more than the retention ago). Returns how many items it processed
+        (contacts moved to profiles, profiles dropped); with `limit`, at most that many: a return equal
+        to `limit` means more may be due (call again), so a worker can cut the pass into short slices.
 
         A stale contact is freed only when any event that could still pair with what was open (one
         within the staleness limit of its last event) is older than the retention, hence too late:
@@ -402,9 +405,12 @@ class ContactBook:
         kept until the contact's last event is the recontact window W (at least the retention)
         behind stream time.
         """
+        budget = limit if limit is not None else -1
         cutoff = self.stream_ms - self.settings.retention_ms
         gone = [cid for cid, st in self.contacts.items()
                 if st.last_ms < cutoff and cid not in self._with_orphans and (st.until is None or st.until < cutoff)]
+        if budget >= 0:
+            gone = gone[:budget]
         for cid in gone:
             st = self.contacts.pop(cid)
             self.dirty_contacts.add(cid)
@@ -414,8 +420,10 @@ class ContactBook:
                 st.ids = {e.event_id for e in st.cold}
                 self.profiles[cid] = st
                 self.dirty_profiles.add(cid)
-                if st.last_ms < self._low_profile_ms:
-                    self._low_profile_ms = st.last_ms
+                heapq.heappush(self._profile_heap, (st.last_ms, cid))
+        done = len(gone)
+        if done == budget:
+            return done
         for aid, agent in self.agents.items():  # an id older than the retention is too late anyway
             old_ids = [eid for eid, (ts, _) in agent.recent.items() if ts < cutoff]
             for eid in old_ids:
@@ -427,13 +435,19 @@ class ContactBook:
             if not cust.churns:
                 del self.customers[customer]
             self.dirty_customers.add(customer)
+        # Profiles by last event time (a heap: a profile's last_ms does not change while held; entries of
+        # profiles that left or came back are skipped): only those past the horizon are visited.
         horizon = self.stream_ms - max(self.settings.recontact_window_ms, self.settings.retention_ms)
-        if horizon > self._low_profile_ms:
-            for cid in [cid for cid, st in self.profiles.items() if st.last_ms < horizon]:
-                del self.profiles[cid]
-                self.dirty_profiles.add(cid)
-            self._low_profile_ms = min((st.last_ms for st in self.profiles.values()), default=float("inf"))
-        return len(gone)
+        heap, profiles = self._profile_heap, self.profiles
+        while heap and heap[0][0] < horizon and done != budget:
+            last_ms, cid = heapq.heappop(heap)
+            st = profiles.get(cid)
+            if st is None or st.last_ms != last_ms:
+                continue
+            del profiles[cid]
+            self.dirty_profiles.add(cid)
+            done += 1
+        return done
 
     def take_dirty(self) -> tuple[dict[str, dict | None], dict[str, list | None]]:
         """Serialised state of every key changed since the last call (None = delete)."""
@@ -477,8 +491,7 @@ class ContactBook:
 
     def restore_profile(self, cid: str, state: dict) -> None:
         st = self.profiles[cid] = ContactState.from_state(state)
-        if st.last_ms < self._low_profile_ms:
-            self._low_profile_ms = st.last_ms
+        heapq.heappush(self._profile_heap, (st.last_ms, cid))
         self.stream_ms = max(self.stream_ms, st.last_ms)
 
     def restore_contact(self, cid: str, state: dict) -> None:

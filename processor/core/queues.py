@@ -93,6 +93,11 @@ class QueueBook(SourceClock):
         self._next_close: Any = float("inf")  # an interval start, or inf (Any: kept as it is, compiled)
         self._floor: dict[str, int] = {}  # queue -> end time below which facts were expired
         self._floors_moved = False        # by expire(), since the last take_dirty (see _floor_rows)
+        # An expiry pass cut into slices (expire(limit)): (facts found below the floors, floors, default
+        # floor) while one is under way, else None; the floors when it began; whether its tidying is done.
+        self._expiring: Any = None
+        self._floors_before: tuple = ()
+        self._expiry_tidied = False
         # queue -> a lower bound of the end times of its ended segments and legs: expire() skips the scan
         # of the facts when none can be below its floor (exact again after a scan)
         self._low_end: dict[str, int] = {}
@@ -455,9 +460,49 @@ class QueueBook(SourceClock):
         return counts
 
     # -- housekeeping ----------------------------------------------------------
-    def expire(self) -> int:
-        """Drop what no window, no rollup and no correction can need any more. Returns facts dropped."""
-        floors_before = self._floors()
+    def expire(self, limit: int | None = None) -> int:
+        """Drop what no window, no rollup and no correction can need any more. Returns facts dropped.
+
+        With `limit`, one slice of the pass: at most `limit` facts (of this book, then of the other
+        books) are dropped, and the count of what it processed is returned; a return equal to `limit`
+        means the pass is not over (call again). The floors are set when a pass begins; a fact found
+        below them is checked again when its turn comes (a slice of stage two may have changed it)."""
+        budget = -1 if limit is None else limit
+        if self._expiring is None:
+            self._expiring = self._begin_expiry()
+        gone, floor, default_floor = self._expiring
+        done = 0
+        while gone and done != budget:
+            fid = gone.pop()
+            f = self.facts.get(fid)
+            end = _end_ms(f) if f is not None else None
+            if end is None or end >= floor.get(f[1], default_floor):
+                continue  # changed or deleted since the pass began
+            del self.facts[fid]
+            self.dirty_facts.add(fid)
+            if f[0] == "seg" and f[4] is None:  # a stale segment (its instant is below the floor, so past)
+                self._account(fid, f, -1)
+                self._stale_ids.discard(fid)
+            done += 1
+        if gone:
+            return done
+        if not self._expiry_tidied:
+            self._tidy()
+            self._expiry_tidied = True
+            done += self._expire_timelines(default_floor)  # (bounded by the agents and queues, not by history)
+        dropped = done
+        for sub in (self.experience, self.agent_book, self.resolution):
+            n = sub.expire(self.stream_ms)
+            if limit is not None:
+                done += n
+        self._expiring, self._expiry_tidied = None, False
+        if self._floors() != self._floors_before:
+            self._floors_moved = True
+        return dropped if limit is None else done
+
+    def _begin_expiry(self) -> tuple[list[str], dict[str, int], int]:
+        """The start of an expiry pass: old buckets dropped, floors moved, the facts below them found."""
+        self._floors_before = self._floors()
         self._go_stale()  # (advance has done it already at this watermark, unless the book was just rebuilt)
         cutoff = self.stream_ms - self.settings.retention_ms
         minute_cutoff = self.stream_ms - 61 * MINUTE_MS - self.settings.lateness_ms
@@ -495,13 +540,11 @@ class QueueBook(SourceClock):
                     elif end < low_end.get(f[1], end + 1):
                         low_end[f[1]] = end
             self._low_end = low_end
-        for fid in gone:
-            f = self.facts.pop(fid)
-            self.dirty_facts.add(fid)
-            if f[0] == "seg" and f[4] is None:  # a stale segment (its instant is below the floor, so past)
-                self._account(fid, f, -1)
-                self._stale_ids.discard(fid)
-        dropped = len(gone)
+        gone.reverse()  # dropped from the end: in the order found
+        return gone, dict(floor), default_floor
+
+    def _tidy(self) -> None:
+        """Empty queues leave the book; presence histories keep only what the 60-minute window needs."""
         # A queue with nothing waiting and nothing in any window (not even today) leaves the book,
         # so it stops being exported instead of showing zeros forever (e.g. a mistyped queue id).
         for qc in [qc for qc in self.queues()
@@ -513,13 +556,6 @@ class QueueBook(SourceClock):
             for history in agents.values():
                 while len(history) > 1 and history[1][0] <= horizon:
                     del history[0]
-        dropped += self._expire_timelines(default_floor)
-        self.experience.expire(self.stream_ms)
-        self.agent_book.expire(self.stream_ms)
-        self.resolution.expire(self.stream_ms)
-        if self._floors() != floors_before:
-            self._floors_moved = True
-        return dropped
 
     def _expire_timelines(self, default_floor: int) -> int:
         """Presence points below a queue's floor go, but the latest of them stays: it holds the state at the

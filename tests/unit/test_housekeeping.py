@@ -1,0 +1,106 @@
+"""Housekeeping in slices: the stage's lock is free between slices, and a sliced pass leaves the books
+exactly as one whole pass does (processor/housekeeping.py, ContactBook/QueueBook.expire(limit))."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+from processor.core.pipeline import Pipeline
+from processor.housekeeping import expire_stage
+from processor.loophold import HoldMonitor
+from tests.coretools import engine
+from tests.unit.test_core_bounded_state import T0, HOUR, _hour
+
+
+class CountingBook:
+    """Has `due` items to expire, `limit` at most per call."""
+
+    def __init__(self, due: int) -> None:
+        self.due, self.calls = due, 0
+
+    def expire(self, limit: int | None = None) -> int:
+        self.calls += 1
+        n = self.due if limit is None else min(self.due, limit)
+        self.due -= n
+        return n
+
+
+def test_the_lock_is_released_between_slices_and_every_book_finishes():
+    books = {0: CountingBook(7), 1: CountingBook(0), 2: CountingBook(3)}
+    lock, seen = asyncio.Lock(), []
+
+    async def batch_in_between():
+        await asyncio.sleep(0)  # the housekeeping starts first
+        async with lock:        # a stage's batch takes the lock between two slices
+            seen.append(sum(b.due for b in books.values()))
+
+    async def main():
+        slices, _ = await asyncio.gather(
+            expire_stage("two", lock, lambda: books, HoldMonitor(), limit=2, budget=0), batch_in_between())
+        return slices
+
+    slices = asyncio.run(main())
+    assert all(b.due == 0 for b in books.values())
+    assert [b.calls for b in books.values()] == [4, 1, 2]  # 2+2+2+1, 0, 2+1: a return under the limit ends a book
+    assert slices == 7                                     # budget 0: one call per lock hold
+    assert seen and 0 < seen[0] < 10                        # the batch ran while the pass was under way
+
+
+def test_a_book_replaced_by_a_rebuild_between_slices_starts_its_own_pass():
+    old, new = CountingBook(4), CountingBook(2)
+    books = {0: old}
+
+    async def rebuild():
+        await asyncio.sleep(0)
+        books[0] = new
+
+    async def main():
+        await asyncio.gather(expire_stage("one", asyncio.Lock(), lambda: books, HoldMonitor(), limit=1, budget=0),
+                             rebuild())
+
+    asyncio.run(main())
+    assert new.due == 0 and old.due > 0
+
+
+class SlicedPipeline(Pipeline):
+    """The pipeline with its contact and queue books expired one item per call, as the worker's slices do."""
+
+    calls = 0
+
+    def expire(self) -> None:
+        self.clear_dirty()
+        while self.contacts.expire(limit=1) == 1:
+            self.calls += 1
+        while self.queues.expire(limit=1) == 1:
+            self.calls += 1
+        self.journeys.expire()
+        for fact_id, route, fact in self.journeys.take_deltas():
+            self.queues.apply(fact_id, fact, route)
+        self.clear_dirty()
+
+
+def _run(pipeline: Pipeline, events) -> list:
+    records, next_hour = [], T0 + HOUR
+    for e in events:
+        while e.ts_ms >= next_hour:  # housekeeping once an hour of stream time
+            pipeline.expire()
+            next_hour += HOUR
+        records += pipeline.feed(e)[0]
+    return records + pipeline.finish()
+
+
+def _state(p: Pipeline) -> dict:
+    q = p.queues
+    return {"contacts": sorted(p.contacts.contacts), "profiles": sorted(p.contacts.profiles),
+            "customers": sorted(p.contacts.customers), "queue facts": q.facts, "published": q.published,
+            "floors": q._floors(), "intervals": {qc: sorted(b) for qc, b in q.intervals.items()},
+            "experience": q.experience.facts, "agents": q.agent_book.facts, "resolution": q.resolution.facts}
+
+
+def test_expiry_in_slices_of_one_item_gives_the_same_records_and_state_as_whole_passes():
+    settings = dataclasses.replace(engine(window_days=1), retention_horizons_days=(1, 2))
+    events = sorted((e for h in range(3 * 24) for e in _hour(h)), key=lambda e: (e.ts_ms, e.event_id))
+    whole, sliced = Pipeline(settings), SlicedPipeline(settings)
+    assert _run(whole, events) == _run(sliced, events)
+    assert _state(whole) == _state(sliced)
+    assert sliced.calls > 1000  # the passes really were cut (profiles and facts one by one)
