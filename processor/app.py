@@ -338,6 +338,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                         for fact_id, customer, fact in res.journey_deltas:
                             other[(fact_id, "journeys", route(customer), customer)] = fact
                 slicer.done()
+                slicer = Slicer(monitor=holds, name="stage one: output")
                 now = time.monotonic()
                 for part, mine in deltas.items():
                     book = rt.book(part)
@@ -355,11 +356,12 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                         await out.send(facts_topic if topic == "facts" else journeys_topic, part, partition=target,
                                        key=b"", value={"src": part, "wm": book.stream_ms, "d": items})
                     dirty_contacts, dirty_agents = book.take_dirty()
-                    await _persist(out, contacts_table, dirty_contacts, part)
-                    await _persist(out, agents_table, dirty_agents, part)
-                    await _persist(out, profiles_table, book.take_dirty_profiles(), part)
-                    await _persist(out, customers_table, book.take_dirty_customers(), part)
-                    await _persist(out, agent_ids_table, book.take_dirty_agent_ids(), part)
+                    await _persist(out, contacts_table, dirty_contacts, part, slicer)
+                    await _persist(out, agents_table, dirty_agents, part, slicer)
+                    await _persist(out, profiles_table, book.take_dirty_profiles(), part, slicer)
+                    await _persist(out, customers_table, book.take_dirty_customers(), part, slicer)
+                    await _persist(out, agent_ids_table, book.take_dirty_agent_ids(), part, slicer)
+                slicer.done()
                 await out.ack(batch)
             finally:
                 locks["one"].release()
@@ -390,16 +392,18 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
             try:  # the lock is held: a rebuild (on_recover) never swaps the books mid-batch
                 batch = await _mend_gaps(batch)
                 touched = await _apply_facts(batch, rt.queue_book, "stage two: facts")
+                slicer = Slicer(monitor=holds, name="stage two: publication")
                 for part in sorted(touched):
                     book = rt.queue_book(part)
-                    with holds.step("stage two: publication"):
-                        records = book.advance()
+                    records = book.advance()
                     for rec in records:
+                        await slicer.pause()
                         await out.send(rollups_topic, part, key=rollup_key(rec), value=deadletter.dumps(rec))
                         rt.health.rollup_published()
                     dirty_facts, dirty_published = book.take_dirty()
-                    await _persist(out, facts_table, dirty_facts, part)
-                    await _persist(out, published_table, dirty_published, part)
+                    await _persist(out, facts_table, dirty_facts, part, slicer)
+                    await _persist(out, published_table, dirty_published, part, slicer)
+                slicer.done()
                 await out.ack(batch)
             finally:
                 locks["two"].release()
@@ -412,10 +416,12 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
             try:  # the lock is held: a rebuild (on_recover) never swaps the books mid-batch
                 batch = await _mend_gaps(batch)
                 touched = await _apply_facts(batch, rt.journey_book, "journeys: facts")
+                slicer = Slicer(monitor=holds, name="journeys: output")
                 for part in sorted(touched):
                     book = rt.journey_book(part)
                     await _send_contributions(book, part)
-                    await _persist(out, journeys_table, book.take_dirty(), part)
+                    await _persist(out, journeys_table, book.take_dirty(), part, slicer)
+                slicer.done()
                 await out.ack(batch)
             finally:
                 locks["journeys"].release()
@@ -991,7 +997,7 @@ def _partition_rocksdb_store():
     return PartitionRocksDBStore
 
 
-async def _persist(out: Output, table: PartitionTable, dirty: dict, partition: int) -> None:
+async def _persist(out: Output, table: PartitionTable, dirty: dict, partition: int, slicer: Slicer | None = None) -> None:
     """A batch's changed keys into the table's store, and their changelog records to `partition`.
 
     The records are sent as plain producer records rather than through Faust's table writes (one
@@ -1003,6 +1009,8 @@ async def _persist(out: Output, table: PartitionTable, dirty: dict, partition: i
     table._write_partition = partition  # the RocksDB store writes to that partition's database
     try:
         for key, value in dirty.items():
+            if slicer is not None:
+                await slicer.pause()
             if value is None:
                 if key not in store:
                     continue
