@@ -441,8 +441,8 @@ class ContactBook:
         heap, profiles = self._profile_heap, self.profiles
         while heap and heap[0][0] < horizon and done != budget:
             last_ms, cid = heapq.heappop(heap)
-            st = profiles.get(cid)
-            if st is None or st.last_ms != last_ms:
+            held = profiles.get(cid)
+            if held is None or held.last_ms != last_ms:
                 continue
             del profiles[cid]
             self.dirty_profiles.add(cid)

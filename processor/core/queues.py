@@ -475,9 +475,11 @@ class QueueBook(SourceClock):
         while gone and done != budget:
             fid = gone.pop()
             f = self.facts.get(fid)
-            end = _end_ms(f) if f is not None else None
+            if f is None:
+                continue  # deleted since the pass began
+            end = _end_ms(f)
             if end is None or end >= floor.get(f[1], default_floor):
-                continue  # changed or deleted since the pass began
+                continue  # changed since the pass began
             del self.facts[fid]
             self.dirty_facts.add(fid)
             if f[0] == "seg" and f[4] is None:  # a stale segment (its instant is below the floor, so past)
