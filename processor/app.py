@@ -474,8 +474,8 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                 for p in range(k.partitions):
                     await out.send(facts_topic, src, partition=p, key=b"", value=value)
                     await out.send(journeys_topic, src, partition=p, key=b"", value=value)
+            holds.section("tick", t0, time.perf_counter())  # (the flush below may wait for the producer)
             await out.flush_batches()
-            holds.section("tick", t0, time.perf_counter())
         async with locks["journeys"]:
             t0 = time.perf_counter()
             for part, book in list(rt.journeys.items()):
@@ -483,8 +483,8 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                     continue  # no clock yet (not every input partition has reported to it)
                 for p in range(k.partitions):
                     await out.send(facts_topic, part, partition=p, key=b"", value={"src": k.partitions + part, "wm": book.stream_ms, "d": []})
-            await out.flush_batches()
             holds.section("tick", t0, time.perf_counter())
+            await out.flush_batches()
         await out.commit_idle()  # exactly_once: ticks of partitions with nothing new to commit are committed too
 
     if settings.redis_url is not None:  # the live snapshot for the wallboard (processor/snapshot.py)

@@ -20,6 +20,7 @@ whatever an item costs; a budget of 0 yields between every two items (the tests 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections import deque
@@ -33,6 +34,7 @@ SLICE_SECONDS = 0.02         # a sliced pass suspends after this much loop time
 # Upper bounds (seconds) of the hold histogram; the target is 0.1, the warning 0.25.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 SECTIONS_KEPT = 256          # recent step sections kept to name a long hold
+GC_SECTION_SECONDS = 0.005   # a young collection is recorded as a section from this long (a full one always)
 
 
 class HoldMonitor:
@@ -48,6 +50,7 @@ class HoldMonitor:
         self.max_step = ""        # what the longest hold overlapped ("" when no timed step did)
         self.warnings = 0
         self._sections: deque = deque(maxlen=SECTIONS_KEPT)  # (start, end, step name)
+        self._gc_start: float | None = None
         self.step_max: dict[str, float] = {}  # step name -> its longest synchronous section (seconds)
 
     # -- the steps' side ------------------------------------------------------------------------
@@ -65,10 +68,28 @@ class HoldMonitor:
         if end - start > self.step_max.get(name, 0.0):
             self.step_max[name] = end - start
 
+    def _gc_callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._gc_start = self.clock()
+        elif self._gc_start is not None:
+            now = self.clock()
+            generation = info.get("generation")
+            if generation == 2 or now - self._gc_start >= GC_SECTION_SECONDS:  # not every young collection
+                self.section(f"garbage collector (generation {generation})", self._gc_start, now)
+            self._gc_start = None
+
     # -- the monitor's side ---------------------------------------------------------------------
     async def run(self) -> None:
-        """Sleep `period` again and again, observing each oversleep; until cancelled."""
+        """Sleep `period` again and again, observing each oversleep; until cancelled. The cycle
+        collector's own passes are timed as steps too (gc.callbacks): they stop whatever step runs."""
         clock, period = self.clock, self.period
+        gc.callbacks.append(self._gc_callback)
+        try:
+            await self._watch(clock, period)
+        finally:
+            gc.callbacks.remove(self._gc_callback)
+
+    async def _watch(self, clock, period: float) -> None:
         while True:
             t0 = clock()
             await asyncio.sleep(period)

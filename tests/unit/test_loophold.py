@@ -100,3 +100,22 @@ def test_a_slice_not_used_up_does_not_suspend():
         return slicer.yields
 
     assert asyncio.run(main()) == 0
+
+
+def test_a_full_collection_is_timed_as_a_step_while_the_monitor_runs():
+    import gc
+
+    m = HoldMonitor(period=0.005)
+    callbacks = len(gc.callbacks)
+
+    async def main():
+        task = asyncio.create_task(m.run())
+        await asyncio.sleep(0.01)
+        gc.collect()
+        await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(main())
+    assert "garbage collector (generation 2)" in m.step_max
+    assert len(gc.callbacks) == callbacks  # its callback is removed when the monitor stops
