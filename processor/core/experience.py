@@ -8,6 +8,7 @@ an exact Fraction, so the figures do not depend on arrival order.
 """
 from __future__ import annotations
 
+import heapq
 from fractions import Fraction
 
 from .calendar import business_ms
@@ -107,9 +108,19 @@ class ExperienceBook:
         self.publisher = Publisher(self._record)
         self.dirty_facts: set[str] = set()
         self._floor = -1  # facts ending before this were expired with their interval
+        # What expiry visits, oldest first: the interval keys (of buckets and publications) by start,
+        # the facts by time. Entries of facts changed or gone since are skipped when they come up.
+        self._keys_by_start: list[tuple[int, tuple[str, str, int]]] = []
+        self._facts_by_ts: list[tuple[int, str]] = []
+        self._pass_open = False  # a housekeeping pass in slices (expire(limit=...)) under way: floor fixed
 
     def apply(self, fact_id: str, fact: tuple | None) -> None:
         old = self.facts.get(fact_id)
+        if old is not None and old[3] < self._floor:
+            # due in the pass under way, not dropped yet: what the pass would have done first
+            del self.facts[fact_id]
+            self.dirty_facts.add(fact_id)
+            old = None
         if old == fact:
             return
         if old is None and fact is not None and fact[3] < self._floor:
@@ -121,6 +132,8 @@ class ExperienceBook:
         else:
             self.facts[fact_id] = fact
             self._account(fact, +1)
+            if old is None or old[3] != fact[3]:
+                heapq.heappush(self._facts_by_ts, (fact[3], fact_id))
         self.dirty_facts.add(fact_id)
 
     def _account(self, f: tuple, sign: int) -> None:
@@ -131,6 +144,7 @@ class ExperienceBook:
         b = self.buckets.get(key)
         if b is None:
             b = self.buckets[key] = ExperienceStats()
+            heapq.heappush(self._keys_by_start, (start, key))
         b.facts += sign
         if kind in ("frt", "ttr"):
             created = f[4]
@@ -174,19 +188,43 @@ class ExperienceBook:
     def flush(self) -> list[dict]:
         return self.publisher.flush()
 
-    def expire(self, stream_ms: int) -> int:
-        iv = self.settings.interval_ms
-        cutoff = stream_ms - self.settings.retention_ms
-        floor = cutoff - cutoff % iv
-        if floor <= self._floor:
-            return 0
-        self._floor = floor
-        for key in [k for k in self.buckets if k[2] < floor]:
-            del self.buckets[key]
-        for key in [k for k in list(self.publisher.published) + list(self.publisher.pending) if k[2] < floor]:
+    def restore_published(self, key: tuple[str, str, int], value: list) -> None:
+        """A publication entry of a rebuilt book (listed for expiry like the keys of its buckets)."""
+        self.publisher.published[key] = list(value)
+        heapq.heappush(self._keys_by_start, (key[2], key))
+
+    def expire(self, stream_ms: int, limit: int | None = None) -> int:
+        """Intervals older than the retention go, with their facts and publication entries. Visits the
+        keys and facts due (by their time indexes), at most `limit` of them; returns how many it
+        visited (equal to `limit`: the pass is not over, call again; its floor stays fixed)."""
+        if not self._pass_open:
+            iv = self.settings.interval_ms
+            cutoff = stream_ms - self.settings.retention_ms
+            floor = cutoff - cutoff % iv
+            if floor <= self._floor:
+                return 0
+            self._floor = floor
+            self._pass_open = True
+        floor = self._floor
+        budget = limit if limit is not None else -1
+        done = 0
+        keys = self._keys_by_start
+        while keys and keys[0][0] < floor:
+            if done == budget:
+                return done
+            _, key = heapq.heappop(keys)
+            done += 1
+            self.buckets.pop(key, None)
             self.publisher.forget(key)
-        gone = [fid for fid, f in self.facts.items() if f[3] < floor]
-        for fid in gone:
-            del self.facts[fid]
-            self.dirty_facts.add(fid)
-        return len(gone)
+        facts, by_ts = self.facts, self._facts_by_ts
+        while by_ts and by_ts[0][0] < floor:
+            if done == budget:
+                return done
+            ts, fid = heapq.heappop(by_ts)
+            done += 1
+            f = facts.get(fid)
+            if f is not None and f[3] == ts:
+                del facts[fid]
+                self.dirty_facts.add(fid)
+        self._pass_open = False
+        return done

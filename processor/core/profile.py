@@ -126,9 +126,9 @@ def profile_facts(contact_id: str, events: list[Event]) -> tuple[dict[str, tuple
             exp[f"k|{contact_id}|{e.event_id}"] = ("qa", queue_at(e.ts_ms), channel, e.ts_ms, e.score)
             exp[f"ak|{contact_id}|{e.event_id}"] = ("aqa", e.agent_id, e.ts_ms, e.score)
     journey: dict[str, tuple] = {}
-    if created is not None and created.customer_id:
+    if created is not None:  # no customer id: unidentified ("", see settings.EngineSettings.unidentified)
         journey[f"j|{contact_id}"] = (
-            "contact", created.customer_id, created.issue, created.ts_ms, channel,
+            "contact", created.customer_id or "", created.issue, created.ts_ms, channel,
             queued_q[0] if queued_q else NO_QUEUE,
             resolved.ts_ms if resolved is not None else None,
             reopened.ts_ms if reopened is not None else None,

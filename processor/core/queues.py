@@ -644,7 +644,7 @@ class QueueBook(SourceClock):
             self.resolution._ret_floor = max(self.resolution._ret_floor, value[3])
         elif key.endswith("|exp"):
             queue, channel, start = key[:-4].rsplit("|", 2)
-            self.experience.publisher.published[(queue, channel, int(start))] = list(value)
+            self.experience.restore_published((queue, channel, int(start)), value)
         elif key.endswith("|agt"):
             agent, start = key[:-4].rsplit("|", 1)
             self.agent_book.restore_published((agent, int(start)), value)

@@ -21,6 +21,19 @@ DEFAULT_STALE_AFTER_MS: tuple[tuple[str, int | None], ...] = (
 )
 
 
+# Customer ids that mean "not identified" (a caller the system could not match to a customer), compared
+# after stripping spaces and case-folding (`Anonymous`, ` UNKNOWN ` match); an absent, empty or blank
+# id is always unidentified, whatever the list says. Their contacts count in every queue, experience and agent figure, but match no
+# other contact: they are left out of FCR, repeat, reopen and retention, and counted as
+# `unidentified_contacts` (docs/unidentified-customers.md).
+DEFAULT_UNIDENTIFIED_CUSTOMERS = frozenset({"", "0", "anonymous", "unknown"})
+
+
+def normalize_customer_id(customer: str) -> str:
+    """How a customer id is compared with the unidentified ones."""
+    return customer.strip().casefold()
+
+
 @dataclass(frozen=True, slots=True)
 class Calendar:
     """Business hours of a queue, in the queue's local time zone.
@@ -73,6 +86,7 @@ class EngineSettings:
     recontact window W: FCR / repeat / reopen horizon; also how long a contact's context
     (created time, channel, customer, queues) is kept after its last event.
     retention_horizons_days: post-contact retention horizons (customers not churned within them).
+    unidentified_customers: normalized customer ids (normalize_customer_id) that mean "not identified".
     """
 
     interval_minutes: int = 15
@@ -82,6 +96,14 @@ class EngineSettings:
     queues: tuple[tuple[str, QueueSettings], ...] = ()
     recontact_window_ms: int = 7 * DAY_MS
     retention_horizons_days: tuple[int, ...] = (30, 60, 90)
+    unidentified_customers: frozenset[str] = DEFAULT_UNIDENTIFIED_CUSTOMERS
+
+    def unidentified(self, customer: str | None) -> bool:
+        """True when the id names no customer (absent, or one of unidentified_customers)."""
+        if customer is None:
+            return True
+        key = normalize_customer_id(customer)
+        return not key or key in self.unidentified_customers
 
     @property
     def interval_ms(self) -> int:
