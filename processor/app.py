@@ -507,7 +507,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         # is logged by the hold monitor.
         await expire_stage("one", locks["one"], lambda: rt.contacts, holds)
         await expire_stage("two", locks["two"], lambda: rt.queues, holds)
-        await expire_stage("journeys", locks["journeys"], lambda: rt.journeys, holds, limit=None)
+        await expire_stage("journeys", locks["journeys"], lambda: rt.journeys, holds)
 
     stall_watch = StallWatch()
 

@@ -494,9 +494,14 @@ class QueueBook(SourceClock):
             done += self._expire_timelines(default_floor)  # (bounded by the agents and queues, not by history)
         dropped = done
         for sub in (self.experience, self.agent_book, self.resolution):
-            n = sub.expire(self.stream_ms)
-            if limit is not None:
-                done += n
+            if limit is None:
+                sub.expire(self.stream_ms)
+                continue
+            left = budget - done
+            n = sub.expire(self.stream_ms, limit=left) if left > 0 else 0
+            done += n
+            if n == left:
+                return done  # that book's pass is not over (or this slice is used up): call again
         self._expiring, self._expiry_tidied = None, False
         if self._floors() != self._floors_before:
             self._floors_moved = True

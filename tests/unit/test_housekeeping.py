@@ -63,7 +63,7 @@ def test_a_book_replaced_by_a_rebuild_between_slices_starts_its_own_pass():
 
 
 def sliced_expire(p: Pipeline) -> int:
-    """Pipeline.expire with the contact and queue books expired one item per call, as the worker's slices
+    """Pipeline.expire with every book expired one item per call, as the worker's slices
     do (a function, not a subclass: the compiled core's classes cannot be subclassed). Returns the calls."""
     calls = 0
     p.clear_dirty()
@@ -71,7 +71,8 @@ def sliced_expire(p: Pipeline) -> int:
         calls += 1
     while p.queues.expire(limit=1) == 1:
         calls += 1
-    p.journeys.expire()
+    while p.journeys.expire(limit=1) == 1:
+        calls += 1
     for fact_id, route, fact in p.journeys.take_deltas():
         p.queues.apply(fact_id, fact, route)
     p.clear_dirty()
