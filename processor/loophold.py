@@ -30,7 +30,7 @@ log = logging.getLogger("processor")
 
 PERIOD_SECONDS = 0.01        # the monitor's sleep: holds shorter than this are seen as ~0
 WARN_SECONDS = 0.25          # a hold this long is logged, naming the steps it overlapped
-SLICE_SECONDS = 0.02         # a sliced pass suspends after this much loop time
+SLICE_SECONDS = 0.01         # a sliced pass suspends after this much loop time (the stages slice side by side)
 # Upper bounds (seconds) of the hold histogram; the target is 0.1, the warning 0.25.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 SECTIONS_KEPT = 256          # recent step sections kept to name a long hold
