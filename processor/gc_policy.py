@@ -14,6 +14,12 @@ That sweep walks the whole state, and stops the worker while it does: 3.7 s at 3
 2,000 events/s soak (4 December), every 10 minutes as it was, so the gauges froze and the soak's
 p99 latency was 2.1 s. The garbage it finds is small (2,237 objects after 10 minutes of that
 soak), so it runs every 6 hours: between two sweeps some 80,000 such objects wait, a few MiB.
+
+A freeze leaves CPython's count of long-lived objects near zero, so the next full collections
+come soon and walk whatever survived since the freeze. At catch-up speed that was up to 0.42 s per
+full collection with a freeze every 5 s (kpi_event_loop_step_max_seconds{step="garbage collector
+(generation 2)"}, issue 19, docs/performance.md): the freeze now comes every second, so a full
+collection walks at most about a second's worth of new state.
 """
 from __future__ import annotations
 
@@ -23,7 +29,7 @@ import time
 
 log = logging.getLogger("processor")
 
-FREEZE_SECONDS = 5.0
+FREEZE_SECONDS = 1.0
 SWEEP_SECONDS = 6 * 3600.0
 
 

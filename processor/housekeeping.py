@@ -26,7 +26,7 @@ async def expire_stage(name: str, lock: asyncio.Lock, books_now: Callable[[], di
     slices = 0
     while todo is None or todo:
         async with lock:
-            t0 = time.perf_counter()
+            t0, gc0 = time.perf_counter(), holds.gc_seconds
             books = books_now()
             if todo is None:
                 todo = sorted(books)
@@ -38,7 +38,7 @@ async def expire_stage(name: str, lock: asyncio.Lock, books_now: Callable[[], di
                     todo.pop(0)  # gone with a rebalance, or its pass is over
                 if time.perf_counter() - t0 >= budget:
                     break
-            holds.section(f"housekeeping ({name})", t0, time.perf_counter())
+            holds.section(f"housekeeping ({name})", t0, time.perf_counter(), gc0)
         slices += 1
         if todo:
             await asyncio.sleep(0)  # the lock is free: whatever waits for it or for the loop runs now

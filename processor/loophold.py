@@ -51,28 +51,33 @@ class HoldMonitor:
         self.warnings = 0
         self._sections: deque = deque(maxlen=SECTIONS_KEPT)  # (start, end, step name)
         self._gc_start: float | None = None
-        self.step_max: dict[str, float] = {}  # step name -> its longest synchronous section (seconds)
+        self.gc_seconds = 0.0     # time spent in the cycle collector while the monitor runs (all generations)
+        self.step_max: dict[str, float] = {}  # step name -> its longest synchronous section, collector excluded
 
     # -- the steps' side ------------------------------------------------------------------------
     @contextmanager
     def step(self, name: str):
         """Time a synchronous section of a named step (no suspending `await` inside it)."""
-        t0 = self.clock()
+        t0, gc0 = self.clock(), self.gc_seconds
         try:
             yield
         finally:
-            self.section(name, t0, self.clock())
+            self.section(name, t0, self.clock(), gc0)
 
-    def section(self, name: str, start: float, end: float) -> None:
+    def section(self, name: str, start: float, end: float, gc_before: float | None = None) -> None:
+        """A section of step `name` from `start` to `end`; with `gc_before` (gc_seconds at its start) its
+        own time excludes the collector's passes inside it (they are sections of their own)."""
         self._sections.append((start, end, name))
-        if end - start > self.step_max.get(name, 0.0):
-            self.step_max[name] = end - start
+        own = end - start - (self.gc_seconds - gc_before if gc_before is not None else 0.0)
+        if own > self.step_max.get(name, 0.0):
+            self.step_max[name] = own
 
     def _gc_callback(self, phase: str, info: dict) -> None:
         if phase == "start":
             self._gc_start = self.clock()
         elif self._gc_start is not None:
             now = self.clock()
+            self.gc_seconds += now - self._gc_start
             generation = info.get("generation")
             if generation == 2 or now - self._gc_start >= GC_SECTION_SECONDS:  # not every young collection
                 self.section(f"garbage collector (generation {generation})", self._gc_start, now)
@@ -145,6 +150,7 @@ class Slicer:
                  name: str = "") -> None:
         self.budget, self.clock, self.monitor, self.name = budget, clock, monitor, name
         self.start = clock()
+        self._gc0 = monitor.gc_seconds if monitor is not None else 0.0
         self.yields = 0
 
     def due(self) -> bool:
@@ -155,15 +161,17 @@ class Slicer:
         now = self.clock()
         if now - self.start >= self.budget:
             if self.monitor is not None:
-                self.monitor.section(self.name, self.start, now)
+                self.monitor.section(self.name, self.start, now, self._gc0)
             await asyncio.sleep(0)
             self.yields += 1
             self.start = self.clock()
+            if self.monitor is not None:
+                self._gc0 = self.monitor.gc_seconds
 
     def done(self) -> None:
         """The pass is over: its last slice is recorded."""
         if self.monitor is not None:
-            self.monitor.section(self.name, self.start, self.clock())
+            self.monitor.section(self.name, self.start, self.clock(), self._gc0)
 
 
 class HoldCollector:
@@ -190,7 +198,8 @@ class HoldCollector:
         longest.add_metric([], m.max)
         yield longest
         steps = GaugeMetricFamily("kpi_event_loop_step_max_seconds",
-                                  "The longest synchronous section of each timed step since the worker started.",
+                                  "The longest synchronous section of each timed step since the worker started, "
+                                  "the cycle collector's passes inside it excluded (they are steps of their own).",
                                   labels=["step"])
         for name, secs in sorted(m.step_max.items()):
             steps.add_metric([name], secs)
