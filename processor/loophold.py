@@ -48,6 +48,11 @@ class HoldMonitor:
         self.count = 0
         self.max = 0.0            # the longest hold seen since the worker started
         self.max_step = ""        # what the longest hold overlapped ("" when no timed step did)
+        # The same holds counted in the process's CPU time (see _watch): what a busy machine adds, waiting
+        # for a core, is left out.
+        self.cpu_counts = [0] * (len(buckets) + 1)
+        self.cpu_sum = 0.0
+        self.cpu_max = 0.0
         self.warnings = 0
         self._sections: deque = deque(maxlen=SECTIONS_KEPT)  # (start, end, step name)
         self._gc_start: float | None = None
@@ -95,20 +100,35 @@ class HoldMonitor:
             gc.callbacks.remove(self._gc_callback)
 
     async def _watch(self, clock, period: float) -> None:
+        cpu = time.process_time
         while True:
-            t0 = clock()
+            t0, c0 = clock(), cpu()
             await asyncio.sleep(period)
             now = clock()
-            self.observe(max(0.0, now - t0 - period), now)
+            hold = max(0.0, now - t0 - period)
+            self.observe(hold, now)
+            # The CPU time the process used over the window, as a share of it, times the hold: on an idle
+            # machine the hold itself; when the worker waited for a core, only what it computed.
+            window = now - t0
+            self.observe_cpu(hold * min(1.0, (cpu() - c0) / window) if window > 0 else 0.0)
 
-    def observe(self, hold: float, now: float | None = None) -> None:
-        """One lag sample of `hold` seconds that ended at `now` (the monitor's clock)."""
+    def observe_cpu(self, hold: float) -> None:
+        self.cpu_counts[self._bucket(hold)] += 1
+        self.cpu_sum += hold
+        if hold > self.cpu_max:
+            self.cpu_max = hold
+
+    def _bucket(self, hold: float) -> int:
         i = 0
         for bound in self.buckets:
             if hold <= bound:
                 break
             i += 1
-        self.counts[i] += 1
+        return i
+
+    def observe(self, hold: float, now: float | None = None) -> None:
+        """One lag sample of `hold` seconds that ended at `now` (the monitor's clock)."""
+        self.counts[self._bucket(hold)] += 1
         self.sum += hold
         self.count += 1
         if hold > self.max or hold >= self.warn_seconds:
@@ -131,10 +151,10 @@ class HoldMonitor:
                 overlap[name] = overlap.get(name, 0.0) + shared
         return ", ".join(f"{name} {secs:.2f} s" for name, secs in sorted(overlap.items(), key=lambda kv: -kv[1]))
 
-    def cumulative(self) -> list[tuple[str, int]]:
+    def cumulative(self, counts: list[int] | None = None) -> list[tuple[str, int]]:
         """Prometheus histogram buckets: (upper bound, observations <= it), +Inf last."""
         out, total = [], 0
-        for bound, n in zip((*self.buckets, float("inf")), self.counts):
+        for bound, n in zip((*self.buckets, float("inf")), self.counts if counts is None else counts):
             total += n
             out.append(("+Inf" if bound == float("inf") else repr(bound), total))
         return out
@@ -197,6 +217,16 @@ class HoldCollector:
                                     "The longest event-loop hold seen since the worker started.")
         longest.add_metric([], m.max)
         yield longest
+        cpu = HistogramMetricFamily(
+            "kpi_event_loop_hold_cpu_seconds",
+            "The same holds in the worker's CPU time: each hold times the share of its window the process "
+            "was computing (a machine too busy to give the worker a core makes holds longer, not this).")
+        cpu.add_metric([], m.cumulative(m.cpu_counts), m.cpu_sum)
+        yield cpu
+        cpu_longest = GaugeMetricFamily("kpi_event_loop_hold_cpu_max_seconds",
+                                        "The longest hold in CPU time (see kpi_event_loop_hold_cpu_seconds).")
+        cpu_longest.add_metric([], m.cpu_max)
+        yield cpu_longest
         steps = GaugeMetricFamily("kpi_event_loop_step_max_seconds",
                                   "The longest synchronous section of each timed step since the worker started, "
                                   "the cycle collector's passes inside it excluded (they are steps of their own).",

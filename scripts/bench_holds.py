@@ -19,6 +19,7 @@ import json
 import re
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -29,18 +30,36 @@ from processor.config import Settings  # noqa: E402
 from processor.services.worker import parse_metrics  # noqa: E402
 
 
+def _buckets(samples: dict[str, float], name: str) -> dict[str, int]:
+    found = {bench.labels_of(k)["le"]: int(v) for k, v in samples.items() if k.startswith(name + "_bucket{")}
+    return dict(sorted(found.items(), key=lambda kv: float(kv[0])))
+
+
 def hold_figures(samples: dict[str, float]) -> dict:
-    buckets = {}
-    for key, value in samples.items():
-        if key.startswith("kpi_event_loop_hold_seconds_bucket{"):
-            buckets[bench.labels_of(key)["le"]] = int(value)
-    ordered = sorted(buckets.items(), key=lambda kv: float(kv[0]))
     steps = {bench.labels_of(k)["step"]: round(v, 4) for k, v in samples.items()
              if k.startswith("kpi_event_loop_step_max_seconds{")}
     return {"max_seconds": samples.get("kpi_event_loop_hold_max_seconds"),
             "count": int(samples.get("kpi_event_loop_hold_seconds_count", 0)),
             "sum_seconds": round(samples.get("kpi_event_loop_hold_seconds_sum", 0.0), 3),
-            "buckets": dict(ordered), "step_max_seconds": dict(sorted(steps.items(), key=lambda kv: -kv[1]))}
+            "buckets": _buckets(samples, "kpi_event_loop_hold_seconds"),
+            "cpu_max_seconds": samples.get("kpi_event_loop_hold_cpu_max_seconds"),
+            "cpu_buckets": _buckets(samples, "kpi_event_loop_hold_cpu_seconds"),
+            "step_max_seconds": dict(sorted(steps.items(), key=lambda kv: -kv[1]))}
+
+
+class LoadWatch(threading.Thread):
+    """The machine's 1-minute load average every 5 s: on a shared machine a worker waits for a core,
+    and every hold it measures (wall clock) stretches accordingly."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True, name="loadavg")
+        self.samples: list[float] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.samples.append(float(Path("/proc/loadavg").read_text().split()[0]))
+            self.stop.wait(5)
 
 
 def warnings_of(log_path: Path) -> list[str]:
@@ -83,6 +102,8 @@ def main(argv=None) -> int:
         env = bench.worker_env(argparse.Namespace(partitions=args.partitions, worker_env=args.worker_env), topics, app_id)
         worker = KpiWorker(bootstrap, work_dir=run_dir / "worker", env=env)
         bench.progress(f"kpi worker log: {worker.log_path}")
+        load = LoadWatch()
+        load.start()
         try:
             c = bench.measure_catchup([worker], n, bench.stage_topics(topics), args.partitions, timeout=args.timeout)
             results["catchup"] = c
@@ -90,6 +111,9 @@ def main(argv=None) -> int:
         except RuntimeError as exc:
             results["catchup"] = {"error": str(exc)}
             done = f"NOT caught up within {args.timeout:.0f} s ({str(exc).splitlines()[0]})"
+        load.stop.set()
+        results["load_average_1m"] = {"min": min(load.samples), "max": max(load.samples),
+                                      "mean": round(sum(load.samples) / len(load.samples), 1)}
         samples = parse_metrics(_scrape(worker.url))
         results["processed"] = samples.get("kpi_events_processed_total")
         results["holds"] = hold_figures(samples)
@@ -101,12 +125,19 @@ def main(argv=None) -> int:
         if broker is not None:
             broker.stop()
     h = results["holds"]
+    c = results["catchup"]
+    la = results["load_average_1m"]
     bench.figure(f"catch-up:  {done}; {results['processed']:,.0f}/{n:,} events processed")
+    bench.figure(f"machine:   1-minute load average {la['min']}-{la['max']} (mean {la['mean']}) on "
+                 f"{bench.host_info().get('cpus', '?')} CPUs; worker CPU {c.get('worker_cpu_pct_of_one_core', 'n/a')}% of one core")
     bench.figure(f"holds:     longest {h['max_seconds']:.3f} s; {h['count']:,} lag samples, sum {h['sum_seconds']} s")
-    prev = 0
+    bench.figure(f"           in CPU time (kpi_event_loop_hold_cpu_seconds): longest {h['cpu_max_seconds'] or 0:.3f} s")
+    prev = prev_cpu = 0
+    bench.figure("           bucket        holds (wall)   holds (CPU time)")
     for le, cum in h["buckets"].items():
-        bench.figure(f"           <= {le:>6} s: {cum:>9,} ({cum - prev:,} in this bucket)")
-        prev = cum
+        cum_cpu = h["cpu_buckets"].get(le, 0)
+        bench.figure(f"           <= {le:>6} s: {cum:>9,} (+{cum - prev:,})   {cum_cpu:>9,} (+{cum_cpu - prev_cpu:,})")
+        prev, prev_cpu = cum, cum_cpu
     bench.figure("steps:     " + ", ".join(f"{k} {v:.3f} s" for k, v in h["step_max_seconds"].items()))
     bench.figure(f"warnings:  {len(results['warnings'])} holds over 0.25 s logged"
                  + "".join(f"\n           {re.sub(r'^.*?the event loop', 'the event loop', w)}" for w in results["warnings"][:8]))

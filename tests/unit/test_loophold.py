@@ -33,6 +33,22 @@ def test_a_hold_over_the_threshold_is_logged_with_the_steps_it_overlapped(caplog
     assert set(m.step_max) == {"housekeeping (two)", "tick"} and abs(m.step_max["housekeeping (two)"] - 0.7) < 1e-9
 
 
+def test_a_hold_spent_computing_counts_in_cpu_time_too():
+    m = HoldMonitor(period=0.005)
+
+    async def main():
+        task = asyncio.create_task(m.run())
+        await asyncio.sleep(0.02)
+        end = time.process_time() + 0.2
+        while time.process_time() < end:  # computes: holds the loop and uses the CPU
+            pass
+        await asyncio.sleep(0.02)
+        task.cancel()
+
+    asyncio.run(main())
+    assert 0 < m.cpu_max <= m.max and m.max >= 0.15
+
+
 def test_the_monitor_task_sees_a_hold_it_had_no_part_in():
     m = HoldMonitor(period=0.005)
 
@@ -46,6 +62,7 @@ def test_the_monitor_task_sees_a_hold_it_had_no_part_in():
 
     asyncio.run(main())
     assert m.max >= 0.15  # at least the sleep, less the monitor's own period and clock granularity
+    assert 0 <= m.cpu_max <= m.max  # time.sleep computes nothing: its hold in CPU time is (nearly) none
     assert m.max_step.startswith("blocking step")
     assert m.count >= 2
 
@@ -62,6 +79,7 @@ def test_collector_exposes_the_histogram_the_maximum_and_the_steps():
     assert 'kpi_event_loop_hold_seconds_bucket{le="+Inf"} 2.0' in text
     assert "kpi_event_loop_hold_seconds_count 2.0" in text
     assert "kpi_event_loop_hold_max_seconds 0.3" in text
+    assert "kpi_event_loop_hold_cpu_seconds_count 0.0" in text and "kpi_event_loop_hold_cpu_max_seconds 0.0" in text
     assert 'kpi_event_loop_step_max_seconds{step="tick"} 0.004' in text
     assert len([ln for ln in text.splitlines() if ln.startswith("kpi_event_loop_hold_seconds_bucket")]) == len(BUCKETS) + 1
 
