@@ -498,10 +498,12 @@ class QueueBook(SourceClock):
                 sub.expire(self.stream_ms)
                 continue
             left = budget - done
-            n = sub.expire(self.stream_ms, limit=left) if left > 0 else 0
+            if left <= 0:
+                return budget  # this slice is used up: call again
+            n = sub.expire(self.stream_ms, limit=left)
             done += n
             if n == left:
-                return done  # that book's pass is not over (or this slice is used up): call again
+                return done  # that book's pass is not over: call again
         self._expiring, self._expiry_tidied = None, False
         if self._floors() != self._floors_before:
             self._floors_moved = True
