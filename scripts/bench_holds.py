@@ -9,7 +9,8 @@ and zero lag (or --timeout: the figures are then those of the part it did, and s
 the worker's own measurement (processor/loophold.py): the longest hold, the histogram
 `kpi_event_loop_hold_seconds`, the longest section of each timed step, and the warnings its log
 holds. Progress goes to stderr, figures to stdout, the results as JSON to --output (default
-holds.json in the run folder, which is printed).
+holds.json in the run folder, which is printed). Without --keep the broker's and the worker's data are
+deleted at the end (the logs stay).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import argparse
 import asyncio
 import json
 import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -75,6 +77,7 @@ def main(argv=None) -> int:
     ap.add_argument("--bootstrap")
     ap.add_argument("--output")
     ap.add_argument("--worker-env", action="append", default=[])
+    ap.add_argument("--keep", action="store_true", help="keep the broker's and the worker's data (else only logs and results)")
     args = ap.parse_args(argv)
     from processor.services import KpiWorker
     from processor.topics import ensure_topics
@@ -124,6 +127,9 @@ def main(argv=None) -> int:
             worker.stop()
         if broker is not None:
             broker.stop()
+        if not args.keep:  # the bulky part: broker log segments, the worker's data folder
+            for bulky in (run_dir / "kafka" / "kraft-logs", run_dir / "worker" / "data"):
+                shutil.rmtree(bulky, ignore_errors=True)
     h = results["holds"]
     c = results["catchup"]
     la = results["load_average_1m"]
