@@ -159,6 +159,7 @@ def test_redis_log_lines_name_the_server_not_the_password():
 def test_kpi_worker_start_line_and_faust_credentials_hide_secrets(secret_env, pki, monkeypatch, capsys, caplog):
     import faust.worker
 
+    import processor.errors
     import processor.topics
 
     created = {}
@@ -170,7 +171,8 @@ def test_kpi_worker_start_line_and_faust_credentials_hide_secrets(secret_env, pk
         def execute_from_commandline(self):
             created["ran"] = True
 
-    monkeypatch.setattr(processor.topics, "ensure_topics", lambda s: [])
+    monkeypatch.setattr(processor.topics, "ensure_topics", lambda s, **kw: [])
+    monkeypatch.setattr(processor.errors, "wait_for_broker", lambda *a, **k: None)  # no broker here either
     monkeypatch.setattr(faust.worker, "Worker", FakeWorker)
     caplog.set_level(logging.DEBUG)
     assert cli.main(["worker"]) == 0
@@ -366,7 +368,7 @@ def test_kpi_produce_uses_the_kafka_security_settings(monkeypatch):
 
     import aiokafka
 
-    from processor import cli, topics
+    from processor import cli, errors, topics
     from processor.config import Settings
 
     seen = {}
@@ -388,7 +390,8 @@ def test_kpi_produce_uses_the_kafka_security_settings(monkeypatch):
             pass
 
     monkeypatch.setattr(aiokafka, "AIOKafkaProducer", FakeProducer)
-    monkeypatch.setattr(topics, "ensure_topics", lambda settings: [])
+    monkeypatch.setattr(topics, "ensure_topics", lambda settings, **kw: [])
+    monkeypatch.setattr(errors, "wait_for_broker", lambda *a, **k: None)  # no broker to wait for
     s = Settings(kafka={"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-256",
                         "sasl_username": "kpi", "sasl_password": "s3cret-pw"})
     ev = {"event_id": "e", "type": "contact.resolved", "ts": "2026-11-23T10:00:00Z", "contact_id": "c"}
