@@ -18,7 +18,8 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from .core.calendar import WEEKDAYS, parse_ranges
-from .core.settings import DAY_MS, DEFAULT_STALE_AFTER_MS, STALE_CHANNELS, Calendar, EngineSettings, QueueSettings
+from .core.settings import (DAY_MS, DEFAULT_STALE_AFTER_MS, DEFAULT_UNIDENTIFIED_CUSTOMERS, STALE_CHANNELS, Calendar,
+                            EngineSettings, QueueSettings, normalize_customer_id)
 
 
 INTERVAL_CHOICES = (5, 10, 15, 30, 60)
@@ -239,6 +240,11 @@ class Settings(BaseSettings):
     # ahead of the wall clock than this ("from_the_future"): clock skew of a source is tolerated, a broken clock is not.
     max_future_seconds: float = Field(300.0, ge=1, le=7 * 86400)
     recontact_window_days: float = Field(7.0, gt=0, le=90)
+    # Customer ids that mean "not identified" (docs/unidentified-customers.md): compared after trimming
+    # spaces and ignoring case; an absent or empty id is always unidentified. Replaces the default list
+    # (KPI_UNIDENTIFIED_CUSTOMER_IDS='["0", "anonymous", "unknown", "guest"]'; [] keeps only "empty").
+    unidentified_customer_ids: list[str] = Field(default_factory=lambda: sorted(DEFAULT_UNIDENTIFIED_CUSTOMERS),
+                                                 max_length=1000)
     defaults: QueueConfig = QueueConfig()
     queues: dict[str, QueueConfig] = {}
 
@@ -256,6 +262,14 @@ class Settings(BaseSettings):
             raise ValueError("is not a valid URL (percent-encode special characters of the password)") from None
         if parts.scheme not in ("redis", "rediss", "unix"):
             raise ValueError("must be a redis://, rediss:// (TLS) or unix:// URL") from None
+        return v
+
+    @field_validator("unidentified_customer_ids")
+    @classmethod
+    def _ids_are_short(cls, v: list[str]) -> list[str]:
+        for c in v:
+            if len(c) > 200:
+                raise ValueError("each id is at most 200 characters (as a customer_id is)")
         return v
 
     @field_validator("interval_minutes")
@@ -316,6 +330,7 @@ class Settings(BaseSettings):
             default_queue=qs(self.defaults),
             queues=tuple(sorted((name, qs(c)) for name, c in self.queues.items())),
             recontact_window_ms=round(self.recontact_window_days * DAY_MS),
+            unidentified_customers=frozenset(normalize_customer_id(c) for c in self.unidentified_customer_ids) | {""},
         )
 
 

@@ -53,14 +53,19 @@ class ExtraCollector:
                                      "Contacts created in the days whose resolution_day record is not final yet.", labels=labels)
         firsts = GaugeMetricFamily("contact_resolution_provisional_first_contacts",
                                    "First contacts (not repeats) in the open window.", labels=labels)
+        unidentified = GaugeMetricFamily(
+            "contact_resolution_provisional_unidentified_contacts",
+            "Contacts of unidentified customers (placeholder ids) in the open window: left out of the "
+            "provisional FCR, repeat and reopen figures and counts.", labels=labels)
         for book in list(self.rt.queues.values()):
             for (queue, channel), fig in book.resolution.provisional(book.stream_ms).items():
                 contacts.add_metric([queue, channel], fig["contacts"])
                 firsts.add_metric([queue, channel], fig["first_contacts"])
+                unidentified.add_metric([queue, channel], fig["unidentified_contacts"])
                 for key, family in ratios.items():
                     if fig[key] is not None:
                         family.add_metric([queue, channel], fig[key])
-        yield from (contacts, firsts, *ratios.values())
+        yield from (contacts, firsts, unidentified, *ratios.values())
 
     def _capacity(self):
         books = list(self.rt.queues.values())

@@ -33,7 +33,7 @@ W = DAY_MS
 BASE = 1_795_000_000_000 - 1_795_000_000_000 % DAY_MS
 SETTINGS = EngineSettings(recontact_window_ms=W, retention_ms=2 * HOUR, lateness_ms=0,
                           retention_horizons_days=(1, 2))
-PROFILE = settings(max_examples=int(os.environ.get("CORE_PROP_EXAMPLES", "150")), deadline=None,
+PROFILE = settings(max_examples=int(os.environ.get("CORE_PROP_EXAMPLES", "60")), deadline=None,
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 CUSTOMERS = ("hot", "hot", "hot", "hot", "c1", "c2", "0", "Anonymous", "", None)

@@ -544,3 +544,21 @@ def test_staleness_limits_per_channel(tmp_path, monkeypatch):
         with pytest.raises(ConfigError) as exc:
             load_settings(write(tmp_path, f"defaults:\n  stale_after_seconds: {bad}\n", "bad.yaml"))
         assert where in str(exc.value)
+
+
+def test_unidentified_customer_ids_default_env_and_yaml(monkeypatch, tmp_path):
+    """The placeholder ids that mean "not identified": a documented default, replaced per deployment
+    (YAML or environment); compared trimmed and case-insensitively; empty is always one of them."""
+    e = Settings().engine()
+    assert e.unidentified_customers == frozenset({"", "0", "anonymous", "unknown"})
+    assert all(e.unidentified(c) for c in (None, "", "  ", "0", "Anonymous", " UNKNOWN "))
+    assert not any(e.unidentified(c) for c in ("00", "cust-0", "anonymous-7"))
+    s = load_settings(write(tmp_path, "unidentified_customer_ids: ['guest', 'N/A']\n"))
+    assert s.engine().unidentified("GUEST") and s.engine().unidentified("n/a") and s.engine().unidentified("")
+    assert not s.engine().unidentified("0")  # the list replaces the default
+    monkeypatch.setenv("KPI_UNIDENTIFIED_CUSTOMER_IDS", "[]")
+    e = Settings().engine()
+    assert e.unidentified_customers == frozenset({""}) and e.unidentified(None) and not e.unidentified("0")
+    monkeypatch.setenv("KPI_UNIDENTIFIED_CUSTOMER_IDS", '["x' + "y" * 200 + '"]')
+    with pytest.raises(Exception, match="200 characters"):
+        Settings()
