@@ -8,24 +8,36 @@ from datetime import datetime, timedelta, timezone
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MINUTES: dict[int, str] = {}  # minute since the epoch -> "YYYY-MM-DDThh:mm:" (one format a minute)
 _SECONDS = tuple(f"{s:02d}Z" for s in range(60))
+STAMPS: dict[int, str] = {}  # epoch second -> its RFC 3339 text (events of nearby calls share seconds)
 MIN_EPOCH, MAX_EPOCH = 0, 253_370_764_800  # the decoder's accepted range (1970 to 9999-01-01), seconds
 
 
 def rfc3339(epoch: int) -> str:
-    """Whole epoch seconds to RFC 3339 UTC (`2026-11-23T09:00:05Z`): a dict lookup and a concatenation."""
-    minute, second = divmod(epoch, 60)
-    prefix = _MINUTES.get(minute)
-    if prefix is None:
-        if len(_MINUTES) > 100_000:
-            _MINUTES.clear()
-        prefix = _MINUTES[minute] = (_EPOCH + timedelta(minutes=minute)).strftime("%Y-%m-%dT%H:%M:")
-    return prefix + _SECONDS[second]
+    """Whole epoch seconds to RFC 3339 UTC (`2026-11-23T09:00:05Z`). A hot path: callers look in
+    `STAMPS` first (`STAMPS.get(t) or rfc3339(t)`); this fills it, a minute's prefix formatted once."""
+    stamp = STAMPS.get(epoch)
+    if stamp is None:
+        minute, second = divmod(epoch, 60)
+        prefix = _MINUTES.get(minute)
+        if prefix is None:
+            if len(_MINUTES) > 100_000:
+                _MINUTES.clear()
+            prefix = _MINUTES[minute] = (_EPOCH + timedelta(minutes=minute)).strftime("%Y-%m-%dT%H:%M:")
+        if len(STAMPS) > 200_000:
+            STAMPS.clear()
+        stamp = STAMPS[epoch] = prefix + _SECONDS[second]
+    return stamp
+
+
+_ID_HASH = hashlib.blake2b(digest_size=10)  # copied for each id: half the cost of building one (~1 us)
 
 
 def line_id(prefix: str, text: str) -> str:
     """An event id that depends only on the source line: re-reading the line (a restart, a replay of
     the same file, a rotated copy) gives the same ids, so the processor counts the events once."""
-    return prefix + hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=10).hexdigest()
+    h = _ID_HASH.copy()
+    h.update(text.encode("utf-8", "surrogatepass"))
+    return prefix + h.hexdigest()
 
 
 class Tally:
@@ -83,6 +95,8 @@ class Reorder:
         # one contact at the same second keep that order (events of different contacts need none).
         self._key = itemgetter("ts")
         self.window = window
+        self._now: int | None = None
+        self._horizon = ""
 
     def push(self, events: list[dict], now: int) -> list[dict]:
         """Hold `events`; return those whose minute is over `window` seconds before `now` (the latest
@@ -95,9 +109,14 @@ class Reorder:
                 bucket = buckets[minute] = []
                 self._push(self._minutes, minute)
             bucket.append(e)
-        horizon = rfc3339(max(now - self.window, 0))[:16]
-        out: list[dict] = []
+        if now != self._now:  # the horizon moves only with the latest arrival
+            self._now = now
+            self._horizon = rfc3339(max(now - self.window, 0))[:16]
+        horizon = self._horizon
         minutes = self._minutes
+        if not minutes or minutes[0] >= horizon:
+            return []
+        out: list[dict] = []
         while minutes and minutes[0] < horizon:
             bucket = buckets.pop(self._pop(minutes))
             bucket.sort(key=self._key)

@@ -24,7 +24,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..core.events import CHANNELS
-from .common import MAX_EPOCH, MIN_EPOCH, Tally, line_id, rfc3339
+from .common import MAX_EPOCH, MIN_EPOCH, STAMPS, Tally, line_id, rfc3339
 
 MAX_ID = 200
 FLOW_REASONS = ("timeout", "callback", "voicemail", "overflow")
@@ -33,6 +33,9 @@ COLUMNS = ("contact_id", "arrival_date", *TIME_COLUMNS, "queue", "outcome", "age
 REQUIRED_COLUMNS = ("contact_id", "arrival", "queue", "outcome")
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _MISS = object()
+_NONE_CELL = object()  # a time cell that means "no time"
+_PAD = [""]
+_MIDNIGHT = {key: f"{key} after midnight: on the day after arrival" for key in TIME_COLUMNS}
 _DIRECTIVES = {"Y": r"(?P<Y>\d{4})", "y": r"(?P<y>\d{2})", "m": r"(?P<m>\d{1,2})", "d": r"(?P<d>\d{1,2})",
                "H": r"(?P<H>\d{1,2})", "I": r"(?P<I>\d{1,2})", "M": r"(?P<M>\d{1,2})", "S": r"(?P<S>\d{1,2})",
                "f": r"(?P<f>\d{1,9})", "p": r"(?P<p>[AaPp][Mm])"}
@@ -169,7 +172,11 @@ class RowMapper:
         # Where each mapped field is in a row; a field not mapped reads the empty cell added at `width`.
         self.width = len(names)
         self._at = {key: self.index.get(key, self.width) for key in COLUMNS}
-        self._time_at = [(key, self.index[key]) for key in TIME_COLUMNS if key in self.index]
+        self._time_at = [(slot, key, self.index[key]) for slot, key in enumerate(TIME_COLUMNS) if key in self.index]
+        self._fields = tuple(self._at[k] for k in ("contact_id", "outcome", "queue", "agent", "customer_id", "channel",
+                                                   "arrival_date"))
+        self._cells: dict[str, object] = {}  # raw time cell -> _cell(it)
+        self._skews: dict[tuple[str, str], str] = {}  # (column, previous column) -> its note in the tally
         self._days: dict[str, int] = {}
 
     # ------------------------------------------------------------------------------------------ times
@@ -238,64 +245,89 @@ class RowMapper:
 
     # ------------------------------------------------------------------------------------------ rows
 
+    def _cell(self, text: str) -> object:
+        """A time cell as read, cached by its raw text: _NONE_CELL, None (unreadable) or local seconds
+        (of the day; since 1970 when the format has a date)."""
+        stripped = text.strip()
+        if stripped in self.m.none:
+            t: object = _NONE_CELL
+        else:
+            t = self._times.get(stripped, _MISS)
+            if t is _MISS:
+                t = self._parse_time(stripped)
+                if len(self._times) > 200_000:
+                    self._times.clear()
+                self._times[stripped] = t
+        if len(self._cells) > 200_000:
+            self._cells.clear()
+        self._cells[text] = t
+        return t
+
     def map_row(self, row: list[str]) -> list[dict]:
         """The events of one call (none when the row is skipped; the tally says why)."""
-        tally, m, at = self.tally, self.m, self._at
+        tally, m = self.tally, self.m
         tally.read += 1
         none, width = m.none, self.width
-        if len(row) != width + 1:  # pad a short row (missing fields are none) plus the empty cell
-            row = (row + [""] * (width + 1 - len(row)))[:width] + [""] if len(row) <= width else row[:width] + [""]
-        contact = row[at["contact_id"]].strip()
+        n = len(row)
+        if n == width:  # the empty cell that a field not mapped reads
+            row = row + _PAD
+        elif n != width + 1:  # pad a short row (missing fields are none) plus the empty cell
+            row = (row + [""] * (width + 1 - n))[:width] + [""] if n <= width else row[:width] + [""]
+        i_contact, i_outcome, i_queue, i_agent, i_customer, i_channel, i_date = self._fields
+        contact = row[i_contact].strip()
         if contact in none:
             return self._skip("missing contact id")
-        outcome_text = row[at["outcome"]].strip()
+        outcome_text: str | None = row[i_outcome].strip()
         if outcome_text in none:
             outcome_text = None
-        queue = row[at["queue"]].strip()
+        queue: str | None = row[i_queue].strip()
         if queue in none:
             queue = None
-        agent = row[at["agent"]].strip()
+        agent: str | None = row[i_agent].strip()
         if agent in none:
             agent = None
-        customer = row[at["customer_id"]].strip()
+        customer = row[i_customer].strip()
         if customer in none:
             customer = contact
         if len(contact) > MAX_ID or len(customer) > MAX_ID or len(queue or "") > MAX_ID or len(agent or "") > MAX_ID:
             return self._skip("identifier over 200 characters")
-        channel = row[at["channel"]].strip()
+        channel = row[i_channel].strip()
         if channel in none:
             channel = m.channel
         elif channel not in CHANNELS:
             return self._skip("unknown channel")
         day = None
         if self._has_date:
-            text = row[at["arrival_date"]].strip()
+            text = row[i_date].strip()
             if text in none:
                 return self._skip("missing arrival date")
             day = self._local_day(text)
             if day is None:
                 return self._skip("unreadable arrival date")
         # Times in call order; a time of day earlier than the one before it crossed midnight.
-        utc: dict[str, int] = {}
-        prev_key = prev = None
-        cache, dated, offsets, is_utc = self._times, self._dated, self._offsets, m.utc
-        for key, i in self._time_at:
-            text = row[i].strip()
-            if text in none:
-                continue
-            t = cache.get(text, _MISS)
+        utc: list[int | None] = [None] * len(TIME_COLUMNS)  # by position in TIME_COLUMNS
+        prev_key, prev = "", None
+        cells, dated, offsets, is_utc, skew = self._cells, self._dated, self._offsets, m.utc, m.skew
+        for slot, key, i in self._time_at:
+            t = cells.get(row[i], _MISS)
             if t is _MISS:
-                t = self._local_seconds(text, day)
-            elif t is not None and not dated:
-                t += day * 86400
+                t = self._cell(row[i])
+            if t is _NONE_CELL:
+                continue
             if t is None:
                 return self._skip(f"unreadable time in {key}")
+            if not dated:
+                t += day * 86400  # type: ignore[operator]  # a time of day: Mapping requires a date column
             if prev is not None and t < prev:
                 if day is not None and t < prev - 43_200:
                     t += 86_400
-                    tally.adjusted[f"{key} after midnight: on the day after arrival"] += 1
-                elif prev - t <= m.skew:
-                    tally.adjusted[f"{key} up to {m.skew} s before {prev_key} (clock skew): moved to it"] += 1
+                    tally.adjusted[_MIDNIGHT[key]] += 1
+                elif prev - t <= skew:
+                    note = self._skews.get((key, prev_key))
+                    if note is None:
+                        note = self._skews[(key, prev_key)] = \
+                            f"{key} up to {skew} s before {prev_key} (clock skew): moved to it"
+                    tally.adjusted[note] += 1
                     t = prev
                 else:
                     return self._skip(f"{key} before {prev_key}")
@@ -305,13 +337,16 @@ class RowMapper:
                 t = t - off if off is not None else self._utc(t)
             if not MIN_EPOCH <= t < MAX_EPOCH:
                 return self._skip("time out of range")
-            utc[key] = t
-        if "arrival" not in utc:
+            utc[slot] = t
+        arrival, start, exit_, service_start, end, wrapup_end = utc
+        if arrival is None:
             return self._skip("missing arrival")
-        if utc["arrival"] > self.last_arrival:
-            self.last_arrival = utc["arrival"]
+        if arrival > self.last_arrival:
+            self.last_arrival = arrival
         base = line_id("csv-", "\x1f".join(row))
-        created = {"event_id": base + ":c", "type": "contact.created", "ts": rfc3339(utc["arrival"]),
+        stamps = STAMPS
+        created = {"event_id": base + ":c", "type": "contact.created",
+                   "ts": stamps.get(arrival) or rfc3339(arrival),
                    "contact_id": contact, "channel": channel, "customer_id": customer}
         meaning = m.outcomes.get(outcome_text) if outcome_text is not None else None
         if queue is None or (meaning is not None and meaning[0] == "never_queued"):
@@ -322,38 +357,41 @@ class RowMapper:
         if meaning is None:
             return self._skip("unknown outcome value")
         kind, reason = meaning
-        start = utc.get("queue_start", utc["arrival"])
-        out = [created, {"event_id": base + ":q", "type": "contact.queued", "ts": rfc3339(start),
+        if start is None:
+            start = arrival
+        out = [created, {"event_id": base + ":q", "type": "contact.queued", "ts": stamps.get(start) or rfc3339(start),
                          "contact_id": contact, "queue_id": queue}]
-        exit_ = utc.get("queue_exit")
         if kind == "answered":
             if agent is None:
                 return self._skip("answered without an agent")
-            answer = exit_ if exit_ is not None else utc.get("service_start")
+            answer = exit_ if exit_ is not None else service_start
             if answer is None:
                 return self._skip("answered without queue exit or service start")
-            out.append({"event_id": base + ":e", "type": "contact.answered", "ts": rfc3339(answer),
+            out.append({"event_id": base + ":e", "type": "contact.answered",
+                        "ts": stamps.get(answer) or rfc3339(answer),
                         "contact_id": contact, "queue_id": queue, "agent_id": agent})
-            end = utc.get("service_end")
             if end is None:
                 tally.adjusted["answered without service end: no wrap-up events (the leg stays open)"] += 1
             else:
-                out.append({"event_id": base + ":w", "type": "contact.wrapup_started", "ts": rfc3339(end),
-                            "contact_id": contact, "agent_id": agent})
+                if wrapup_end is None:
+                    wrapup_end = end
+                out.append({"event_id": base + ":w", "type": "contact.wrapup_started",
+                            "ts": stamps.get(end) or rfc3339(end), "contact_id": contact, "agent_id": agent})
                 out.append({"event_id": base + ":x", "type": "contact.wrapup_ended",
-                            "ts": rfc3339(utc.get("wrapup_end", end)), "contact_id": contact, "agent_id": agent})
+                            "ts": stamps.get(wrapup_end) or rfc3339(wrapup_end),
+                            "contact_id": contact, "agent_id": agent})
         elif kind == "abandoned":
             if exit_ is None:
                 exit_ = start
                 tally.adjusted["abandoned without queue exit: a zero-second abandon"] += 1
             elif exit_ == start:
                 tally.adjusted["zero-second abandon kept (a short abandon)"] += 1
-            out.append({"event_id": base + ":e", "type": "contact.abandoned", "ts": rfc3339(exit_),
+            out.append({"event_id": base + ":e", "type": "contact.abandoned", "ts": stamps.get(exit_) or rfc3339(exit_),
                         "contact_id": contact, "queue_id": queue})
         else:
             if exit_ is None:
                 return self._skip("flowed out without queue exit")
-            out.append({"event_id": base + ":e", "type": "contact.flowed_out", "ts": rfc3339(exit_),
+            out.append({"event_id": base + ":e", "type": "contact.flowed_out", "ts": stamps.get(exit_) or rfc3339(exit_),
                         "contact_id": contact, "queue_id": queue, "reason": reason})
         return self._done(out)
 

@@ -26,6 +26,17 @@ BATCH_LINES = 20_000  # lines mapped before the events are sent and the checkpoi
 
 # ---------------------------------------------------------------------------------------- sinks
 
+_NEWLINE = orjson.Fragment(b"\n")
+
+
+def json_lines(events: list[dict]) -> bytes:
+    """The events as JSON lines, the bytes `orjson.dumps(e, option=OPT_APPEND_NEWLINE)` would give
+    each, in one call: orjson costs ~2 us a call and ~0.2 us an event in a list. A newline fragment
+    between the events marks where each ends (JSON never has a raw newline inside a value)."""
+    seq = [_NEWLINE] * (2 * len(events))
+    seq[::2] = events
+    return orjson.dumps(seq)[1:-3].replace(b",\n,", b"\n") + b"\n"  # "[e1,\n,e2,\n]" -> "e1\ne2\n"
+
 class FileSink:
     """JSON lines to a file (appended to when following: a restart adds, never rewrites)."""
 
@@ -38,8 +49,7 @@ class FileSink:
 
     def send(self, events: list[dict]) -> None:
         if events:
-            dumps, nl = orjson.dumps, orjson.OPT_APPEND_NEWLINE
-            self.fh.write(b"".join([dumps(e, option=nl) for e in events]))
+            self.fh.write(json_lines(events))
         self.fh.flush()
         os.fsync(self.fh.fileno())
 
