@@ -32,8 +32,10 @@ TIME_COLUMNS = ("arrival", "queue_start", "queue_exit", "service_start", "servic
 COLUMNS = ("contact_id", "arrival_date", *TIME_COLUMNS, "queue", "outcome", "agent", "customer_id", "channel")
 REQUIRED_COLUMNS = ("contact_id", "arrival", "queue", "outcome")
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-_MISS = object()
-_NONE_CELL = object()  # a time cell that means "no time"
+# What a time cell cached by its raw text holds besides local seconds: both are below any time that
+# can be read (year 1 is -6.2e10 s), so the common case is told apart by one comparison.
+_NONE_CELL = -(1 << 62)  # a value meaning "no time"
+_BAD_CELL = _NONE_CELL - 1  # unreadable
 _PAD = [""]
 _MIDNIGHT = {key: f"{key} after midnight: on the day after arrival" for key in TIME_COLUMNS}
 _DIRECTIVES = {"Y": r"(?P<Y>\d{4})", "y": r"(?P<y>\d{2})", "m": r"(?P<m>\d{1,2})", "d": r"(?P<d>\d{1,2})",
@@ -166,7 +168,6 @@ class RowMapper:
             self.index[key] = names.index(column)
         self.last_arrival = 0  # latest arrival read (UTC epoch seconds): how far the rows have moved
         self._offsets: dict[int, int] = {}
-        self._times: dict[str, int | None] = {}
         self._has_date = "arrival_date" in self.index
         self._dated = "%Y" in mapping.time_format or "%y" in mapping.time_format
         # Where each mapped field is in a row; a field not mapped reads the empty cell added at `width`.
@@ -175,7 +176,7 @@ class RowMapper:
         self._time_at = [(slot, key, self.index[key]) for slot, key in enumerate(TIME_COLUMNS) if key in self.index]
         self._fields = tuple(self._at[k] for k in ("contact_id", "outcome", "queue", "agent", "customer_id", "channel",
                                                    "arrival_date"))
-        self._cells: dict[str, object] = {}  # raw time cell -> _cell(it)
+        self._cells: dict[str, int] = {}  # raw time cell -> _cell(it)
         self._skews: dict[tuple[str, str], str] = {}  # (column, previous column) -> its note in the tally
         self._days: dict[str, int] = {}
 
@@ -185,7 +186,8 @@ class RowMapper:
         """A date (arrival_date column) to its day number since 1970-01-01."""
         day = self._days.get(text)
         if day is None:
-            g = self.m.date_match(text)
+            match = self.m.date_match
+            g = match(text) if match is not None else None  # a date column is matched with date_format
             if g is None:
                 return None
             try:
@@ -196,21 +198,6 @@ class RowMapper:
                 self._days.clear()
             self._days[text] = day
         return day
-
-    def _local_seconds(self, text: str, day: int | None) -> int | None:
-        """A time column to local seconds since 1970-01-01 (naive), anchored on `day` if given.
-        Parsed once per distinct text (there are 86,400 times of day): a dict lookup after that."""
-        t = self._times.get(text, _MISS)
-        if t is _MISS:
-            t = self._parse_time(text)
-            if len(self._times) > 200_000:
-                self._times.clear()
-            self._times[text] = t
-        if t is None:
-            return None
-        if self._dated:
-            return t
-        return None if day is None else day * 86400 + t
 
     def _parse_time(self, text: str) -> int | None:
         """Seconds of the day, or naive seconds since 1970 when the format has a date; None if unreadable."""
@@ -237,7 +224,7 @@ class RowMapper:
         off = self._offsets.get(key)
         if off is None:
             dt = datetime(1970, 1, 1) + timedelta(seconds=key * 3600)
-            off = int(dt.replace(tzinfo=self.m.tz).utcoffset().total_seconds())
+            off = int((dt.replace(tzinfo=self.m.tz).utcoffset() or timedelta()).total_seconds())
             if len(self._offsets) > 65536:
                 self._offsets.clear()
             self._offsets[key] = off
@@ -245,19 +232,15 @@ class RowMapper:
 
     # ------------------------------------------------------------------------------------------ rows
 
-    def _cell(self, text: str) -> object:
-        """A time cell as read, cached by its raw text: _NONE_CELL, None (unreadable) or local seconds
-        (of the day; since 1970 when the format has a date)."""
+    def _cell(self, text: str) -> int:
+        """A time cell as read, cached by its raw text: local seconds (of the day; since 1970 when the
+        format has a date), _NONE_CELL or _BAD_CELL."""
         stripped = text.strip()
         if stripped in self.m.none:
-            t: object = _NONE_CELL
+            t = _NONE_CELL
         else:
-            t = self._times.get(stripped, _MISS)
-            if t is _MISS:
-                t = self._parse_time(stripped)
-                if len(self._times) > 200_000:
-                    self._times.clear()
-                self._times[stripped] = t
+            parsed = self._parse_time(stripped)
+            t = _BAD_CELL if parsed is None else parsed
         if len(self._cells) > 200_000:
             self._cells.clear()
         self._cells[text] = t
@@ -309,12 +292,12 @@ class RowMapper:
         prev_key, prev = "", None
         cells, dated, offsets, is_utc, skew = self._cells, self._dated, self._offsets, m.utc, m.skew
         for slot, key, i in self._time_at:
-            t = cells.get(row[i], _MISS)
-            if t is _MISS:
-                t = self._cell(row[i])
-            if t is _NONE_CELL:
-                continue
+            t = cells.get(row[i])
             if t is None:
+                t = self._cell(row[i])
+            if t <= _NONE_CELL:
+                if t == _NONE_CELL:
+                    continue
                 return self._skip(f"unreadable time in {key}")
             if not dated:
                 t += day * 86400  # type: ignore[operator]  # a time of day: Mapping requires a date column
@@ -359,7 +342,7 @@ class RowMapper:
         kind, reason = meaning
         if start is None:
             start = arrival
-        out = [created, {"event_id": base + ":q", "type": "contact.queued", "ts": stamps.get(start) or rfc3339(start),
+        out: list[dict] = [created, {"event_id": base + ":q", "type": "contact.queued", "ts": stamps.get(start) or rfc3339(start),
                          "contact_id": contact, "queue_id": queue}]
         if kind == "answered":
             if agent is None:

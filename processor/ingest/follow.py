@@ -14,6 +14,7 @@ import json
 import os
 import select
 from pathlib import Path
+from typing import BinaryIO
 
 CHUNK = 1 << 20
 
@@ -26,7 +27,7 @@ class Tail:
         self.notes: list[str] = []  # what happened that the user should know (rotations, truncations)
         self._pending: list[tuple[object, int]] = []  # (file, its offset) to finish before `path`
         self._buf = b""
-        self.fh = None
+        self.fh: BinaryIO = None  # type: ignore[assignment]  # _open() below, or the rotated file
         if start is not None:
             dev, ino, offset = start
             st = self._stat()
@@ -107,7 +108,7 @@ class Tail:
         return lines
 
     def close(self) -> None:
-        if self.fh is not None:
+        if self.fh is not None:  # type: ignore[comparison-overlap]  # a constructor that failed
             self.fh.close()
 
 
