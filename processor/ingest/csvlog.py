@@ -179,6 +179,7 @@ class RowMapper:
         self._cells: dict[str, int] = {}  # raw time cell -> _cell(it)
         self._skews: dict[tuple[str, str], str] = {}  # (column, previous column) -> its note in the tally
         self._days: dict[str, int] = {}
+        self._hms = getattr(mapping.time_match, "__self__").groupindex == {"H": 1, "M": 2, "S": 3}
 
     # ------------------------------------------------------------------------------------------ times
 
@@ -204,6 +205,9 @@ class RowMapper:
         g = self.m.time_match(text)
         if g is None:
             return None
+        if self._hms:  # "%H:%M:%S", the usual time of day
+            h, mi, s = int(g[1]), int(g[2]), int(g[3])
+            return None if h > 23 or mi > 59 or s > 59 else h * 3600 + mi * 60 + s
         d = g.groupdict()
         h = int(d["H"]) if d.get("H") is not None else int(d.get("I") or 0) % 12 + (12 if (d.get("p") or "").lower() == "pm" else 0)
         mi, s = int(d.get("M") or 0), int(d.get("S") or 0)
@@ -284,9 +288,11 @@ class RowMapper:
             text = row[i_date].strip()
             if text in none:
                 return self._skip("missing arrival date")
-            day = self._local_day(text)
+            day = self._days.get(text)
             if day is None:
-                return self._skip("unreadable arrival date")
+                day = self._local_day(text)
+                if day is None:
+                    return self._skip("unreadable arrival date")
         # Times in call order; a time of day earlier than the one before it crossed midnight.
         utc: list[int | None] = [None] * len(TIME_COLUMNS)  # by position in TIME_COLUMNS
         prev_key, prev = "", None
