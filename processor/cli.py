@@ -8,11 +8,12 @@ import sys
 import time
 from pathlib import Path
 
-from .config import ConfigError, load_settings
 from .errors import CommandError, check_known_queues, check_port_free, readable_file, writable_file
 
 
 def _settings(args):
+    from .config import ConfigError, load_settings  # pydantic: ~0.15 s to import, not needed by every command
+
     try:
         return load_settings(getattr(args, "config", None))
     except ConfigError as exc:
