@@ -51,6 +51,7 @@ TICK_SECONDS = 1.0
 EXPIRE_SECONDS = 5.0        # housekeeping: often, so each pass frees little at once (README, "Tick timer")
 IDLE_SECONDS = 5.0
 COMMIT_EVERY = 100_000        # messages between offset commits, besides the 1 s interval
+ADVANCE_LIMIT = 100           # records built by one QueueBook.advance call between two looks at the clock
 RESTORE_CHUNK = 500           # journey facts restored between two looks at the clock (see Slicer)
 BATCH_MAX = 5000              # records a stage takes from its intake at most (whatever has arrived, no waiting)
 
@@ -395,12 +396,16 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                 slicer = Slicer(monitor=holds, name="stage two: publication")
                 for part in sorted(touched):
                     book = rt.queue_book(part)
-                    with holds.step("stage two: advance"):  # (inside a publication slice: named apart)
-                        records = book.advance()
-                    for rec in records:
+                    while True:  # a day close is published ADVANCE_LIMIT records at a time (QueueBook.advance)
+                        with holds.step("stage two: advance"):  # (inside a publication slice: named apart)
+                            records = book.advance(limit=ADVANCE_LIMIT)
+                        for rec in records:
+                            await slicer.pause()
+                            await out.send(rollups_topic, part, key=rollup_key(rec), value=deadletter.dumps(rec))
+                            rt.health.rollup_published()
+                        if not book.advancing:
+                            break
                         await slicer.pause()
-                        await out.send(rollups_topic, part, key=rollup_key(rec), value=deadletter.dumps(rec))
-                        rt.health.rollup_published()
                     dirty_facts, dirty_published = book.take_dirty()
                     await _persist(out, facts_table, dirty_facts, part, slicer)
                     await _persist(out, published_table, dirty_published, part, slicer)

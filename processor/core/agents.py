@@ -323,14 +323,15 @@ class AgentBook:
         self._closed = closed
         self._leaving = {a: s for a, s in self._leaving.items() if s > closed}
 
-    def advance(self, stream_ms: int) -> list[dict]:
+    def advance(self, stream_ms: int, limit: int | None = None) -> list[dict]:
+        """Records due at this stream time (with `limit`: see Publisher.advance)."""
         if stream_ms <= 0:
             return []
         watermark = stream_ms - self.settings.lateness_ms
         closed = self._start(watermark) - self._interval_ms  # latest start whose end <= watermark
         if self._closed is None or closed > self._closed:
             self._enqueue_until(closed)
-        return self.publisher.advance(watermark)
+        return self.publisher.advance(watermark, limit)
 
     def flush(self, stream_ms: int) -> list[dict]:
         """End of input: intervals up to the one holding stream time count as closed (docs/agents.md)."""

@@ -182,8 +182,8 @@ class ExperienceBook:
         rec["time_zone"] = q.time_zone
         return rec
 
-    def advance(self, stream_ms: int) -> list[dict]:
-        return self.publisher.advance(stream_ms - self.settings.lateness_ms)
+    def advance(self, stream_ms: int, limit: int | None = None) -> list[dict]:
+        return self.publisher.advance(stream_ms - self.settings.lateness_ms, limit)
 
     def flush(self) -> list[dict]:
         return self.publisher.flush()

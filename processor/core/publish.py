@@ -8,6 +8,7 @@ so a change that leaves the record equal publishes nothing).
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 from typing import Any, Callable
 
@@ -65,7 +66,14 @@ class Publisher:
         self.published: dict[Key, list] = {}   # key -> [version, digest]
         self.pending: dict[Key, int] = {}      # never published yet: key -> due time
         self.next_due: Any = float("inf")  # a time (ms), or inf (Any: kept as it is, compiled)
+        # (due time, key) of the pending keys, oldest first: advance() pops only what is due instead of
+        # scanning every pending key (an entry whose key left `pending` or got another due time is stale)
+        self._due: list[tuple[int, Key]] = []
         self.changed: set[Key] = set()
+        # A publication cut into slices (advance(limit)): the changed keys in order, last first; a key
+        # stays in `changed` until it is published, so `changed` says whether anything is left.
+        self._work: list[Key] = []
+        self.visited = 0  # keys built by the last advance() (what its `limit` counts)
         self.dirty: set[Key] = set()           # published entries changed since the last take
         # A first version's digest is computed only when something asks for it (a later publication
         # of the key, or take_dirty): most keys are published once. Until then its entry is
@@ -82,33 +90,59 @@ class Publisher:
                 self.alarm[0] = _NEG_INF
         elif key not in self.pending:
             self.pending[key] = due_ms
+            heapq.heappush(self._due, (due_ms, key))
             if due_ms < self.next_due:
                 self.next_due = due_ms
                 if self.alarm is not None and due_ms < self.alarm[0]:
                     self.alarm[0] = due_ms
 
-    def advance(self, watermark_ms: int) -> list[dict]:
+    def advance(self, watermark_ms: int, limit: int | None = None) -> list[dict]:
+        """Records due at this watermark, in key order. With `limit`, at most that many keys are built
+        (the costly part); what is left stays in `changed` (non-empty: call again, before any change).
+        Cut into any slices, the records and the state at the end are those of one whole call."""
         if watermark_ms >= self.next_due:
-            due = [k for k, d in self.pending.items() if d <= watermark_ms]
-            for k in due:
-                del self.pending[k]
-            self.changed.update(due)
-            self.next_due = min(self.pending.values(), default=float("inf"))
-        if not self.changed:
+            pending, heap, changed = self.pending, self._due, self.changed
+            while heap and heap[0][0] <= watermark_ms:
+                d, k = heapq.heappop(heap)
+                if pending.get(k) == d:
+                    del pending[k]
+                    changed.add(k)
+            self._next_due_from_heap()
+        changed = self.changed
+        self.visited = 0
+        if not changed:
             return []
+        work = self._work
         out = []
-        for key in sorted(self.changed):
-            rec = self._publish(key)
-            if rec is not None:
-                out.append(rec)
-        self.changed.clear()
+        budget = -1 if limit is None else limit
+        while changed and budget != 0:
+            if not work:
+                work.extend(sorted(changed, reverse=True))
+            while work and budget != 0:
+                key = work.pop()
+                if key not in changed:
+                    continue  # forgotten since the slice began
+                changed.discard(key)
+                budget -= 1
+                rec = self._publish(key)
+                if rec is not None:
+                    out.append(rec)
+        self.visited = -1 - budget if limit is None else limit - budget
         return out
+
+    def _next_due_from_heap(self) -> None:
+        heap, pending = self._due, self.pending
+        while heap and pending.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)
+        self.next_due = heap[0][0] if heap else float("inf")
 
     def flush(self) -> list[dict]:
         """End of input: everything pending is due now."""
         self.changed.update(self.pending)
         self.pending.clear()
+        self._due.clear()
         self.next_due = float("inf")
+        self._work.clear()
         return self.advance(-1)
 
     def _publish(self, key: Key) -> dict | None:
@@ -135,7 +169,8 @@ class Publisher:
 
     def forget(self, key: Key) -> None:
         """Expiry: the key can no longer change."""
-        self.pending.pop(key, None)
+        if self.pending.pop(key, None) is not None and self._due and self._due[0][1] == key:
+            self._next_due_from_heap()
         self.changed.discard(key)
         self._undigested.pop(key, None)
         if self.published.pop(key, None) is not None:

@@ -87,6 +87,9 @@ class QueueBook(SourceClock):
         self.dirty_facts: set[str] = set()
         self.dirty_published: set[tuple[str, str, int]] = set()
         self._changed_closed: set[tuple[str, str, int]] = set()
+        # advance(limit) cut into slices: the closed intervals to publish, in order, last first (a key
+        # stays in _changed_closed until it is published)
+        self._closed_work: list[tuple[str, str, int]] = []
         # Intervals never published yet, and the earliest start among them: advance() looks at
         # them only when the watermark has passed that start, not on every message.
         self._pending: set[tuple[str, str, int]] = set()
@@ -293,16 +296,29 @@ class QueueBook(SourceClock):
                                      self.agent_capacity.get(queue, {}), self.timelines.get(queue), start))
         return rec
 
-    def advance(self) -> list[dict]:
-        """Records due now: intervals newly closed by stream time, and corrections of published ones."""
+    def advance(self, limit: int | None = None) -> list[dict]:
+        """Records due now: intervals newly closed by stream time, and corrections of published ones.
+
+        With `limit`, at most about that many records are built (a day close publishes every agent
+        interval and resolution day at once); `advancing` then says whether to call again (before
+        any other change to the book). Cut into any slices, the records (in order) and the book at
+        the end are those of one whole call."""
         if self.stream_ms - self._lateness_ms < self._alarm[0]:
             return []  # nothing can be due yet (see _alarm)
         if not self._anything_due():
             self._set_alarm()
             return []
-        out = self._advance()
+        out = self._advance(-1 if limit is None else max(limit, 1))
         self._set_alarm()
         return out
+
+    @property
+    def advancing(self) -> bool:
+        """A publication cut by advance(limit) is not over."""
+        if self._changed_closed:
+            return True
+        return any(p.changed for p in (self.experience.publisher, self.agent_book.publisher,
+                                       self.resolution.resolution, self.resolution.retention))
 
     def _set_alarm(self) -> None:
         """The exact watermark from which _anything_due() holds, as things stand (see _anything_due)."""
@@ -323,7 +339,9 @@ class QueueBook(SourceClock):
                 at = p.next_due
         self._alarm[0] = at
 
-    def _advance(self) -> list[dict]:
+    def _advance(self, budget: int) -> list[dict]:
+        """Each part in turn, each resumable: a part left unfinished (budget used up) stops the call;
+        the next call finds the parts before it with nothing to do."""
         self._go_stale()
         out: list[dict] = []
         closed_before = self.stream_ms - self.settings.lateness_ms - self.settings.interval_ms
@@ -332,14 +350,43 @@ class QueueBook(SourceClock):
             self._pending.difference_update(due)
             self._changed_closed.update(key for key in due if key not in self.published)
             self._next_close = min((key[2] for key in self._pending), default=float("inf"))
-        for key in sorted(self._changed_closed):
-            rec = self._publish(key)
-            if rec is not None:
-                out.append(rec)
-        self._changed_closed.clear()
-        out += self.experience.advance(self.stream_ms)
-        out += self.agent_book.advance(self.stream_ms)
-        out += self.resolution.advance(self.stream_ms)
+        changed, work = self._changed_closed, self._closed_work
+        while changed and budget != 0:
+            if not work:
+                work.extend(sorted(changed, reverse=True))
+            while work and budget != 0:
+                key = work.pop()
+                if key not in changed:
+                    continue
+                changed.discard(key)
+                budget -= 1
+                rec = self._publish(key)
+                if rec is not None:
+                    out.append(rec)
+        if changed:
+            return out
+        limit = None if budget < 0 else budget
+        out += self.experience.advance(self.stream_ms, limit)
+        p = self.experience.publisher
+        if p.changed:
+            return out
+        if limit is not None:
+            limit -= p.visited
+        out += self.agent_book.advance(self.stream_ms, limit)
+        p = self.agent_book.publisher
+        if p.changed:
+            return out
+        if limit is not None:
+            limit -= p.visited
+        if self.stream_ms <= 0:  # (as ResolutionBook.advance, whose two publishers are sliced here)
+            return out
+        watermark = self.stream_ms - self._lateness_ms
+        for p in (self.resolution.resolution, self.resolution.retention):
+            out += p.advance(watermark, limit)  # (a limit of 0 still takes in what is due: `advancing`)
+            if p.changed:
+                return out
+            if limit is not None:
+                limit -= p.visited
         return out
 
     def _anything_due(self) -> bool:
