@@ -644,12 +644,14 @@ def _owned_rows(table, books: dict):
 
 def _rows(table, owned):
     """(key, partition, value) of a table's entries of the partitions in `owned`. A memory store holds
-    rows as the JSON bytes of their changelog records (see PartitionTable): only owned ones are decoded."""
+    rows as the JSON bytes of their changelog records under (partition, key) (see PartitionTable):
+    only owned ones are decoded."""
     # A memory store's rows are copied first (a C-speed copy): the rebuild suspends between rows, and
     # standby changelog records may be written into the same store meanwhile.
     rows = list(table.data.data.items()) if isinstance(table, PartitionTable) and table.keeps_bytes() else table.items()
     for key, row in rows:
         if isinstance(row, bytes):
+            key = key[1]
             if _row_partition(row) not in owned:
                 continue
             row = orjson.loads(row)
@@ -932,6 +934,14 @@ class PartitionTable(faust.Table):
     through the core alone. Here it keeps the row's changelog record, the JSON bytes
     `[partition, value]`: what `_persist` sends, and what recovery and standby replicas read.
     Rows are decoded only when the books are rebuilt (`_rows`). The RocksDB store keeps bytes anyway.
+
+    A row is stored under (partition, key), not under its key alone (issue 24): the same key can
+    live in two partitions at once, e.g. the contribution `rs|<contact>` moving from queue `none`
+    (facts partition 0) to its real queue (partition 2) is a delete in changelog partition 0 and an
+    insert in partition 2. Keyed by the key alone, the delete removed the live row whichever came
+    second, live or in recovery (whose order across partitions is arbitrary). Keyed by partition,
+    each changelog partition rebuilds its own rows only: the result cannot depend on the order in
+    which partitions are read. The changelog records are unchanged (the partition is the record's).
     """
 
     _write_partition: int | None = None
@@ -955,12 +965,39 @@ class PartitionTable(faust.Table):
         store = self.data
         rows, partitions = store.data, store._key_partition
         for key, value, partition in rows_in:
+            at = (partition, key)
             if value is None:
-                rows.pop(key, None)
-                partitions.pop(key, None)
+                rows.pop(at, None)
+                partitions.pop(at, None)
             else:
-                rows[key] = bytes(value)
-                partitions[key] = partition
+                rows[at] = bytes(value)
+                partitions[at] = partition  # Faust's memory store drops rows of partitions not assigned any more
+
+    def put_row(self, partition: int, key, row) -> None:
+        """A live write of `key`'s row in `partition` (bytes in a memory store, `[partition, value]` otherwise)."""
+        store = self.data
+        if self.keeps_bytes():
+            at = (partition, key)
+            store.data[at] = row
+            store._key_partition[at] = partition
+            return
+        self._write_partition = partition  # the RocksDB store writes to that partition's database
+        try:
+            store[key] = row
+        finally:
+            self._write_partition = None
+
+    def delete_row(self, partition: int, key) -> bool:
+        """Delete `key`'s row in `partition` only (the same key in another partition is another row);
+        False when there was none."""
+        store = self.data
+        if self.keeps_bytes():
+            at = (partition, key)
+            if store.data.pop(at, None) is None:
+                return False
+            store._key_partition.pop(at, None)
+            return True
+        return store.delete_in(partition, key)
 
     def partition_for_key(self, key):
         if self._write_partition is not None:
@@ -1000,6 +1037,17 @@ def _partition_rocksdb_store():
         def _contains(self, key: bytes) -> bool:
             return self._get_bucket_for_key(key) is not None
 
+        def delete_in(self, partition: int, key) -> bool:
+            """Delete `key` from that partition's database only (Faust's delete removes it from all)."""
+            raw = self._encode_key(key)
+            db = self._db_for_partition(partition)
+            if db.get(raw) is None:
+                return False
+            db.delete(raw)
+            if self._key_index.get(raw) == partition:
+                del self._key_index[raw]
+            return True
+
     return PartitionRocksDBStore
 
 
@@ -1010,27 +1058,21 @@ async def _persist(out: Output, table: PartitionTable, dirty: dict, partition: i
     FutureMessage each, the largest cost of a batch); Faust's recovery reads them like its own."""
     if not dirty:
         return
-    store, topic = table.data, table.changelog_topic.get_topic_name()
+    topic = table.changelog_topic.get_topic_name()
     keeps_bytes = table.keeps_bytes()
-    table._write_partition = partition  # the RocksDB store writes to that partition's database
-    try:
-        for key, value in dirty.items():
-            if slicer is not None:
-                await slicer.pause()
-            if value is None:
-                if key not in store:
-                    continue
-                del store[key]
+    for key, value in dirty.items():
+        if slicer is not None:
+            await slicer.pause()
+        if value is None:
+            if table.delete_row(partition, key):  # this partition's row only (see PartitionTable)
                 await out.send_record(topic, partition, _dumps(key), None, partition)
-            else:
-                row = [partition, value]
-                data = _dumps(row)
-                # orjson's result keeps its whole write buffer (about 4 KiB whatever the length): a
-                # row kept in the store is an exact-size copy.
-                store[key] = bytes(memoryview(data)) if keeps_bytes else row
-                await out.send_record(topic, partition, _dumps(key), data, partition)
-    finally:
-        table._write_partition = None
+        else:
+            row = [partition, value]
+            data = _dumps(row)
+            # orjson's result keeps its whole write buffer (about 4 KiB whatever the length): a
+            # row kept in the store is an exact-size copy.
+            table.put_row(partition, key, bytes(memoryview(data)) if keeps_bytes else row)
+            await out.send_record(topic, partition, _dumps(key), data, partition)
 
 
 def _dumps(value) -> bytes:

@@ -32,13 +32,13 @@ def test_persist_keeps_the_changelog_bytes_and_the_rebuild_reads_them_back():
     asyncio.run(_persist(out, table, {"c1": state, "c2": {"x": [1, 2.5, None]}}, 2))
     asyncio.run(_persist(out, table, {"c3": {"y": "z"}}, 1))
     assert table.keeps_bytes()
-    assert table.data.data["c1"] == orjson.dumps([2, state])  # the record sent, not a decoded copy
-    assert [(k, v) for _, _, k, v, _ in out.sent if k == b'"c1"'] == [(b'"c1"', table.data.data["c1"])]
+    assert table.data.data[(2, "c1")] == orjson.dumps([2, state])  # the record sent, not a decoded copy
+    assert [(k, v) for _, _, k, v, _ in out.sent if k == b'"c1"'] == [(b'"c1"', table.data.data[(2, "c1")])]
     assert sorted(_rows(table, {2})) == [("c1", 2, state), ("c2", 2, {"x": [1, 2.5, None]})]
     books = {1: "book-1"}
     assert list(_owned_rows(table, books)) == [("c3", "book-1", {"y": "z"})]
     asyncio.run(_persist(out, table, {"c1": None, "gone": None}, 2))  # a delete; an unknown key sends nothing
-    assert "c1" not in table.data.data and out.sent[-1][2:4] == (b'"c1"', None)
+    assert (2, "c1") not in table.data.data and out.sent[-1][2:4] == (b'"c1"', None)
     assert len(out.sent) == 4
 
 
@@ -52,7 +52,7 @@ def test_changelog_records_read_by_recovery_are_kept_as_bytes_and_deletes_remove
     table.apply_changelog_batch([event("a", b'[0,{"k":1}]', 0), event("b", b'[3,[1,2]]', 3),
                                  event("c", b'[3,"x"]', 3)])
     table.apply_changelog_batch([event("c", None, 3)])
-    assert table.data.data == {"a": b'[0,{"k":1}]', "b": b'[3,[1,2]]'}
+    assert table.data.data == {(0, "a"): b'[0,{"k":1}]', (3, "b"): b'[3,[1,2]]'}
     assert sorted(_rows(table, {0, 3})) == [("a", 0, {"k": 1}), ("b", 3, [1, 2])]
     assert list(_rows(table, {1})) == []
 
@@ -98,7 +98,7 @@ def test_fetched_changelog_records_give_the_same_rows_as_faust_events():
             ("c|x\u00e9", b'[0,"y"]', 0)]
     by_events.apply_changelog_batch([event(k, v, p) for k, v, p in feed])
     by_records.apply_changelog_records([_record(p, i, k, v) for i, (k, v, p) in enumerate(feed)])
-    assert by_records.data.data == by_events.data.data == {"a": b'[0,{"k":2}]', "c|x\u00e9": b'[0,"y"]'}
+    assert by_records.data.data == by_events.data.data == {(0, "a"): b'[0,{"k":2}]', (0, "c|x\u00e9"): b'[0,"y"]'}
     assert by_records.data._key_partition == by_events.data._key_partition
 
 
@@ -121,17 +121,17 @@ def test_changelog_records_keep_the_recovery_offsets_and_end_the_recovery_when_c
     consumer = SimpleNamespace(app=app)
     applied = changelog_records(consumer, tp, [_record(0, 0, "old", b'[0,"stale"]'), _record(0, 1, "a", b'[0,1]'),
                                                _record(0, 2, "b", b'[0,2]')])
-    assert applied and table.data.data == {"a": b"[0,1]", "b": b"[0,2]"}
+    assert applied and table.data.data == {(0, "a"): b"[0,1]", (0, "b"): b"[0,2]"}
     assert recovery.active_offsets[tp] == 2 and recovery.in_recovery  # highwater 3 not reached
     assert not recovery.signal_recovery_end.is_set()
     assert changelog_records(consumer, tp, [_record(0, 3, "a", None)])
-    assert table.data.data == {"b": b"[0,2]"}
+    assert table.data.data == {(0, "b"): b"[0,2]"}
     assert not recovery.in_recovery and recovery.signal_recovery_end.is_set()  # caught up: as Faust's loop
     assert changelog_records(consumer, standby_tp, [_record(1, 0, "s", b'[1,"s"]')])
-    assert recovery.standby_offsets[standby_tp] == 0 and table.data.data["s"] == b'[1,"s"]'
+    assert recovery.standby_offsets[standby_tp] == 0 and table.data.data[(1, "s")] == b'[1,"s"]'
     assert app.tables.standbys_ready
     assert not changelog_records(consumer, TP(tp.topic, 2), [_record(2, 0, "x", b'[2,1]')])  # not tracked: Faust's path
-    assert "x" not in table.data.data
+    assert (2, "x") not in table.data.data
 
 
 def test_the_end_of_recovery_signal_survives_faust_clearing_it_outside_recovery():
@@ -151,3 +151,34 @@ def test_the_end_of_recovery_signal_survives_faust_clearing_it_outside_recovery(
     assert recovery.signal_recovery_end.is_set()
     recovery._set_recovery_started()  # the next recovery starts with it cleared
     assert recovery.in_recovery and not recovery.signal_recovery_end.is_set()
+
+
+# -- issue 24 A: one key in two partitions (a contribution `rs|<contact>` moving from queue `none`,
+# facts partition 0, to its real queue, partition 2) ------------------------------------------
+
+def _moved(order: list[int]) -> PartitionTable:
+    """Changelog partition 0: insert then delete of `rs|c1`; partition 2: its insert. Recovered
+    one partition after the other, in `order`."""
+    table = _table()
+    logs = {0: [_record(0, 0, "rs|c1", b'[0,{"q":"none"}]'), _record(0, 1, "rs|c1", None)],
+            2: [_record(2, 0, "rs|c1", b'[2,{"q":"sales"}]')]}
+    for p in order:
+        table.apply_changelog_records(logs[p])
+    return table
+
+
+def test_a_key_moved_to_another_partition_is_rebuilt_whatever_order_the_partitions_are_recovered_in():
+    for order in ([0, 2], [2, 0]):
+        table = _moved(order)
+        assert list(_rows(table, {0, 1, 2, 3})) == [("rs|c1", 2, {"q": "sales"})], order
+
+
+def test_a_delete_in_one_partition_leaves_the_same_key_of_another_partition_alone():
+    table, out = _table(), _Out()
+    asyncio.run(_persist(out, table, {"rs|c1": {"q": "none"}}, 0))
+    asyncio.run(_persist(out, table, {"rs|c1": {"q": "sales"}}, 2))  # stage two applied the insert first
+    asyncio.run(_persist(out, table, {"rs|c1": None}, 0))  # then the delete of partition 0
+    assert list(_rows(table, {0, 1, 2, 3})) == [("rs|c1", 2, {"q": "sales"})]
+    assert [(p, k, v) for _, _, k, v, p in out.sent][-1] == (0, b'"rs|c1"', None)  # the tombstone goes to partition 0
+    asyncio.run(_persist(out, table, {"rs|c1": None}, 1))  # nothing in partition 1: nothing sent
+    assert len(out.sent) == 3
