@@ -42,6 +42,7 @@ from .housekeeping import expire_stage
 from .loophold import HoldCollector, HoldMonitor, Slicer
 from .metrics import KpiCollector
 from .metrics_extra import ExtraCollector
+from .offset_guard import RepeatGuard
 from .topics import aiokafka_security
 
 log = logging.getLogger("processor")
@@ -73,9 +74,10 @@ class Runtime:
     # One JourneyBook per owned journeys partition (customers hashed onto partitions).
     journeys: dict[int, JourneyBook] = field(default_factory=dict)
     snapshot: object | None = None  # processor.snapshot.RedisSnapshot when redis_url is set
-    read_offsets: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition) -> last offset read
+    guard: RepeatGuard = field(default_factory=RepeatGuard)  # which offsets are applied (processor/offset_guard.py)
     offset_gaps: int = 0  # offsets skipped by the consumer and read again (see create_app._mend_gaps)
     offset_repeats: int = 0  # offsets delivered again after a later one (not applied twice)
+    offsets_held: int = 0  # records handed over between a rebuild and its seek (they come again)
     fetch_stalls: int = 0  # partitions sought back after Faust dropped fetched records (consumer_tuning.StallWatch)
     output: Output | None = None  # its backlog: kpi_output_batches_in_flight
     holds: HoldMonitor = field(default_factory=HoldMonitor)  # event-loop holds (processor/loophold.py)
@@ -202,31 +204,33 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         reading the missing offsets directly (a plain consumer, no group) into the batch; anything
         read twice is deduplicated downstream (event ids, fact ids). With exactly_once, offsets
         also hold transaction markers and aborted messages: a range with nothing committed in it
-        is not a gap.
+        is not a gap. Which offsets are applied, and why that is safe on every path: RepeatGuard.
         """
         mended = []
-        read_offsets = rt.read_offsets
+        guard = rt.guard
         repeats: dict[tuple, list] = {}  # (topic, partition) -> [first, last, count, applied up to]
         for r in batch:
             tp = (r.topic, r.partition)
-            last = read_offsets.get(tp)
-            if last is not None and r.offset != last + 1:
-                if r.offset > last + 1:
-                    missed = await gap_reader.read(r.topic, r.partition, last + 1, r.offset)
-                    if missed:
-                        rt.offset_gaps += 1
-                        log.error("offsets %d..%d of %s[%d] were skipped by the consumer: read %d messages again",
-                                  last + 1, r.offset - 1, r.topic, r.partition, len(missed))
-                    mended += missed
-                else:
-                    # Already applied (read again above, or fetched both before and after the seek to
-                    # the committed offsets that ends a rebalance): an older message applied after a
-                    # newer one would turn a fact back to an earlier state.
-                    rt.offset_repeats += 1
-                    seen = repeats.get(tp)
-                    repeats[tp] = [r.offset, r.offset, 1, last] if seen is None else [seen[0], r.offset, seen[2] + 1, last]
-                    continue
-            read_offsets[tp] = r.offset
+            verdict = guard.verdict(tp, r.offset)
+            if verdict == "held":  # rebuilt, not sought yet: fetched before the seek, comes again after it
+                rt.offsets_held += 1
+                continue
+            last = guard.last(tp)
+            if verdict == "gap":
+                missed = await gap_reader.read(r.topic, r.partition, last + 1, r.offset)
+                if missed:
+                    rt.offset_gaps += 1
+                    log.error("offsets %d..%d of %s[%d] were skipped by the consumer: read %d messages again",
+                              last + 1, r.offset - 1, r.topic, r.partition, len(missed))
+                mended += missed
+            elif verdict == "repeat":
+                # Applied to these books already (read again above, a seek back): an older message
+                # applied after a newer one would turn a fact back to an earlier state.
+                rt.offset_repeats += 1
+                seen = repeats.get(tp)
+                repeats[tp] = [r.offset, r.offset, 1, last] if seen is None else [seen[0], r.offset, seen[2] + 1, last]
+                continue
+            guard.applied(tp, r.offset)
             mended.append(r)
         for (topic, partition), (first, end, count, last) in repeats.items():
             log.warning("%d offsets of %s[%d] (%d..%d) delivered again after %d: not applied twice",
@@ -271,10 +275,10 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     def _owned_partitions(topic: str) -> set[int]:
         return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
 
-    def _forget_read_offsets(topic: str) -> None:
-        """Recovery: Faust seeks this topic's partitions to their committed offsets; the next message
-        read must be the committed one, so a message dropped right after the seek is a gap too."""
-        rt.read_offsets = {tp: o for tp, o in rt.read_offsets.items() if tp[0] != topic}
+    def _rebuilt(topic: str) -> None:
+        """Recovery rebuilt the topic's books: nothing of it is applied until Faust seeks its
+        partitions to their committed offsets, and from there on everything is (RepeatGuard)."""
+        rt.guard.rebuilt(topic)
         consumer = app.consumer
         if getattr(consumer, "_kpi_seek_tracked", False):
             return
@@ -283,9 +287,11 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         async def perform_seek() -> None:
             await seek()
             owned = {k.input_topic, k.facts_topic, k.journeys_topic}
-            for tp, offset in list(consumer._read_offset.items()):  # the committed offsets perform_seek just set
-                if tp.topic in owned and offset is not None and offset > 0 and (tp.topic, tp.partition) not in rt.read_offsets:
-                    rt.read_offsets[(tp.topic, tp.partition)] = offset - 1
+            committed = {(tp.topic, tp.partition): offset  # the committed offsets perform_seek just set
+                         for tp, offset in list(consumer._read_offset.items()) if tp.topic in owned}
+            rt.guard.sought(committed)
+            for topic in {topic for topic, _ in committed}:
+                intakes[topic].clear()  # fetched before the seek: it comes again
 
         consumer.perform_seek = perform_seek
         consumer._kpi_seek_tracked = True
@@ -391,7 +397,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         while True:
             batch = await _take(k.facts_topic, locks["two"])
             try:  # the lock is held: a rebuild (on_recover) never swaps the books mid-batch
-                batch = await _mend_gaps(batch)
+                batch = await _mend_gaps(batch)  # only what it returns is applied, so only that is acked
                 touched = await _apply_facts(batch, rt.queue_book, "stage two: facts")
                 slicer = Slicer(monitor=holds, name="stage two: publication")
                 for part in sorted(touched):
@@ -420,7 +426,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         while True:
             batch = await _take(k.journeys_topic, locks["journeys"])
             try:  # the lock is held: a rebuild (on_recover) never swaps the books mid-batch
-                batch = await _mend_gaps(batch)
+                batch = await _mend_gaps(batch)  # only what it returns is applied, so only that is acked
                 touched = await _apply_facts(batch, rt.journey_book, "journeys: facts")
                 slicer = Slicer(monitor=holds, name="journeys: output")
                 for part in sorted(touched):
@@ -554,7 +560,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     async def _recover_stage_one():
         async with locks["one"]:
             slicer = Slicer(monitor=holds, name="restore (one)")  # rows restored in slices: the lock stays held
-            _forget_read_offsets(k.input_topic)
+            _rebuilt(k.input_topic)
             owned = _owned_partitions(k.input_topic)
             books = {p: ContactBook(engine) for p in owned}
             for cid, book, state in _owned_rows(contacts_table, books):
@@ -584,7 +590,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     async def _recover_stage_two():
         async with locks["two"]:
             slicer = Slicer(monitor=holds, name="restore (two)")  # rows restored in slices: the lock stays held
-            _forget_read_offsets(k.facts_topic)
+            _rebuilt(k.facts_topic)
             owned = _owned_partitions(k.facts_topic)
             books = {p: _queue_book(engine, k.partitions) for p in owned}
             for fid, book, fact in _owned_rows(facts_table, books):
@@ -603,7 +609,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     async def _recover_journeys():
         async with locks["journeys"]:
             slicer = Slicer(monitor=holds, name="restore (journeys)")  # rows restored in slices: the lock stays held
-            _forget_read_offsets(k.journeys_topic)
+            _rebuilt(k.journeys_topic)
             owned = _owned_partitions(k.journeys_topic)
             books = {p: _journey_book(engine, k.partitions) for p in owned}
             stored: dict[int, list] = defaultdict(list)

@@ -42,6 +42,9 @@ class ExtraCollector:
         yield CounterMetricFamily("kpi_input_offset_repeats", "Messages the consumer delivered again after a later "
                                   "offset of their partition, not applied twice. Normally 0.",
                                   value=getattr(self.rt, "offset_repeats", 0))
+        yield CounterMetricFamily("kpi_input_offsets_held", "Messages handed over between a rebuild of the books and "
+                                  "the seek to the committed offsets that follows it: not applied, read again after "
+                                  "the seek (processor/offset_guard.py).", value=getattr(self.rt, "offsets_held", 0))
         yield CounterMetricFamily("kpi_input_fetch_stalls", "Partitions whose fetched messages the consumer dropped "
                                   "without seeking back, each sought back to the first one not delivered. Normally 0.",
                                   value=getattr(self.rt, "fetch_stalls", 0))

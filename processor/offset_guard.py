@@ -1,0 +1,70 @@
+"""Which input offsets a stage applies: each once per life of its books, in order, none skipped.
+
+The stages read their topics in offset order, but an offset can be delivered again: the consumer
+seeks back (the end of every rebalance, a StallWatch seek), a gap is read again directly, a fetch
+made before a seek is handed over after it. Applying an older message after a newer one would turn
+a fact back to an earlier state, so an offset at or below the last one applied is not applied
+again ("N offsets ... delivered again after X: not applied twice"). Skipping is only right for an
+offset whose effect is in the books the stage applies to now. Issue 24: after a rebalance that
+kept a partition, the guard remembered offsets applied to the books before the rebuild and skipped
+them although the rebuilt books did not hold them (31 events lost).
+
+The rule, path by path (docs/reliability.md, "The offset-repeat guard"):
+
+- The books live from one rebuild (`rebuilt`, called by on_recover under the stage lock) to the
+  next. Within that life, `applied` raises the mark one offset at a time; an offset at or below the
+  mark was applied to these very books, so a repeat (a StallWatch seek-back to the offset after
+  the last delivered one, a gap read directly and then delivered by the consumer) is skipped
+  rightly.
+- A rebuild forgets the topic's marks: the rebuilt books hold what the tables hold, and the only
+  offsets known to be in them are the committed ones (at_least_once commits an offset only after
+  the records it caused were delivered, changelog writes included; exactly_once commits offsets,
+  table writes and outputs in one transaction). Nothing of the topic is applied until the seek to
+  the committed offsets that ends the recovery (`held`): a record handed over in between was
+  fetched before that seek and comes again after it.
+- The seek (`sought`) sets the mark to the committed offset minus one for every partition, kept
+  or new, whatever was applied before: everything from the committed offset on is applied again to
+  the rebuilt books (events are deduplicated by id there; facts are re-applied in offset order, so
+  they end in their latest state). A partition with no committed offset starts before offset 0.
+  A record above the mark + 1 after the seek (a fetch of before the seek, handed over late) is a
+  gap: the missing offsets are read directly and applied first, in order.
+So an offset is skipped only when it is below the committed offset of the last seek or was applied
+to the current books since then: never one that was lost with the books of before.
+"""
+from __future__ import annotations
+
+
+class RepeatGuard:
+    """The last offset applied per (topic, partition), and the topics waiting for their seek."""
+
+    def __init__(self) -> None:
+        self.marks: dict[tuple[str, int], int] = {}  # (topic, partition) -> last offset applied
+        self.waiting: set[str] = set()  # topics rebuilt, not sought to their committed offsets yet
+
+    def rebuilt(self, topic: str) -> None:
+        """The topic's books were rebuilt from the tables: forget its marks until the seek."""
+        self.marks = {tp: o for tp, o in self.marks.items() if tp[0] != topic}
+        self.waiting.add(topic)
+
+    def sought(self, committed: dict[tuple[str, int], int | None]) -> None:
+        """The consumer sought these partitions to their committed offsets (None: none committed)."""
+        for tp, offset in committed.items():
+            self.marks[tp] = offset - 1 if offset is not None and offset >= 0 else -1
+        self.waiting -= {topic for topic, _ in committed}
+
+    def verdict(self, tp: tuple[str, int], offset: int) -> str:
+        """What to do with offset `offset` of `tp`: "held" (waiting for the seek: drop it, it comes
+        again), "repeat" (applied to these books already: skip it), "gap" (offsets before it are
+        missing: read them, then apply it) or "next" (apply it)."""
+        if tp[0] in self.waiting:
+            return "held"
+        last = self.marks.get(tp)
+        if last is None or offset == last + 1:
+            return "next"
+        return "gap" if offset > last + 1 else "repeat"
+
+    def last(self, tp: tuple[str, int]) -> int | None:
+        return self.marks.get(tp)
+
+    def applied(self, tp: tuple[str, int], offset: int) -> None:
+        self.marks[tp] = offset
