@@ -54,6 +54,7 @@ IDLE_SECONDS = 5.0
 COMMIT_EVERY = 100_000        # messages between offset commits, besides the 1 s interval
 ADVANCE_LIMIT = 100           # records built by one QueueBook.advance call between two looks at the clock
 RESTORE_CHUNK = 500           # journey facts restored between two looks at the clock (see Slicer)
+METADATA_MAX_AGE_MS = 15_000  # see create_app: how long a group may sit on metadata missing its topics
 BATCH_MAX = 5000              # records a stage takes from its intake at most (whatever has arrived, no waiting)
 
 
@@ -159,6 +160,11 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         broker_session_timeout=k.session_timeout_seconds,
         table_standby_replicas=k.standby_replicas,
         broker_heartbeat_interval=k.session_timeout_seconds / 3,
+        # aiokafka refreshes its metadata only this often (default 5 min) unless an error forces it. Right
+        # after a broker restart a metadata response can leave out topics still loading; a rebalance
+        # then assigned the whole group nothing ("Ignoring missing topic"), and nothing was read until
+        # the next refresh made the group rejoin (seen in scripts/chaos_drill.py, docs/reliability.md).
+        consumer_metadata_max_age_ms=METADATA_MAX_AGE_MS,
         **_kafka_security(settings),
     )
     rt = Runtime(settings, Health(), CollectorRegistry(auto_describe=True))
@@ -264,6 +270,8 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     @app.task
     async def tune_consumer():
         quick_hand_off(app.consumer)
+        if out.exactly_once:
+            out.guard_fences()
 
     @app.task
     async def gap_reader_closer():
@@ -898,6 +906,34 @@ class Output:
         manager.commit = guarded_commit
         consumer.commit_and_end_transactions = commit_and_end
         self._guarded = True
+
+    def guard_fences(self) -> None:
+        """exactly_once: a fenced transactional producer stops the worker (issue 24's chaos drill).
+
+        faust-streaming's begin/commit/abort_transaction catch ProducerFenced, log it at INFO, drop
+        the producer and go on. The worker then kept books holding the effects of the transaction
+        the broker aborted, and went on reading after them: a zombie beside the partition's new
+        owner. A fence means another worker owns the partition now; as Kafka Streams does with a
+        migrated task, the worker stops (Faust's crash) and starts again from what was committed."""
+        producer = self.app.producer
+        if getattr(producer, "_kpi_fence_guarded", False):
+            return
+        from aiokafka.errors import ProducerFenced
+
+        def checked(method):
+            async def call(transactional_id: str) -> None:
+                had = transactional_id in producer._transaction_producers
+                await method(transactional_id)
+                if had and transactional_id not in producer._transaction_producers:  # Faust dropped it: fenced
+                    log.error("transactional producer %s was fenced: stopping the worker", transactional_id)
+                    exc = ProducerFenced()
+                    await self.app.crash(exc)
+                    raise exc
+            return call
+
+        for name in ("begin_transaction", "commit_transaction", "abort_transaction"):
+            setattr(producer, name, checked(getattr(producer, name)))
+        producer._kpi_fence_guarded = True
 
     async def _commit_open(self, *, begin: bool = True) -> None:
         producer = self.app.producer
