@@ -47,9 +47,14 @@ def say(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def make_feed(seed: int, minutes: float) -> dict:
-    """A simulated stretch of `minutes` of two queues, as delivered (duplicates, disorder), and replay's result."""
-    start = datetime.fromisoformat("2026-03-02T09:00:00+00:00").timestamp()
+# A recontact window of 29 minutes, so that resolution_day records (due a window after their
+# contacts) are published within a short feed that crosses midnight.
+CONFIG = "recontact_window_days: 0.02\n"
+
+
+def make_feed(seed: int, minutes: float, config: Path) -> dict:
+    """A simulated stretch of `minutes` across midnight, as delivered (duplicates, disorder), and replay's result."""
+    start = datetime.fromisoformat("2026-03-02T23:20:00+00:00").timestamp()
     sim = Simulation(seed=seed, start=start, duration_seconds=int(minutes * 60),
                      duplicate_probability=0.02, disorder_seconds=20)
     events = delivered_events(sim)
@@ -58,7 +63,7 @@ def make_feed(seed: int, minutes: float) -> dict:
     for bad in BAD:  # malformed messages somewhere in the log
         lines.insert(rng.randrange(len(lines)), bad)
     out, dead = io.StringIO(), io.StringIO()
-    replay_lines(lines, load_settings(None).engine(), out, dead, flush=False)
+    replay_lines(lines, load_settings(config).engine(), out, dead, flush=False)
     return {"events": events, "lines": lines, "rollups": [json.loads(x) for x in out.getvalue().splitlines()],
             "dead": [json.loads(x) for x in dead.getvalue().splitlines()],
             "last_ts": max(parse_ts_ms(ev["ts"]) for ev in events)}
@@ -154,7 +159,7 @@ class Drill:
     """One seeded run on `broker` (restarted once)."""
 
     def __init__(self, broker: ApacheKafka, seed: int, guarantee: str, work: Path, *, workers: int | None = None,
-                 minutes: float = 60, chunks: int = 6, kills: int | None = None, settle_s: float = 150) -> None:
+                 minutes: float = 70, chunks: int = 6, kills: int | None = None, settle_s: float = 150) -> None:
         self.broker, self.seed, self.guarantee, self.work = broker, seed, guarantee, work
         self.rng = random.Random(seed)
         self.n = workers or self.rng.choice([2, 3])
@@ -173,7 +178,7 @@ class Drill:
         if fresh:
             self.folders[i] += 1
         folder = self.work / f"w{i}-{self.folders[i]}"
-        w = KpiWorker(self.broker.bootstrap, work_dir=folder, env=self.env)
+        w = KpiWorker(self.broker.bootstrap, work_dir=folder, config=self.config, env=self.env)
         w.start(timeout=120)
         self.workers[i] = w
 
@@ -210,10 +215,14 @@ class Drill:
 
     def run(self) -> dict:
         t0 = time.monotonic()
-        feed = make_feed(self.seed, self.minutes)
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.config = self.work / "drill.yaml"
+        self.config.write_text(CONFIG)
+        feed = make_feed(self.seed, self.minutes, self.config)
         lines, topic = feed["lines"], self.env["KPI_KAFKA__INPUT_TOPIC"]
+        kinds = sorted({r["kind"] for r in feed["rollups"]})
         say(f"seed {self.seed} {self.guarantee}: {self.n} workers, {len(lines)} messages, {self.kills} kill rounds, "
-            f"replay: {len(latest(feed['rollups']))} records, {len(feed['dead'])} dead letters")
+            f"replay: {len(latest(feed['rollups']))} records ({', '.join(kinds)}), {len(feed['dead'])} dead letters")
         from processor.config import Settings
         from processor.topics import ensure_topics
         ensure_topics(Settings(kafka={"bootstrap": self.broker.bootstrap, **{
@@ -281,8 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--guarantee", choices=["at_least_once", "exactly_once", "both"], default="both",
                     help="both: alternate, starting with at_least_once")
     ap.add_argument("--workers", type=int, choices=[2, 3], help="default: 2 or 3, by seed")
-    ap.add_argument("--minutes", type=float, default=60, help="simulated minutes of feed per run")
+    ap.add_argument("--minutes", type=float, default=70, help="simulated minutes of feed per run")
     ap.add_argument("--results", default="drill-results.jsonl", help="one JSON line per run is appended here")
+    ap.add_argument("--commit", default="", help="recorded with each result (the code under test)")
     ap.add_argument("--work", help="folder for the broker and workers (default: a new temporary one)")
     args = ap.parse_args(argv)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the drill's own clients retry through the broker restart
@@ -308,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
                           "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
                 if not broker.running:
                     broker.start(timeout=180)
+            result["commit"] = args.commit
             with results.open("a") as fh:
                 fh.write(json.dumps(result) + "\n")
             if result["passed"]:

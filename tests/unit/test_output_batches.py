@@ -179,3 +179,35 @@ def test_every_persisted_value_loads_back_as_json_would_load_it():
                     assert json.loads(_dumps(row)) == json.loads(json.dumps(row)), row
                     checked += 1
     assert checked > 1000
+
+
+def test_exactly_once_a_fenced_transactional_producer_stops_the_worker():
+    """faust-streaming catches ProducerFenced in begin/commit/abort_transaction and drops the producer:
+    Output.guard_fences turns that into a crash of the worker (issue 24's chaos drill)."""
+    from aiokafka.errors import ProducerFenced
+
+    async def main():
+        crashed = []
+        transaction_producers = {"t-0-0": object(), "t-0-1": object()}
+
+        async def faust_commit_transaction(tid):  # what Faust does on a fence: logs, drops, returns
+            if tid == "t-0-1":
+                transaction_producers.pop(tid)
+
+        async def crash(exc):
+            crashed.append(exc)
+
+        faust_producer = SimpleNamespace(_transaction_producers=transaction_producers,
+                                         begin_transaction=faust_commit_transaction,
+                                         commit_transaction=faust_commit_transaction,
+                                         abort_transaction=faust_commit_transaction)
+        app = SimpleNamespace(conf=SimpleNamespace(topic_partitions=4, id="t"), producer=faust_producer, crash=crash)
+        out = Output(app, {}, exactly_once=True, source_topic="in")
+        out.guard_fences()
+        await faust_producer.commit_transaction("t-0-0")  # not fenced: nothing happens
+        assert crashed == []
+        with pytest.raises(ProducerFenced):
+            await faust_producer.commit_transaction("t-0-1")
+        assert len(crashed) == 1 and isinstance(crashed[0], ProducerFenced)
+
+    asyncio.run(main())
