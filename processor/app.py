@@ -199,6 +199,8 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     # batch has written, instead of swapping the books under it (and losing what it changed).
     locks = {"one": asyncio.Lock(), "two": asyncio.Lock(), "journeys": asyncio.Lock()}
     out = rt.output = Output(app, locks, exactly_once=k.processing_guarantee == "exactly_once", source_topic=k.input_topic)
+    if out.exactly_once:
+        out.stable_transaction_groups(f"{app.conf.id}-__assignor-__leader", k.partitions)  # faust LeaderAssignor's topic
 
     async def _mend_gaps(batch: list) -> list:
         """The batch, with what the consumer skipped read again: offsets must follow each other.
@@ -250,6 +252,28 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     app._kpi_intakes = intakes
     intake.patch_fetch_loop()
     intake.manage(app, intakes)  # emptied when partitions are revoked
+
+    async def _finish_before_recovery(sender, revoked, **kwargs) -> None:
+        """A rebalance begins: nothing more is applied until the seek that follows the rebuild
+        (RepeatGuard.hold), and what was applied is committed now.
+
+        Faust's recovery reads a partition this worker keeps from its changelog again, from where
+        the last recovery ended to the highwater: every write since then is applied to the store
+        once more. A write not in the changelog by then (a batch still running; with exactly_once,
+        anything in the open transaction, which read_committed does not show) would lose its key
+        to the older value while other keys of the same batch keep the newer one. After the commit
+        every write is in the changelog, committed, before recovery measures the highwater."""
+        for topic in (k.input_topic, k.facts_topic, k.journeys_topic):
+            rt.guard.hold(topic)
+        if not out.exactly_once:  # the guarded commit (exactly_once) waits for the batches itself
+            async with locks["one"], locks["two"], locks["journeys"]:
+                await out.flush_batches()
+        try:
+            await app.consumer.commit()
+        except Exception as exc:  # noqa: BLE001 - the rebalance goes on; the guard re-applies from what is committed
+            log.warning("commit before the rebalance failed: %r", exc)
+
+    app.on_partitions_revoked.connect(_finish_before_recovery, weak=False)
 
     async def _take(topic: str, lock: asyncio.Lock) -> list:
         """The next records of `topic`, returned with its stage lock acquired. Records taken before a
@@ -792,6 +816,26 @@ class Output:
         # once it has handed its output over: after a backlog the producer may still hold seconds of
         # table writes, and whatever comes next waits behind them.
         self.in_flight = 0
+
+    def stable_transaction_groups(self, leader_topic: str, partitions: int) -> None:
+        """exactly_once: transactional ids that stay the same from one rebalance to the next.
+
+        Faust names a partition's transactional id after the assignor's number for its topic group,
+        `{app}-{group}-{partition}`, and numbers the groups by partition count in each rebalance:
+        the assignor's own one-partition topic is group 0 and the co-partitioned topics group 1 -
+        unless the leader's metadata lacks that topic (the first rebalance of a new app, a rebalance
+        right after a broker restart), when they are group 0. Seen in the chaos drill: the ids
+        changed between rebalances, so a new owner's producer no longer fenced the open
+        transaction of a killed worker; that transaction held the last stable offset of its
+        partitions until it timed out, and recovery with read_committed rebuilt books without the
+        changelog behind it (impossible_order dead letters, wrong records, versions published
+        twice). Here the numbers are Faust's steady ones, whatever the metadata says."""
+        main = 1 if partitions > 1 else 0
+
+        def group_for_topic(topic: str) -> int:
+            return 0 if topic == leader_topic else main
+
+        self.app.assignor.group_for_topic = group_for_topic
 
     def transactional_id(self, partition: int) -> str:
         return f"{self.app.conf.id}-{self.app.assignor.group_for_topic(self.source_topic)}-{partition}"

@@ -46,6 +46,10 @@ class RepeatGuard:
         self.marks = {tp: o for tp, o in self.marks.items() if tp[0] != topic}
         self.waiting.add(topic)
 
+    def hold(self, topic: str) -> None:
+        """A rebalance began: apply nothing of the topic until the seek after the rebuild."""
+        self.waiting.add(topic)
+
     def sought(self, committed: dict[tuple[str, int], int | None]) -> None:
         """The consumer sought these partitions to their committed offsets (None: none committed)."""
         for tp, offset in committed.items():

@@ -211,3 +211,23 @@ def test_exactly_once_a_fenced_transactional_producer_stops_the_worker():
         assert len(crashed) == 1 and isinstance(crashed[0], ProducerFenced)
 
     asyncio.run(main())
+
+
+def test_exactly_once_transactional_ids_do_not_depend_on_the_metadata_of_a_rebalance():
+    """Faust numbers topic groups by partition count per rebalance: without the assignor's own
+    one-partition topic in the metadata, the co-partitioned topics became group 0 instead of 1 and
+    every transactional id changed (issue 24's chaos drill)."""
+    import faust
+    from faust.assignor.partition_assignor import PartitionAssignor
+
+    app = faust.App("tids", broker="kafka://127.0.0.1:1")
+    leader = "tids-__assignor-__leader"
+    out = Output(app, {}, exactly_once=True, source_topic="events")
+    ids = []
+    for groups in ({leader: 0, "events": 1, "facts": 1}, {"events": 0, "facts": 0}):  # full, then leader topic missing
+        app.assignor._topic_groups = dict(groups)
+        assert PartitionAssignor.group_for_topic(app.assignor, "events") == groups["events"]  # Faust's own numbering
+        out.stable_transaction_groups(leader, 4)
+        ids.append([out.transactional_id(p) for p in range(4)])
+    assert ids[0] == ids[1] == ["tids-1-0", "tids-1-1", "tids-1-2", "tids-1-3"]
+    assert app.assignor.group_for_topic(leader) == 0
