@@ -30,7 +30,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from . import deadletter, intake
 from .config import Settings
-from .consumer_tuning import StallWatch, fetch_position, quick_hand_off, short_fetch_wait
+from .consumer_tuning import StallWatch, broker_highwaters, fetch_position, quick_hand_off, short_fetch_wait
 from .core.contacts import ContactBook
 from .core.journeys import JourneyBook
 from .core.queues import QueueBook
@@ -130,6 +130,7 @@ def _kafka_security(settings: Settings) -> dict:
 def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     k = settings.kafka
     short_fetch_wait()
+    broker_highwaters()
     engine = settings.engine()
     app = faust.App(
         settings.app_id,
@@ -265,6 +266,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         every write is in the changelog, committed, before recovery measures the highwater."""
         for topic in (k.input_topic, k.facts_topic, k.journeys_topic):
             rt.guard.hold(topic)
+        out.fenced_in_rebalance.clear()
         if not out.exactly_once:  # the guarded commit (exactly_once) waits for the batches itself
             async with locks["one"], locks["two"], locks["journeys"]:
                 await out.flush_batches()
@@ -816,6 +818,7 @@ class Output:
         # once it has handed its output over: after a backlog the producer may still hold seconds of
         # table writes, and whatever comes next waits behind them.
         self.in_flight = 0
+        self.fenced_in_rebalance: set[str] = set()  # exactly_once: see guard_fences
 
     def stable_transaction_groups(self, leader_topic: str, partitions: int) -> None:
         """exactly_once: transactional ids that stay the same from one rebalance to the next.
@@ -958,25 +961,39 @@ class Output:
         the producer and go on. The worker then kept books holding the effects of the transaction
         the broker aborted, and went on reading after them: a zombie beside the partition's new
         owner. A fence means another worker owns the partition now; as Kafka Streams does with a
-        migrated task, the worker stops (Faust's crash) and starts again from what was committed."""
+        migrated task, the worker stops (Faust's crash) and starts again from what was committed.
+        In a rebalance a fence is the normal hand-over of a partition that moves to another worker
+        (the commit at its start begins new transactions): the worker stops only if that partition
+        is assigned to it again (Faust begins its transaction then)."""
         producer = self.app.producer
         if getattr(producer, "_kpi_fence_guarded", False):
             return
         from aiokafka.errors import ProducerFenced
+        fenced = self.fenced_in_rebalance
 
-        def checked(method):
+        async def stop(transactional_id: str) -> None:
+            log.error("transactional producer %s was fenced: stopping the worker", transactional_id)
+            exc = ProducerFenced()
+            await self.app.crash(exc)
+            raise exc
+
+        def checked(name: str, method):
             async def call(transactional_id: str) -> None:
+                if transactional_id in fenced and name == "begin_transaction":
+                    await stop(transactional_id)  # assigned again after its producer was fenced
                 had = transactional_id in producer._transaction_producers
                 await method(transactional_id)
                 if had and transactional_id not in producer._transaction_producers:  # Faust dropped it: fenced
-                    log.error("transactional producer %s was fenced: stopping the worker", transactional_id)
-                    exc = ProducerFenced()
-                    await self.app.crash(exc)
-                    raise exc
+                    if self.app.rebalancing:
+                        log.info("transactional producer %s fenced in a rebalance: its partition moved",
+                                 transactional_id)
+                        fenced.add(transactional_id)
+                    else:
+                        await stop(transactional_id)
             return call
 
         for name in ("begin_transaction", "commit_transaction", "abort_transaction"):
-            setattr(producer, name, checked(getattr(producer, name)))
+            setattr(producer, name, checked(name, getattr(producer, name)))
         producer._kpi_fence_guarded = True
 
     async def _commit_open(self, *, begin: bool = True) -> None:

@@ -1,6 +1,7 @@
-"""Two changes to faust-streaming 0.15's consumer that the worker's throughput and latency need.
+"""Changes to faust-streaming 0.15's consumer: two that the worker's throughput and latency need,
+and one that its table recovery needs with exactly_once (`broker_highwaters`).
 
-Both are measured by scripts/bench.py (README, "Throughput and latency"):
+The first two are measured by scripts/bench.py (README, "Throughput and latency"):
 - the fetch wait: Faust fixes aiokafka's fetch_max_wait_ms at 1.5 s (see `short_fetch_wait`);
 - the hand-off of each fetched message: Faust races it against three events with four new tasks
   and asyncio.wait, per message (see `quick_hand_off`). The stages' own topics and the tables'
@@ -34,6 +35,30 @@ def short_fetch_wait() -> None:
 
     AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer
     AIOKafkaConsumerThread._kpi_short_fetch_wait = True
+
+
+def broker_highwaters() -> None:
+    """Make table recovery ask the broker for the changelogs' end offsets, also with exactly_once.
+
+    faust-streaming 0.15 builds the highwaters a recovery reads up to from aiokafka's
+    `last_stable_offset(tp)` when the consumer is transactional: a value cached from the last fetch
+    response of that partition, None for a partition this consumer never fetched (a worker just
+    started, a partition just assigned) and stale for one it stopped fetching (an active changelog
+    is paused after its recovery). Seen in the chaos drill (issue 24): a worker on an empty folder
+    took partitions with highwater -1 everywhere, rebuilt 0 contacts and dead-lettered the rest of
+    their contacts as impossible_order; Faust's ConsistencyError ("persisted offset ... is higher")
+    came from the stale values. aiokafka's `end_offsets` asks the broker with the consumer's
+    isolation level: the last stable offset under read_committed, the highwater otherwise."""
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    if getattr(AIOKafkaConsumerThread, "_kpi_broker_highwaters", False):
+        return
+
+    async def _highwaters(self, partitions):
+        return await self._ensure_consumer().end_offsets(list(partitions))
+
+    AIOKafkaConsumerThread._highwaters = _highwaters
+    AIOKafkaConsumerThread._kpi_broker_highwaters = True
 
 
 def quick_hand_off(consumer) -> None:

@@ -16,6 +16,8 @@ The rule, path by path (docs/reliability.md, "The offset-repeat guard"):
   mark was applied to these very books, so a repeat (a StallWatch seek-back to the offset after
   the last delivered one, a gap read directly and then delivered by the consumer) is skipped
   rightly.
+- A rebalance holds every topic from its start (`hold`, on_partitions_revoked, which then commits
+  what was applied): nothing more is applied to books about to be rebuilt.
 - A rebuild forgets the topic's marks: the rebuilt books hold what the tables hold, and the only
   offsets known to be in them are the committed ones (at_least_once commits an offset only after
   the records it caused were delivered, changelog writes included; exactly_once commits offsets,

@@ -197,3 +197,30 @@ def test_a_new_stall_after_a_seek_is_sought_again_and_revoked_partitions_are_for
     watch.forget({a})
     assert watch.check(b, 9, 3, 3) is None  # counting starts again for b
     assert watch.check(b, 9, 3, 3) == 4
+
+
+def test_recovery_highwaters_come_from_the_broker_also_in_a_transaction():
+    """faust-streaming reads a transactional consumer's highwaters from aiokafka's last fetch
+    response (None for a partition never fetched): a new worker recovered nothing (issue 24's drill)."""
+    from types import SimpleNamespace
+
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    from processor.consumer_tuning import broker_highwaters
+
+    class Aio:  # the aiokafka consumer: nothing fetched yet, the broker knows the last stable offsets
+        def last_stable_offset(self, tp):
+            return None
+
+        async def end_offsets(self, partitions):
+            return {tp: 40 + tp.partition for tp in partitions}
+
+    thread = SimpleNamespace(consumer=SimpleNamespace(in_transaction=True), _ensure_consumer=lambda: Aio())
+    from faust.types import TP
+
+    tps = [TP("t-changelog", p) for p in range(2)]
+    before = asyncio.run(AIOKafkaConsumerThread._highwaters(thread, tps))
+    broker_highwaters()
+    after = asyncio.run(AIOKafkaConsumerThread._highwaters(thread, tps))
+    assert list(before.values()) == [None, None]  # Faust's own: nothing to recover
+    assert list(after.values()) == [40, 41]

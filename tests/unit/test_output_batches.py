@@ -201,7 +201,8 @@ def test_exactly_once_a_fenced_transactional_producer_stops_the_worker():
                                          begin_transaction=faust_commit_transaction,
                                          commit_transaction=faust_commit_transaction,
                                          abort_transaction=faust_commit_transaction)
-        app = SimpleNamespace(conf=SimpleNamespace(topic_partitions=4, id="t"), producer=faust_producer, crash=crash)
+        app = SimpleNamespace(conf=SimpleNamespace(topic_partitions=4, id="t"), producer=faust_producer, crash=crash,
+                              rebalancing=False)
         out = Output(app, {}, exactly_once=True, source_topic="in")
         out.guard_fences()
         await faust_producer.commit_transaction("t-0-0")  # not fenced: nothing happens
@@ -209,6 +210,19 @@ def test_exactly_once_a_fenced_transactional_producer_stops_the_worker():
         with pytest.raises(ProducerFenced):
             await faust_producer.commit_transaction("t-0-1")
         assert len(crashed) == 1 and isinstance(crashed[0], ProducerFenced)
+
+        # In a rebalance a fence is the hand-over of a partition that moved: the worker goes on,
+        # unless that partition is assigned to it again (Faust begins its transaction then).
+        crashed.clear()
+        app.rebalancing = True
+        transaction_producers["t-0-1"] = object()
+        await faust_producer.commit_transaction("t-0-1")
+        assert crashed == [] and out.fenced_in_rebalance == {"t-0-1"}
+        await faust_producer.begin_transaction("t-0-0")
+        assert crashed == []
+        with pytest.raises(ProducerFenced):
+            await faust_producer.begin_transaction("t-0-1")
+        assert len(crashed) == 1
 
     asyncio.run(main())
 
