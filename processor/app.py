@@ -827,12 +827,11 @@ class Output:
         `{app}-{group}-{partition}`, and numbers the groups by partition count in each rebalance:
         the assignor's own one-partition topic is group 0 and the co-partitioned topics group 1 -
         unless the leader's metadata lacks that topic (the first rebalance of a new app, a rebalance
-        right after a broker restart), when they are group 0. Seen in the chaos drill: the ids
-        changed between rebalances, so a new owner's producer no longer fenced the open
-        transaction of a killed worker; that transaction held the last stable offset of its
-        partitions until it timed out, and recovery with read_committed rebuilt books without the
-        changelog behind it (impossible_order dead letters, wrong records, versions published
-        twice). Here the numbers are Faust's steady ones, whatever the metadata says."""
+        right after a broker restart), when they are group 0. Seen in the chaos drill (`…-0-0` and
+        `…-1-0` for partition 0): a new owner's producer then did not fence a killed worker's open
+        transaction, left to the broker's transaction timeout, holding the last stable offset of
+        its partitions meanwhile. Here the numbers are Faust's steady ones, whatever the metadata
+        says."""
         main = 1 if partitions > 1 else 0
 
         def group_for_topic(topic: str) -> int:
