@@ -172,13 +172,16 @@ class Drill:
                     "KPI_KAFKA__SESSION_TIMEOUT_SECONDS": "6"}
         self.workers: list[KpiWorker | None] = [None] * self.n
         self.folders = [0] * self.n
+        self.starts = 0
         self.events: list[str] = []
 
     def _start(self, i: int, fresh: bool) -> None:
         if fresh:
             self.folders[i] += 1
         folder = self.work / f"w{i}-{self.folders[i]}"
-        w = KpiWorker(self.broker.bootstrap, work_dir=folder, config=self.config, env=self.env)
+        self.starts += 1  # each process its own log (a restart on the same data folder keeps the old ones)
+        w = KpiWorker(self.broker.bootstrap, work_dir=folder / f"start-{self.starts}", config=self.config,
+                      env=self.env | {"KPI_DATA_DIR": str(folder / "data")})
         w.start(timeout=120)
         self.workers[i] = w
 
