@@ -271,7 +271,13 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
             async with locks["one"], locks["two"], locks["journeys"]:
                 await out.flush_batches()
         try:
-            await app.consumer.commit()
+            # Faust's commit returns False without committing when it only waited for a commit in
+            # progress (which may have missed the last batch): then once more. With exactly_once a
+            # kept partition's applied but uncommitted input would otherwise be applied again after
+            # the seek into the same open transaction, and what no id deduplicates (a dead letter
+            # of a message that is not an event) would be committed twice (seen in the drill).
+            if not await app.consumer.commit():
+                await app.consumer.commit()
         except Exception as exc:  # noqa: BLE001 - the rebalance goes on; the guard re-applies from what is committed
             log.warning("commit before the rebalance failed: %r", exc)
 
@@ -935,6 +941,13 @@ class Output:
 
         async def guarded_commit(offsets, start_new_transaction: bool = True) -> bool:
             async with self.locks["one"], self.locks["two"], self.locks["journeys"]:
+                # Faust computed `offsets` before this waited for the batch in progress; that batch's
+                # outputs join the transaction now, so its offsets must too (else a restart or a
+                # rebalance applies it again, and what no id deduplicates is committed twice).
+                assigned = consumer.assignment()
+                later = {tp: o for tp, o in consumer._filter_committable_offsets(list(consumer._acked)).items()
+                         if tp in assigned and o > offsets.get(tp, -1)}
+                offsets = {**offsets, **later}
                 await self.flush_batches()
                 await self.app.producer.flush()  # what Faust still buffers joins the transaction
                 done = await commit(offsets, start_new_transaction=start_new_transaction)
