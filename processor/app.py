@@ -271,13 +271,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
             async with locks["one"], locks["two"], locks["journeys"]:
                 await out.flush_batches()
         try:
-            # Faust's commit returns False without committing when it only waited for a commit in
-            # progress (which may have missed the last batch): then once more. With exactly_once a
-            # kept partition's applied but uncommitted input would otherwise be applied again after
-            # the seek into the same open transaction, and what no id deduplicates (a dead letter
-            # of a message that is not an event) would be committed twice (seen in the drill).
-            if not await app.consumer.commit():
-                await app.consumer.commit()
+            await app.consumer.commit()
         except Exception as exc:  # noqa: BLE001 - the rebalance goes on; the guard re-applies from what is committed
             log.warning("commit before the rebalance failed: %r", exc)
 
@@ -833,11 +827,12 @@ class Output:
         `{app}-{group}-{partition}`, and numbers the groups by partition count in each rebalance:
         the assignor's own one-partition topic is group 0 and the co-partitioned topics group 1 -
         unless the leader's metadata lacks that topic (the first rebalance of a new app, a rebalance
-        right after a broker restart), when they are group 0. Seen in the chaos drill (`…-0-0` and
-        `…-1-0` for partition 0): a new owner's producer then did not fence a killed worker's open
-        transaction, left to the broker's transaction timeout, holding the last stable offset of
-        its partitions meanwhile. Here the numbers are Faust's steady ones, whatever the metadata
-        says."""
+        right after a broker restart), when they are group 0. Seen in the chaos drill: the ids
+        changed between rebalances, so a new owner's producer no longer fenced the open
+        transaction of a killed worker; that transaction held the last stable offset of its
+        partitions until it timed out, and recovery with read_committed rebuilt books without the
+        changelog behind it (impossible_order dead letters, wrong records, versions published
+        twice). Here the numbers are Faust's steady ones, whatever the metadata says."""
         main = 1 if partitions > 1 else 0
 
         def group_for_topic(topic: str) -> int:
@@ -941,13 +936,6 @@ class Output:
 
         async def guarded_commit(offsets, start_new_transaction: bool = True) -> bool:
             async with self.locks["one"], self.locks["two"], self.locks["journeys"]:
-                # Faust computed `offsets` before this waited for the batch in progress; that batch's
-                # outputs join the transaction now, so its offsets must too (else a restart or a
-                # rebalance applies it again, and what no id deduplicates is committed twice).
-                assigned = consumer.assignment()
-                later = {tp: o for tp, o in consumer._filter_committable_offsets(list(consumer._acked)).items()
-                         if tp in assigned and o > offsets.get(tp, -1)}
-                offsets = {**offsets, **later}
                 await self.flush_batches()
                 await self.app.producer.flush()  # what Faust still buffers joins the transaction
                 done = await commit(offsets, start_new_transaction=start_new_transaction)

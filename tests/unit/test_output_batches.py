@@ -246,38 +246,3 @@ def test_exactly_once_transactional_ids_do_not_depend_on_the_metadata_of_a_rebal
     assert ids[0] == ids[1] == ["tids-1-0", "tids-1-1", "tids-1-2", "tids-1-3"]
     assert app.assignor.group_for_topic(leader) == 0
 
-
-def test_exactly_once_a_commit_carries_the_offsets_of_the_batch_it_waited_for():
-    """Faust computes the offsets to commit, then the guarded commit waits for the batch in
-    progress, whose outputs join the transaction: its offsets must join too (issue 24's drill: a
-    dead letter committed twice after a rebalance)."""
-    from faust.types import TP
-
-    tp0, revoked = TP("in", 0), TP("in", 3)
-
-    async def main():
-        committed = []
-        batch_offsets = {tp0: 10}  # what Faust computed: up to offset 10
-        acked_later = {tp0: 15, revoked: 7}  # the batch it waited for acked up to 15
-
-        async def faust_commit(offsets, start_new_transaction=True):
-            committed.append(dict(offsets))
-            return True
-
-        async def faust_flush():
-            pass
-
-        consumer = SimpleNamespace(transactions=SimpleNamespace(commit=faust_commit),
-                                   commit_and_end_transactions=faust_flush,
-                                   assignment=lambda: {tp0}, _acked={tp0: [11, 12, 13, 14]},
-                                   _filter_committable_offsets=lambda tps: dict(acked_later))
-        faust_producer = SimpleNamespace(flush=faust_flush, _transaction_producers={})
-        app = SimpleNamespace(conf=SimpleNamespace(topic_partitions=4, id="t"), producer=faust_producer,
-                              consumer=consumer, assignor=SimpleNamespace(group_for_topic=lambda topic: 1))
-        locks = {name: asyncio.Lock() for name in ("one", "two", "journeys")}
-        out = Output(app, locks, exactly_once=True, source_topic="in")
-        out._guard_commits()
-        assert await consumer.transactions.commit(batch_offsets)
-        assert committed == [{tp0: 15}]  # not 10; a partition no longer assigned is left out
-
-    asyncio.run(main())
