@@ -101,9 +101,11 @@ class QueueBook(SourceClock):
         self._expiring: Any = None
         self._floors_before: tuple = ()
         self._expiry_tidied = False
-        # queue -> a lower bound of the end times of its ended segments and legs: expire() skips the scan
-        # of the facts when none can be below its floor (exact again after a scan)
-        self._low_end: dict[str, int] = {}
+        # queue -> heap of (end ms, fact id) of its ended segments and legs and of its segments that go
+        # stale: an expiry pass pops what is below the floor instead of scanning every fact. Lazy deletion:
+        # an entry whose fact is gone or now ends at another time is skipped (the fact pushed a new one).
+        self._end_heaps: dict[str, list[tuple[int, str]]] = {}
+        self._end_entries = 0  # entries in all of them (rebuilt from the facts when mostly stale)
         self._interval_ms = settings.interval_ms  # settings are frozen: read once
         self._lateness_ms = settings.lateness_ms
         # fact kind -> the book that holds facts of that kind (absent: this book's own seg / leg / agent)
@@ -154,8 +156,14 @@ class QueueBook(SourceClock):
             self.facts[fact_id] = fact
             self._account(fact_id, fact, +1)
             end = _end_ms(fact)
-            if end is not None and end < self._low_end.get(fact[1], end + 1):
-                self._low_end[fact[1]] = end
+            if end is not None and (old is None or _end_ms(old) != end):
+                heap = self._end_heaps.get(fact[1])
+                if heap is None:
+                    heap = self._end_heaps[fact[1]] = []
+                heapq.heappush(heap, (end, fact_id))
+                self._end_entries += 1
+                if self._end_entries > 2 * len(self.facts) + 1024:  # mostly entries of facts changed or gone
+                    self._rebuild_end_heaps()
         self.dirty_facts.add(fact_id)
 
     def apply_all(self, deltas) -> None:
@@ -577,27 +585,35 @@ class QueueBook(SourceClock):
         for queue, keep in keep_interval.items():
             self._floor[queue] = keep - self.settings.interval_ms
         floor, default_floor = self._floor, cutoff - self.settings.interval_ms
-        gone = []
-        if any(low < floor.get(queue, default_floor) for queue, low in self._low_end.items()):
-            low_end: dict[str, int] = {}  # exact again after this scan
-            for fid, f in self.facts.items():
-                kind = f[0]  # _end_ms, inlined: this visits every fact
-                if kind == "seg":
-                    end = f[4]
-                    if end is None and len(f) > 6:
-                        end = f[6]  # not ended: stale at f[6] (None: no limit, never dropped)
-                elif kind == "leg":
-                    end = f[3]
-                else:
-                    continue
-                if end is not None:
-                    if end < floor.get(f[1], default_floor):
-                        gone.append(fid)
-                    elif end < low_end.get(f[1], end + 1):
-                        low_end[f[1]] = end
-            self._low_end = low_end
+        gone: list[str] = []
+        facts = self.facts
+        for queue, heap in self._end_heaps.items():  # what is due only: cost of what expires, not of the state
+            queue_floor = floor.get(queue, default_floor)
+            while heap and heap[0][0] < queue_floor:
+                end, fid = heapq.heappop(heap)
+                self._end_entries -= 1
+                f = facts.get(fid)
+                if f is not None and _end_ms(f) == end:  # else gone or changed (its new entry is in the heap)
+                    gone.append(fid)
         gone.reverse()  # dropped from the end: in the order found
         return gone, dict(floor), default_floor
+
+    def _rebuild_end_heaps(self) -> None:
+        """The end heaps again from the facts, without stale entries (amortized: runs when they are
+        more than twice the facts)."""
+        heaps: dict[str, list[tuple[int, str]]] = {}
+        count = 0
+        for fid, f in self.facts.items():
+            end = _end_ms(f)
+            if end is not None:
+                heap = heaps.get(f[1])
+                if heap is None:
+                    heap = heaps[f[1]] = []
+                heap.append((end, fid))
+                count += 1
+        for heap in heaps.values():
+            heapq.heapify(heap)
+        self._end_heaps, self._end_entries = heaps, count
 
     def _tidy(self) -> None:
         """Empty queues leave the book; presence histories keep only what the 60-minute window needs."""
