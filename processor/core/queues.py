@@ -323,10 +323,15 @@ class QueueBook(SourceClock):
     @property
     def advancing(self) -> bool:
         """A publication cut by advance(limit) is not over."""
-        if self._changed_closed:
+        if self._changed_closed or self.experience.publisher.changed:
             return True
-        return any(p.changed for p in (self.experience.publisher, self.agent_book.publisher,
-                                       self.resolution.resolution, self.resolution.retention))
+        if self.stream_ms <= 0:
+            # The agent and resolution books publish nothing before the clock starts (as in
+            # _anything_due): their changed keys wait for it. Saying "call again" here made the
+            # worker's publication loop spin for good after a rebuild, holding stage two's lock.
+            return False
+        return any(p.changed for p in (self.agent_book.publisher, self.resolution.resolution,
+                                       self.resolution.retention))
 
     def _set_alarm(self) -> None:
         """The exact watermark from which _anything_due() holds, as things stand (see _anything_due)."""

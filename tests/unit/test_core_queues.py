@@ -359,3 +359,21 @@ def test_lateness_boundary_decides_between_version_1_and_a_correction():
     r = run(late, flush=False)
     assert [(x["version"], x["offered"]) for x in r.records] == [(1, 1), (2, 2)]
     assert r.dead == []
+
+
+def test_a_sliced_publication_ends_while_the_clock_has_not_started():
+    """After a rebuild, changed agent and resolution keys wait for the clock: `advancing` must not
+    ask for another call that cannot publish them (the worker's loop spun for good, holding stage
+    two's lock: seen in the chaos drill, seed 24)."""
+    from processor.core.queues import QueueBook
+    from processor.core.settings import EngineSettings
+
+    book = QueueBook(EngineSettings())
+    book.agent_book.publisher.published[("q", "a1", 0)] = [1, "x"]
+    book.agent_book.publisher.touch(("q", "a1", 0), 0)
+    book.resolution.resolution.published[("q", "voice", 0, 1)] = [1, "x"]
+    book.resolution.resolution.touch(("q", "voice", 0, 1), 0)
+    assert book.stream_ms <= 0
+    for _ in range(3):
+        assert book.advance(limit=1) == []
+    assert not book.advancing
