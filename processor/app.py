@@ -49,7 +49,7 @@ log = logging.getLogger("processor")
 DEAD_LETTER_MAX_BYTES = 8 * 1024 * 1024  # see topics.py: the dead-letter topic accepts messages this large
 
 TICK_SECONDS = 1.0
-EXPIRE_SECONDS = 5.0        # housekeeping: often, so each pass frees little at once (README, "Tick timer")
+EXPIRE_SECONDS = 5.0        # housekeeping: often, so each pass frees little at once (docs/architecture.md#tick-timer)
 IDLE_SECONDS = 5.0
 COMMIT_EVERY = 100_000        # messages between offset commits, besides the 1 s interval
 ADVANCE_LIMIT = 100           # records built by one QueueBook.advance call between two looks at the clock
@@ -852,8 +852,9 @@ class Output:
         """One serialized record, collected into a record batch of its partition (and transaction).
 
         Faust's per-message path (FutureMessage, producer buffer, codecs, one delivery future and
-        callback per message) cost more than everything else a batch does (see the README); the
-        batches go to the producer whole, at the latest when the stage acks its input (`ack`)."""
+        callback per message) cost more than everything else a batch does
+        (docs/architecture.md#records-leave-in-batches-not-one-by-one); the batches go to the
+        producer whole, at the latest when the stage acks its input (`ack`)."""
         if partition is None:  # the producer's default partitioner: where Faust's topic.send put it
             partition = self._partitioner(key, self._partitions, self._partitions)
         tid = None

@@ -1,7 +1,7 @@
 """Changes to faust-streaming 0.15's consumer: two that the worker's throughput and latency need,
 and one that its table recovery needs with exactly_once (`broker_highwaters`).
 
-The first two are measured by scripts/bench.py (README, "Throughput and latency"):
+The first two are measured by scripts/bench.py (docs/benchmarks.md#23-november-2026-records-out-in-batches):
 - the fetch wait: Faust fixes aiokafka's fetch_max_wait_ms at 1.5 s (see `short_fetch_wait`);
 - the hand-off of each fetched message: Faust races it against three events with four new tasks
   and asyncio.wait, per message (see `quick_hand_off`). The stages' own topics and the tables'

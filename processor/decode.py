@@ -105,7 +105,7 @@ def _i_opt(v: Any) -> Any:
 
 # Every string an Event keeps except its event id is one of few values (queue, channel, agent, state)
 # or shared by all of a contact's events (contact id, customer id): one copy of each, not one per
-# event. Kept events are most of a worker's memory (README, "Memory"). Mortal interning: a string
+# event. Kept events are most of a worker's memory (docs/memory.md#what-made-it-smaller). Mortal interning: a string
 # no event holds any more is freed.
 _i = sys.intern
 

@@ -2,11 +2,12 @@
 
 faust-streaming delivers every record on its own: a ConsumerMessage, a round-robin generator step,
 the conductor's callback, a stream event, a queue put and get, an ack with its refcount. In a
-catch-up profile that machinery took about a quarter of the worker (README, "Throughput and
-latency"), more than the KPI arithmetic it feeds. Here Faust still owns the group, the
-assignment, the seeks, the gaps and the commits; only the hand-off changes: the fetch loop puts
-each partition's fetched records into the `Intake` of its topic as one list, and the stage takes
-whatever has arrived (up to a limit) and acks the offsets it handled in one call.
+catch-up profile that machinery took about a quarter of the worker
+(docs/benchmarks.md#4-december-2026-the-intakes-two-workers-soaks), more than the KPI arithmetic it
+feeds. Here Faust still owns the group, the assignment, the seeks, the gaps and the commits; only
+the hand-off changes: the fetch loop puts each partition's fetched records into the `Intake` of
+its topic as one list, and the stage takes whatever has arrived (up to a limit) and acks the
+offsets it handled in one call.
 
 Semantics kept from Faust's path (faust/transport/consumer.py `_drain_messages`, `getmany`,
 `ack`; faust/streams.py): records older than the last one read are dropped; a jump in offsets
@@ -234,7 +235,7 @@ def changelog_records(consumer, tp, records: list) -> bool:
     a time (offsets, the end of recovery, standbys ready). False: left to Faust's per-message path
     (a table without `apply_changelog_records`, a store that does not keep bytes, a partition the
     recovery does not track). Standby replicas read every record the other workers write: through
-    the per-message path that was about 30 % of a worker with two workers (README, "Measured")."""
+    the per-message path that was about 30 % of a worker with two workers (docs/benchmarks.md#4-december-2026-the-intakes-two-workers-soaks)."""
     app = consumer.app
     if app.topics.acks_enabled_for(tp.topic):
         return False

@@ -1,7 +1,7 @@
 """`python -m processor.native`: compile the KPI core with mypyc, for `kpi replay` and the workers.
 
 The core is plain Python with type annotations; mypyc turns each module into a C extension that
-does the same thing in about a third less time (README, "Measured"). The build goes to a cache
+does the same thing in about a third less time (docs/benchmarks.md#3-december-2026-the-compiled-core-mypyc). The build goes to a cache
 folder named after the source's digest (processor.core.native_dir), never beside the source, and
 processor.core uses it only while the source is unchanged: after an edit, run this again (or the
 source runs as it is, only slower).

@@ -9,7 +9,7 @@ offset whose effect is in the books the stage applies to now. Issue 24: after a 
 kept a partition, the guard remembered offsets applied to the books before the rebuild and skipped
 them although the rebuilt books did not hold them (31 events lost).
 
-The rule, path by path (docs/reliability.md, "The offset-repeat guard"):
+The rule, path by path (docs/reliability.md#the-offset-repeat-guard):
 
 - The books live from one rebuild (`rebuilt`, called by on_recover under the stage lock) to the
   next. Within that life, `applied` raises the mark one offset at a time; an offset at or below the

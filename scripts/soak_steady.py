@@ -11,7 +11,7 @@ in state): `--history-days 30 --soak-seconds 300` (about 2.2 million history eve
 Why a second soak: the figures keep state by event time, for the retention (2 h), the recontact
 window (7 days) and the post-contact retention horizons (30/60/90 days). `scripts/bench.py
 --soak-seconds` feeds new contacts at wall-clock time, so in ten minutes nothing reaches any of
-those horizons and memory grows with every contact by design (README, "Memory"). Here the worker
+those horizons and memory grows with every contact by design (docs/memory.md#measured-on-4-december-2026). Here the worker
 first reads --history-days of the simulated contact center (a backlog, every horizon passed), and
 the soak then goes on with the following simulated days at --rate events/s: the state expires as
 fast as it is added, and RSS shows whether anything grows that should not (a leak).

@@ -5,7 +5,7 @@ the core's modules with mypyc into a cache folder named after a digest of their 
 here, a compiled build is used only when it was built from exactly the source in this folder, so an
 edited module is never shadowed by an old build; anything else (no build, another Python,
 KPI_PURE_PYTHON=1) runs the source as it is. Both give the same records, byte for byte
-(tests/unit/test_native_core.py); the compiled one takes about a third less time (README, "Measured").
+(tests/unit/test_native_core.py); the compiled one takes about a third less time (docs/benchmarks.md#3-december-2026-the-compiled-core-mypyc).
 """
 from __future__ import annotations
 

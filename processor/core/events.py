@@ -139,7 +139,7 @@ def event_to_state(e: Event) -> dict:
 
 
 # Fields whose strings many kept events share (ids of contacts, customers, agents, queues; names):
-# one copy each when rebuilt from a table, as processor.decode does for events read (README, "Memory").
+# one copy each when rebuilt from a table, as processor.decode does for events read (docs/memory.md#what-made-it-smaller).
 SHARED_FIELDS = ("type", "contact_id", "channel", "customer_id", "issue", "queue_id", "agent_id", "reason",
                  "to_queue_id", "survey", "state")
 

@@ -48,7 +48,7 @@ FACT_TYPES = frozenset({
 def fact_from_json(values: list) -> Fact:
     """A fact read back from JSON (a facts message or a table row): its strings (kinds, queues,
     channels, outcomes, agent and customer ids) one shared copy each, as decoded events' are,
-    rather than one per fact held (README, "Memory")."""
+    rather than one per fact held (docs/memory.md#what-made-it-smaller)."""
     return tuple([intern(v) if v.__class__ is str else v for v in values])
 
 

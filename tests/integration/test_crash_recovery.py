@@ -21,7 +21,7 @@ from scenario import (BAD_MESSAGES, assert_gauges_equal_replay, assert_rollups_e
 pytestmark = pytest.mark.integration
 
 
-# ("rocksdb://", "same") held three times and lost one offered contact once (README, Known limitations).
+# ("rocksdb://", "same") held three times and lost one offered contact once (docs/limitations.md#known-limitations).
 # exactly_once after a restart on an empty folder lost 2 of 5 offered in one of four runs on the code of
 # 5 December evening (an open fault of issue 24, docs/reliability.md): reported as XFAIL/XPASS, never hidden.
 OPEN_FAULT = pytest.mark.xfail(reason="issue 24: open fault, exactly_once restart on an empty folder", strict=False)

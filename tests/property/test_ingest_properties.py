@@ -144,7 +144,7 @@ def _calls_to_lines(calls) -> tuple[list[str], dict[str, int]]:
         cid, agent, t = f"{T0 + start}.{n}", f"PJSIP/{1000 + n}", T0 + start
         if outcome == "transfer":
             # queue_log times are whole seconds: a transfer in the second of its answer, re-queued and
-            # answered in that same second, cannot be put in order from the log (docs/ingest.md, Limits).
+            # answered in that same second, cannot be put in order from the log (docs/ingest.md#limits).
             talk = max(talk, 1)
 
         def put(at: int, text: str) -> None:

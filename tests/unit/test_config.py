@@ -17,7 +17,7 @@ from tests.tls import encrypt_key, make_pki
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "deploy" / "config" / "queues.example.yaml"
 COMPOSE = ROOT / "docker-compose.yml"
-README = ROOT / "README.md"
+CONFIG_DOC = ROOT / "docs" / "configuration.md"
 
 
 @pytest.fixture(autouse=True)
@@ -428,9 +428,9 @@ def test_example_queues_file_loads():
         assert set(q) <= set(QueueConfig.model_fields), name
 
 
-def test_readme_shows_the_example_file_verbatim():
-    readme = README.read_text()
-    blocks = re.findall(r"```yaml\n(.*?)```", readme, flags=re.S)
+def test_configuration_page_shows_the_example_file_verbatim():
+    page = CONFIG_DOC.read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", page, flags=re.S)
     assert EXAMPLE.read_text() in blocks
 
 
@@ -489,13 +489,13 @@ def test_compose_commands_parse(monkeypatch):
     assert services["ingest-asterisk"]["profiles"] == ["asterisk"] and services["ingest-csv"]["profiles"] == ["csv"]
 
 
-def test_readme_documents_every_setting():
-    readme = README.read_text()
+def test_configuration_page_documents_every_setting():
+    page = CONFIG_DOC.read_text()
     names = [f"KPI_{name.upper()}" for name in Settings.model_fields if name not in ("kafka", "defaults", "queues")]
     names += [f"KPI_KAFKA__{name.upper()}" for name in KafkaConfig.model_fields]
     names += [f"KPI_DEFAULTS__{name.upper()}" for name in QueueConfig.model_fields]
-    missing = [n for n in names if f"`{n}`" not in readme]
-    assert not missing, f"README.md's configuration table lacks {missing}"
+    missing = [n for n in names if f"`{n}`" not in page]
+    assert not missing, f"docs/configuration.md's settings table lacks {missing}"
 
 
 def test_queue_entries_inherit_the_defaults(tmp_path):

@@ -55,7 +55,7 @@ def test_asterisk_queue_log_gives_the_hand_computed_figures(tmp_path):
     assert "28 lines read, 7 contacts and 40 events produced, 3 lines skipped" in done.stderr
     assert f"events sent to {events}" in done.stderr
     records = _replay(events, tmp_path)
-    # By hand, from tests/data/ingest/queue_log (see docs/ingest.md, "Worked example"): 09:00-09:15.
+    # By hand, from tests/data/ingest/queue_log (see docs/ingest.md#worked-example): 09:00-09:15.
     # sales: C101 answered after 12 s, C103 abandoned after 3 s (short), C104 abandoned after 45 s,
     # C105 timed out after 120 s, C106 answered after 30 s. Legs: C101 188 s (09:00:12-09:03:20),
     # C106 in sales 120 s (09:04:30 until its blind transfer at 09:06:30).

@@ -9,7 +9,7 @@
   client, plain aiokafka) through the one TLS context: each presents it in a TLS handshake.
 - The wallboard (aiohttp, in-process) and the worker's web server (Faust's aiohttp app, built by
   `create_app` without a broker) answer GET / HEAD only: POST, PUT, PATCH, DELETE get 405.
-- The decoder's size limit (`too_large`) is what the README documents.
+- The decoder's size limit (`too_large`) is what docs/contract.md#the-contract documents.
 """
 from __future__ import annotations
 
@@ -338,8 +338,8 @@ def test_input_size_limit_is_enforced_and_documented():
         with pytest.raises(BadEvent) as info:
             decode(raw)
         assert info.value.reason == "too_large"
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert MAX_EVENT_BYTES == 64 * 1024 and "64 KiB" in readme and "too_large" in readme
+    contract = (Path(__file__).resolve().parents[2] / "docs" / "contract.md").read_text()
+    assert MAX_EVENT_BYTES == 64 * 1024 and "64 KiB" in contract and "too_large" in contract
 
 
 def test_a_dead_letter_fits_in_one_kafka_message(secret_env):
