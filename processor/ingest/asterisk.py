@@ -27,7 +27,8 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from .common import MAX_EPOCH, MIN_EPOCH, Tally, line_id, rfc3339
+from ..core.events import TYPE_RANK
+from .common import MAX_EPOCH, MIN_EPOCH, Tally, line_id, rfc3339, stamp_ms
 
 CONTRACT_REASONS = ("timeout", "callback", "voicemail", "overflow")
 MAX_ID = 200
@@ -38,6 +39,7 @@ _NONE = frozenset({"", "NONE"})
 NO_EQUIVALENT = frozenset({"RINGNOANSWER", "RINGCANCELED", "AGENTDUMP", "QUEUESTART", "CONFIGRELOAD",
                            "PENALTY", "RINGINUSE", "OUTCALL", "DID", "INFO"})
 _FLOW_OUT = {"EXITWITHTIMEOUT": "timeout", "EXITEMPTY": "overflow", "WITHDRAW": "overflow"}
+_RANK = {k: v for k, v in TYPE_RANK.items() if k.startswith("contact.")}  # the processor's order within a millisecond
 _TRANSFERS = frozenset({"TRANSFER", "BLINDTRANSFER", "ATTENDEDTRANSFER"})
 _COMPLETES = frozenset({"COMPLETECALLER", "COMPLETEAGENT"})
 _MEMBER_EVENTS = frozenset({"ADDMEMBER", "REMOVEMEMBER", "PAUSE", "UNPAUSE", "PAUSEALL", "UNPAUSEALL",
@@ -94,10 +96,13 @@ class QueueLogMapper:
         self.tally = Tally()
         self._calls: dict[str, int] = {}   # call in progress -> time of its last line
         self._agents: dict[str, _Agent] = {}
+        # call -> (its last line's second, highest rank sent at its time then, its offset in ms)
+        self._order: dict[str, tuple[int, int, int]] = {}
         self._newest = 0
         self._since_sweep = 0
         if state:
             self._calls = {k: int(v) for k, v in state.get("calls", {}).items()}
+            self._order = {k: (int(v[0]), int(v[1]), int(v[2])) for k, v in state.get("order", {}).items()}
             self._agents = {k: _Agent.from_json(v) for k, v in state.get("agents", {}).items()}
             self._newest = int(state.get("newest", 0))
             self.tally = Tally.from_json(state.get("tally", {}))
@@ -105,6 +110,7 @@ class QueueLogMapper:
     def state(self) -> dict:
         """Everything the mapper remembers, as JSON: restore it with QueueLogMapper(state=...)."""
         return {"calls": dict(self._calls), "agents": {k: a.to_json() for k, a in self._agents.items()},
+                "order": {k: list(v) for k, v in self._order.items()},
                 "newest": self._newest, "tally": self.tally.to_json()}
 
     # ------------------------------------------------------------------------------------------ lines
@@ -153,6 +159,14 @@ class QueueLogMapper:
         if callid in _NONE or queue in _NONE:
             tally.skipped[f"{event} without a call id or queue"] += 1
             return []
+        out = self._call_line(line, epoch, ts, callid, queue, agent, event, f)
+        if out:
+            return self._in_log_order(callid, epoch, out)
+        return out
+
+    def _call_line(self, line: str, epoch: int, ts: str, callid: str, queue: str, agent: str, event: str,
+                   f: list[str]) -> list[dict]:
+        tally = self.tally
         base = line_id("ast-", line)
         if event == "ENTERQUEUE":
             out = []
@@ -187,6 +201,32 @@ class QueueLogMapper:
             return self._agent_leg(base, ts, epoch, callid, queue, agent, event, f)
         tally.skipped["unknown event"] += 1
         return []
+
+    def _in_log_order(self, callid: str, epoch: int, out: list[dict]) -> list[dict]:
+        """Keeps a call's events in the order of its lines when several fall in one second.
+
+        queue_log times are whole seconds, and within one millisecond the processor orders a call's
+        events by lifecycle rank (core.events.TYPE_RANK), not as the log wrote them. While the ranks
+        of a call's lines in a second only go up, the two orders agree and nothing is changed. A line
+        whose first contact event ranks no higher than one already sent in that second (a transfer,
+        then the ENTERQUEUE and CONNECT of the next queue) would be put before it: from that line on,
+        the call's events are 1 ms later (the call's offset grows by 1 ms, kept for its later lines
+        too, so the waits and talk times measured between them stay whole seconds as the log says)."""
+        ranks = [_RANK[e["type"]] for e in out if e["type"] in _RANK]
+        if not ranks:
+            return out
+        seen = self._order.get(callid)
+        second, top, offset = seen if seen is not None else (epoch, -1, 0)
+        if second != epoch:
+            second, top = epoch, -1
+        if ranks[0] <= top:
+            offset, top = offset + 1, -1
+        self._order[callid] = (second, max(top, ranks[-1]), offset)
+        if offset:
+            ts = stamp_ms(epoch * 1000 + offset)
+            for e in out:
+                e["ts"] = ts
+        return out
 
     def _agent_leg(self, base: str, ts: str, epoch: int, callid: str, queue: str, agent: str, event: str,
                    f: list[str]) -> list[dict]:
@@ -278,3 +318,8 @@ class QueueLogMapper:
         horizon = self._newest - FORGET_AFTER
         for callid in [c for c, t in self._calls.items() if t < horizon]:
             del self._calls[callid]
+        # A call's order needs remembering while its lines may still share a second, or while it has
+        # an offset and is in progress (or ended less than a day ago: its lines may still come).
+        for callid in [c for c, (second, _, offset) in self._order.items()
+                       if second < self._newest - 1 and (not offset or second < horizon)]:
+            del self._order[callid]

@@ -29,6 +29,12 @@ def rfc3339(epoch: int) -> str:
     return stamp
 
 
+def stamp_ms(epoch_ms: int) -> str:
+    """Epoch milliseconds to RFC 3339 UTC with milliseconds (`2026-11-23T09:00:05.001Z`)."""
+    second, ms = divmod(epoch_ms, 1000)
+    return f"{rfc3339(second)[:-1]}.{ms:03d}Z"
+
+
 _ID_HASH = hashlib.blake2b(digest_size=10)  # copied for each id: half the cost of building one (~1 us)
 
 

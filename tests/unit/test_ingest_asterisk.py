@@ -197,3 +197,54 @@ def test_calls_whose_end_was_never_logged_are_forgotten_after_a_day():
     assert "lost.1" not in m.state()["calls"]
     # Seen again after that, it is a new contact.created (with its own, line-derived id).
     assert m.map_line(line(100_000, "lost.1", "sales", "NONE", "ENTERQUEUE", "", "555", "1"))[0]["type"] == "contact.created"
+
+
+def _handled_and_answered(events: list[dict]) -> tuple[int, int, int]:
+    """(offered, answered, handled) that `kpi replay` publishes for these events, summed over queues."""
+    import io
+
+    from processor.core.settings import EngineSettings
+    from processor.replay import replay_lines
+
+    out, dead = io.StringIO(), io.StringIO()
+    replay_lines((json.dumps(e).encode() + b"\n" for e in events), EngineSettings(), out, dead)
+    assert dead.getvalue() == ""
+    latest: dict[tuple, dict] = {}
+    for rec in map(json.loads, out.getvalue().splitlines()):
+        if rec["kind"] == "queue_interval":
+            key = (rec["queue_id"], rec["interval_start"])
+            if key not in latest or rec["version"] > latest[key]["version"]:
+                latest[key] = rec
+    return tuple(sum(r[k] for r in latest.values()) for k in ("offered", "answered", "handled"))
+
+
+def test_a_call_answered_transferred_requeued_and_answered_in_one_second_keeps_the_log_order(m):
+    # All in the second 09:00:00 (talk under a second): within a millisecond the processor orders by
+    # lifecycle rank, so the transfer would come after the second answer and the first leg count nowhere.
+    lines = [line(0, "1.9", "sales", "NONE", "ENTERQUEUE", "", "555", "1"),
+             line(0, "1.9", "sales", "PJSIP/1001", "CONNECT", "0", "1.10", "1"),
+             line(0, "1.9", "sales", "PJSIP/1001", "BLINDTRANSFER", "600", "ctx", "0", "0", "1"),
+             line(0, "1.9", "support", "NONE", "ENTERQUEUE", "", "555", "1"),
+             line(0, "1.9", "support", "Agent/2002", "CONNECT", "0", "1.11", "1"),
+             line(30, "1.9", "support", "Agent/2002", "COMPLETEAGENT", "0", "30", "1")]
+    events = valid([e for text in lines for e in m.map_line(text)])
+    calls = [(e["type"], e["ts"]) for e in events if e["type"].startswith("contact.")]
+    assert calls == [("contact.created", "2026-11-23T09:00:00Z"), ("contact.queued", "2026-11-23T09:00:00Z"),
+                     ("contact.answered", "2026-11-23T09:00:00Z"), ("contact.transferred", "2026-11-23T09:00:00Z"),
+                     # from the line ranked before what came first in its second: 1 ms later, and so on
+                     ("contact.queued", "2026-11-23T09:00:00.001Z"), ("contact.answered", "2026-11-23T09:00:00.001Z"),
+                     ("contact.wrapup_started", "2026-11-23T09:00:30.001Z"),
+                     ("contact.wrapup_ended", "2026-11-23T09:00:30.001Z")]
+    assert _handled_and_answered(events) == (2, 2, 2)
+
+
+def test_lines_of_one_second_in_lifecycle_order_keep_whole_seconds(m):
+    # A zero-second abandon and a zero-second answer with zero talk: the ranks go up, nothing moves.
+    lines = [line(0, "2.1", "sales", "NONE", "ENTERQUEUE", "", "555", "1"),
+             line(0, "2.1", "sales", "NONE", "ABANDON", "1", "1", "0"),
+             line(5, "2.2", "sales", "NONE", "ENTERQUEUE", "", "556", "1"),
+             line(5, "2.2", "sales", "PJSIP/1001", "CONNECT", "0", "2.3", "1"),
+             line(5, "2.2", "sales", "PJSIP/1001", "COMPLETECALLER", "0", "0", "1")]
+    events = [e for text in lines for e in m.map_line(text)]
+    assert all(e["ts"].endswith(":00Z") or e["ts"].endswith(":05Z") for e in events)
+    assert _handled_and_answered(events) == (2, 1, 1)
