@@ -39,7 +39,18 @@ _NONE = frozenset({"", "NONE"})
 NO_EQUIVALENT = frozenset({"RINGNOANSWER", "RINGCANCELED", "AGENTDUMP", "QUEUESTART", "CONFIGRELOAD",
                            "PENALTY", "RINGINUSE", "OUTCALL", "DID", "INFO"})
 _FLOW_OUT = {"EXITWITHTIMEOUT": "timeout", "EXITEMPTY": "overflow", "WITHDRAW": "overflow"}
-_RANK = {k: v for k, v in TYPE_RANK.items() if k.startswith("contact.")}  # the processor's order within a millisecond
+# A call line's contact events, by the type of its first one: (lowest, highest) lifecycle rank, the
+# processor's order within a millisecond (core.events.TYPE_RANK). A contact.created comes only with a
+# contact.queued, and no line's highest rank is below that queued's: its own rank changes nothing.
+_LINE_RANKS = {
+    "contact.created": (TYPE_RANK["contact.queued"], TYPE_RANK["contact.queued"]),
+    "contact.queued": (TYPE_RANK["contact.queued"], TYPE_RANK["contact.queued"]),
+    "contact.answered": (TYPE_RANK["contact.answered"], TYPE_RANK["contact.answered"]),
+    "contact.abandoned": (TYPE_RANK["contact.abandoned"], TYPE_RANK["contact.abandoned"]),
+    "contact.flowed_out": (TYPE_RANK["contact.flowed_out"], TYPE_RANK["contact.flowed_out"]),
+    "contact.transferred": (TYPE_RANK["contact.transferred"], TYPE_RANK["contact.transferred"]),
+    "contact.wrapup_started": (TYPE_RANK["contact.wrapup_started"], TYPE_RANK["contact.wrapup_ended"]),
+}
 _TRANSFERS = frozenset({"TRANSFER", "BLINDTRANSFER", "ATTENDEDTRANSFER"})
 _COMPLETES = frozenset({"COMPLETECALLER", "COMPLETEAGENT"})
 _MEMBER_EVENTS = frozenset({"ADDMEMBER", "REMOVEMEMBER", "PAUSE", "UNPAUSE", "PAUSEALL", "UNPAUSEALL",
@@ -47,7 +58,7 @@ _MEMBER_EVENTS = frozenset({"ADDMEMBER", "REMOVEMEMBER", "PAUSE", "UNPAUSE", "PA
 
 
 class _Agent:
-    __slots__ = ("queues", "paused", "login", "call", "sent")
+    __slots__ = ("queues", "paused", "login", "call", "sent", "last")
 
     def __init__(self) -> None:
         self.queues: set[str] = set()
@@ -55,6 +66,7 @@ class _Agent:
         self.login: bool | None = None  # None: no AGENTLOGIN/LOGOFF seen (a static or dynamic member)
         self.call: str | None = None    # the call the agent is connected to
         self.sent: tuple | None = None  # (state, queues) last sent
+        self.last = 0  # time of the last event sent, epoch milliseconds
 
     def state(self) -> str:
         if self.login is False or (not self.queues and self.login is None and self.call is None):
@@ -67,13 +79,14 @@ class _Agent:
 
     def to_json(self) -> list:
         return [sorted(self.queues), sorted(self.paused), self.login, self.call,
-                [self.sent[0], list(self.sent[1])] if self.sent else None]
+                [self.sent[0], list(self.sent[1])] if self.sent else None, self.last]
 
     @classmethod
     def from_json(cls, data: list) -> "_Agent":
         a = cls()
         a.queues, a.paused, a.login, a.call = set(data[0]), set(data[1]), data[2], data[3]
         a.sent = (data[4][0], tuple(data[4][1])) if data[4] else None
+        a.last = int(data[5]) if len(data) > 5 else 0
         return a
 
 
@@ -152,7 +165,10 @@ class QueueLogMapper:
             self._sweep()
         ts = rfc3339(epoch)
         if event in _MEMBER_EVENTS:
-            return self._member(line, ts, queue, agent, event, f)
+            out = self._member(line, ts, queue, agent, event, f)
+            if out:
+                self._agent_in_order(out[0], epoch * 1000)
+            return out
         if event in NO_EQUIVALENT:
             tally.skipped[f"{event}: no contract equivalent"] += 1
             return []
@@ -212,21 +228,38 @@ class QueueLogMapper:
         then the ENTERQUEUE and CONNECT of the next queue) would be put before it: from that line on,
         the call's events are 1 ms later (the call's offset grows by 1 ms, kept for its later lines
         too, so the waits and talk times measured between them stay whole seconds as the log says)."""
-        ranks = [_RANK[e["type"]] for e in out if e["type"] in _RANK]
-        if not ranks:
-            return out
+        first, last = _LINE_RANKS[out[0]["type"]]
         seen = self._order.get(callid)
-        second, top, offset = seen if seen is not None else (epoch, -1, 0)
-        if second != epoch:
-            second, top = epoch, -1
-        if ranks[0] <= top:
-            offset, top = offset + 1, -1
-        self._order[callid] = (second, max(top, ranks[-1]), offset)
-        if offset:
-            ts = stamp_ms(epoch * 1000 + offset)
-            for e in out:
-                e["ts"] = ts
+        if seen is None:
+            offset = 0
+            self._order[callid] = (epoch, last, 0)
+        else:
+            second, top, offset = seen
+            if second != epoch:
+                top = -1
+            if first <= top:
+                offset, top = offset + 1, -1
+            self._order[callid] = (epoch, max(top, last), offset)
+            if offset:
+                ts = stamp_ms(epoch * 1000 + offset)
+                for e in out:
+                    e["ts"] = ts
+        if out[-1]["type"] == "agent.state_changed":
+            self._agent_in_order(out[-1], epoch * 1000 + offset)
         return out
+
+    def _agent_in_order(self, event: dict, ms: int) -> None:
+        """Keeps an agent's state changes in the order of their lines within one second (the end of
+        one call and the CONNECT of the next, a PAUSE after a COMPLETE...): the processor orders one
+        millisecond's agent events by their ids, so the state an agent is left in would be a toss
+        of the hashes. An event at or before the agent's last one in the same second is put 1 ms
+        after it; other times are left as they are."""
+        a = self._agents[event["agent_id"]]
+        if ms <= a.last and ms // 1000 == a.last // 1000:
+            ms = a.last + 1
+            event["ts"] = stamp_ms(ms)
+        if ms > a.last:
+            a.last = ms
 
     def _agent_leg(self, base: str, ts: str, epoch: int, callid: str, queue: str, agent: str, event: str,
                    f: list[str]) -> list[dict]:

@@ -246,5 +246,29 @@ def test_lines_of_one_second_in_lifecycle_order_keep_whole_seconds(m):
              line(5, "2.2", "sales", "PJSIP/1001", "CONNECT", "0", "2.3", "1"),
              line(5, "2.2", "sales", "PJSIP/1001", "COMPLETECALLER", "0", "0", "1")]
     events = [e for text in lines for e in m.map_line(text)]
-    assert all(e["ts"].endswith(":00Z") or e["ts"].endswith(":05Z") for e in events)
+    calls = [e["ts"] for e in events if e["type"].startswith("contact.")]
+    assert all(ts.endswith(":00Z") or ts.endswith(":05Z") for ts in calls)
+    # The agent's own two changes in that second (busy, then available) are 1 ms apart.
+    assert [(e["state"], e["ts"][17:]) for e in events if e["type"] == "agent.state_changed"] == \
+        [("busy", "05Z"), ("available", "05.001Z")]
     assert _handled_and_answered(events) == (2, 1, 1)
+
+
+def test_an_agents_changes_in_one_second_keep_the_log_order(m):
+    # The end of one call and the CONNECT of the next in the same second, as Asterisk rings a free
+    # member at once: the agent is busy on the second call (ordered by id, it could be left available).
+    lines = [line(0, "MANAGER", "sales", "PJSIP/1001", "ADDMEMBER", ""),
+             line(10, "3.1", "sales", "NONE", "ENTERQUEUE", "", "555", "1"),
+             line(12, "3.2", "sales", "NONE", "ENTERQUEUE", "", "556", "1"),
+             line(20, "3.1", "sales", "PJSIP/1001", "CONNECT", "10", "3.3", "1"),
+             line(80, "3.1", "sales", "PJSIP/1001", "COMPLETEAGENT", "10", "60", "1"),
+             line(80, "3.2", "sales", "PJSIP/1001", "CONNECT", "68", "3.4", "1"),
+             line(80, "NONE", "sales", "PJSIP/1001", "PAUSE", "x"),
+             line(200, "3.2", "sales", "PJSIP/1001", "COMPLETEAGENT", "68", "120", "1")]
+    events = valid([e for text in lines for e in m.map_line(text)])
+    agent = [(e["state"], e["ts"][14:]) for e in events if e["type"] == "agent.state_changed"]
+    assert agent == [("available", "00:00Z"), ("busy", "00:20Z"), ("available", "01:20Z"), ("busy", "01:20.001Z"),
+                     ("away", "03:20Z")]  # the PAUSE during the call changes nothing until it ends
+    # Contact events keep whole seconds: the second call waited 68 s.
+    assert [e["ts"] for e in events if e["type"] == "contact.answered"] == \
+        ["2026-11-23T09:00:20Z", "2026-11-23T09:01:20Z"]
