@@ -109,13 +109,19 @@ class QueueLogMapper:
         self.tally = Tally()
         self._calls: dict[str, int] = {}   # call in progress -> time of its last line
         self._agents: dict[str, _Agent] = {}
-        # call -> (its last line's second, highest rank sent at its time then, its offset in ms)
-        self._order: dict[str, tuple[int, int, int]] = {}
+        # The second of the latest line, with the highest rank each call's lines sent in it; and the
+        # calls with an offset: call -> (offset in ms, second of the line that last grew it).
+        self._second = -1
+        self._tops: dict[str, int] = {}
+        self._shifted: dict[str, tuple[int, int]] = {}
         self._newest = 0
         self._since_sweep = 0
         if state:
             self._calls = {k: int(v) for k, v in state.get("calls", {}).items()}
-            self._order = {k: (int(v[0]), int(v[1]), int(v[2])) for k, v in state.get("order", {}).items()}
+            order = state.get("order", {})
+            self._second = int(order.get("second", -1))
+            self._tops = {k: int(v) for k, v in order.get("tops", {}).items()}
+            self._shifted = {k: (int(v[0]), int(v[1])) for k, v in order.get("shifted", {}).items()}
             self._agents = {k: _Agent.from_json(v) for k, v in state.get("agents", {}).items()}
             self._newest = int(state.get("newest", 0))
             self.tally = Tally.from_json(state.get("tally", {}))
@@ -123,7 +129,8 @@ class QueueLogMapper:
     def state(self) -> dict:
         """Everything the mapper remembers, as JSON: restore it with QueueLogMapper(state=...)."""
         return {"calls": dict(self._calls), "agents": {k: a.to_json() for k, a in self._agents.items()},
-                "order": {k: list(v) for k, v in self._order.items()},
+                "order": {"second": self._second, "tops": dict(self._tops),
+                          "shifted": {k: list(v) for k, v in self._shifted.items()}},
                 "newest": self._newest, "tally": self.tally.to_json()}
 
     # ------------------------------------------------------------------------------------------ lines
@@ -227,23 +234,27 @@ class QueueLogMapper:
         whose first contact event ranks no higher than one already sent in that second (a transfer,
         then the ENTERQUEUE and CONNECT of the next queue) would be put before it: from that line on,
         the call's events are 1 ms later (the call's offset grows by 1 ms, kept for its later lines
-        too, so the waits and talk times measured between them stay whole seconds as the log says)."""
+        too, so the waits and talk times measured between them stay whole seconds as the log says).
+        The ranks are remembered for the latest second only: Asterisk writes queue_log in time order."""
         first, last = _LINE_RANKS[out[0]["type"]]
-        seen = self._order.get(callid)
-        if seen is None:
-            offset = 0
-            self._order[callid] = (epoch, last, 0)
-        else:
-            second, top, offset = seen
-            if second != epoch:
-                top = -1
-            if first <= top:
-                offset, top = offset + 1, -1
-            self._order[callid] = (epoch, max(top, last), offset)
-            if offset:
-                ts = stamp_ms(epoch * 1000 + offset)
-                for e in out:
-                    e["ts"] = ts
+        if epoch != self._second:  # queue_log is written in time order: a new second, nothing in it yet
+            self._second, self._tops = epoch, {}
+        tops = self._tops
+        offset = 0
+        if self._shifted:  # calls with an offset (rare)
+            shifted = self._shifted.get(callid)
+            if shifted is not None:
+                offset = shifted[0]
+        top = tops.get(callid)
+        if top is not None and first <= top:
+            offset += 1
+            self._shifted[callid] = (offset, epoch)
+            top = None
+        tops[callid] = last if top is None or last > top else top
+        if offset:
+            ts = stamp_ms(epoch * 1000 + offset)
+            for e in out:
+                e["ts"] = ts
         if out[-1]["type"] == "agent.state_changed":
             self._agent_in_order(out[-1], epoch * 1000 + offset)
         return out
@@ -351,8 +362,6 @@ class QueueLogMapper:
         horizon = self._newest - FORGET_AFTER
         for callid in [c for c, t in self._calls.items() if t < horizon]:
             del self._calls[callid]
-        # A call's order needs remembering while its lines may still share a second, or while it has
-        # an offset and is in progress (or ended less than a day ago: its lines may still come).
-        for callid in [c for c, (second, _, offset) in self._order.items()
-                       if second < self._newest - 1 and (not offset or second < horizon)]:
-            del self._order[callid]
+        # A call's offset is kept while it is in progress, or a day after the line that last grew it.
+        for callid in [c for c, (_, second) in self._shifted.items() if second < horizon and c not in self._calls]:
+            del self._shifted[callid]
