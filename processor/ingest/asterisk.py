@@ -235,7 +235,8 @@ class QueueLogMapper:
         then the ENTERQUEUE and CONNECT of the next queue) would be put before it: from that line on,
         the call's events are 1 ms later (the call's offset grows by 1 ms, kept for its later lines
         too, so the waits and talk times measured between them stay whole seconds as the log says).
-        The ranks are remembered for the latest second only: Asterisk writes queue_log in time order."""
+        The ranks are remembered for the latest second only: Asterisk writes queue_log in time order.
+        docs/ingest.md#lines-of-one-call-or-agent-in-one-second says what it changes."""
         first, last = _LINE_RANKS[out[0]["type"]]
         if epoch != self._second:  # queue_log is written in time order: a new second, nothing in it yet
             self._second, self._tops = epoch, {}
