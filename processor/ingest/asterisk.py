@@ -27,7 +27,8 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from .common import MAX_EPOCH, MIN_EPOCH, Tally, line_id, rfc3339
+from ..core.events import TYPE_RANK
+from .common import MAX_EPOCH, MIN_EPOCH, Tally, line_id, rfc3339, stamp_ms
 
 CONTRACT_REASONS = ("timeout", "callback", "voicemail", "overflow")
 MAX_ID = 200
@@ -38,6 +39,18 @@ _NONE = frozenset({"", "NONE"})
 NO_EQUIVALENT = frozenset({"RINGNOANSWER", "RINGCANCELED", "AGENTDUMP", "QUEUESTART", "CONFIGRELOAD",
                            "PENALTY", "RINGINUSE", "OUTCALL", "DID", "INFO"})
 _FLOW_OUT = {"EXITWITHTIMEOUT": "timeout", "EXITEMPTY": "overflow", "WITHDRAW": "overflow"}
+# A call line's contact events, by the type of its first one: (lowest, highest) lifecycle rank, the
+# processor's order within a millisecond (core.events.TYPE_RANK). A contact.created comes only with a
+# contact.queued, and no line's highest rank is below that queued's: its own rank changes nothing.
+_LINE_RANKS = {
+    "contact.created": (TYPE_RANK["contact.queued"], TYPE_RANK["contact.queued"]),
+    "contact.queued": (TYPE_RANK["contact.queued"], TYPE_RANK["contact.queued"]),
+    "contact.answered": (TYPE_RANK["contact.answered"], TYPE_RANK["contact.answered"]),
+    "contact.abandoned": (TYPE_RANK["contact.abandoned"], TYPE_RANK["contact.abandoned"]),
+    "contact.flowed_out": (TYPE_RANK["contact.flowed_out"], TYPE_RANK["contact.flowed_out"]),
+    "contact.transferred": (TYPE_RANK["contact.transferred"], TYPE_RANK["contact.transferred"]),
+    "contact.wrapup_started": (TYPE_RANK["contact.wrapup_started"], TYPE_RANK["contact.wrapup_ended"]),
+}
 _TRANSFERS = frozenset({"TRANSFER", "BLINDTRANSFER", "ATTENDEDTRANSFER"})
 _COMPLETES = frozenset({"COMPLETECALLER", "COMPLETEAGENT"})
 _MEMBER_EVENTS = frozenset({"ADDMEMBER", "REMOVEMEMBER", "PAUSE", "UNPAUSE", "PAUSEALL", "UNPAUSEALL",
@@ -45,7 +58,7 @@ _MEMBER_EVENTS = frozenset({"ADDMEMBER", "REMOVEMEMBER", "PAUSE", "UNPAUSE", "PA
 
 
 class _Agent:
-    __slots__ = ("queues", "paused", "login", "call", "sent")
+    __slots__ = ("queues", "paused", "login", "call", "sent", "last")
 
     def __init__(self) -> None:
         self.queues: set[str] = set()
@@ -53,6 +66,7 @@ class _Agent:
         self.login: bool | None = None  # None: no AGENTLOGIN/LOGOFF seen (a static or dynamic member)
         self.call: str | None = None    # the call the agent is connected to
         self.sent: tuple | None = None  # (state, queues) last sent
+        self.last = 0  # time of the last event sent, epoch milliseconds
 
     def state(self) -> str:
         if self.login is False or (not self.queues and self.login is None and self.call is None):
@@ -65,13 +79,14 @@ class _Agent:
 
     def to_json(self) -> list:
         return [sorted(self.queues), sorted(self.paused), self.login, self.call,
-                [self.sent[0], list(self.sent[1])] if self.sent else None]
+                [self.sent[0], list(self.sent[1])] if self.sent else None, self.last]
 
     @classmethod
     def from_json(cls, data: list) -> "_Agent":
         a = cls()
         a.queues, a.paused, a.login, a.call = set(data[0]), set(data[1]), data[2], data[3]
         a.sent = (data[4][0], tuple(data[4][1])) if data[4] else None
+        a.last = int(data[5]) if len(data) > 5 else 0
         return a
 
 
@@ -94,10 +109,19 @@ class QueueLogMapper:
         self.tally = Tally()
         self._calls: dict[str, int] = {}   # call in progress -> time of its last line
         self._agents: dict[str, _Agent] = {}
+        # The second of the latest line, with the highest rank each call's lines sent in it; and the
+        # calls with an offset: call -> (offset in ms, second of the line that last grew it).
+        self._second = -1
+        self._tops: dict[str, int] = {}
+        self._shifted: dict[str, tuple[int, int]] = {}
         self._newest = 0
         self._since_sweep = 0
         if state:
             self._calls = {k: int(v) for k, v in state.get("calls", {}).items()}
+            order = state.get("order", {})
+            self._second = int(order.get("second", -1))
+            self._tops = {k: int(v) for k, v in order.get("tops", {}).items()}
+            self._shifted = {k: (int(v[0]), int(v[1])) for k, v in order.get("shifted", {}).items()}
             self._agents = {k: _Agent.from_json(v) for k, v in state.get("agents", {}).items()}
             self._newest = int(state.get("newest", 0))
             self.tally = Tally.from_json(state.get("tally", {}))
@@ -105,6 +129,8 @@ class QueueLogMapper:
     def state(self) -> dict:
         """Everything the mapper remembers, as JSON: restore it with QueueLogMapper(state=...)."""
         return {"calls": dict(self._calls), "agents": {k: a.to_json() for k, a in self._agents.items()},
+                "order": {"second": self._second, "tops": dict(self._tops),
+                          "shifted": {k: list(v) for k, v in self._shifted.items()}},
                 "newest": self._newest, "tally": self.tally.to_json()}
 
     # ------------------------------------------------------------------------------------------ lines
@@ -146,13 +172,24 @@ class QueueLogMapper:
             self._sweep()
         ts = rfc3339(epoch)
         if event in _MEMBER_EVENTS:
-            return self._member(line, ts, queue, agent, event, f)
+            out = self._member(line, ts, queue, agent, event, f)
+            if out:
+                self._agent_in_order(out[0], epoch * 1000)
+            return out
         if event in NO_EQUIVALENT:
             tally.skipped[f"{event}: no contract equivalent"] += 1
             return []
         if callid in _NONE or queue in _NONE:
             tally.skipped[f"{event} without a call id or queue"] += 1
             return []
+        out = self._call_line(line, epoch, ts, callid, queue, agent, event, f)
+        if out:
+            return self._in_log_order(callid, epoch, out)
+        return out
+
+    def _call_line(self, line: str, epoch: int, ts: str, callid: str, queue: str, agent: str, event: str,
+                   f: list[str]) -> list[dict]:
+        tally = self.tally
         base = line_id("ast-", line)
         if event == "ENTERQUEUE":
             out = []
@@ -187,6 +224,54 @@ class QueueLogMapper:
             return self._agent_leg(base, ts, epoch, callid, queue, agent, event, f)
         tally.skipped["unknown event"] += 1
         return []
+
+    def _in_log_order(self, callid: str, epoch: int, out: list[dict]) -> list[dict]:
+        """Keeps a call's events in the order of its lines when several fall in one second.
+
+        queue_log times are whole seconds, and within one millisecond the processor orders a call's
+        events by lifecycle rank (core.events.TYPE_RANK), not as the log wrote them. While the ranks
+        of a call's lines in a second only go up, the two orders agree and nothing is changed. A line
+        whose first contact event ranks no higher than one already sent in that second (a transfer,
+        then the ENTERQUEUE and CONNECT of the next queue) would be put before it: from that line on,
+        the call's events are 1 ms later (the call's offset grows by 1 ms, kept for its later lines
+        too, so the waits and talk times measured between them stay whole seconds as the log says).
+        The ranks are remembered for the latest second only: Asterisk writes queue_log in time order.
+        docs/ingest.md#lines-of-one-call-or-agent-in-one-second says what it changes."""
+        first, last = _LINE_RANKS[out[0]["type"]]
+        if epoch != self._second:  # queue_log is written in time order: a new second, nothing in it yet
+            self._second, self._tops = epoch, {}
+        tops = self._tops
+        offset = 0
+        if self._shifted:  # calls with an offset (rare)
+            shifted = self._shifted.get(callid)
+            if shifted is not None:
+                offset = shifted[0]
+        top = tops.get(callid)
+        if top is not None and first <= top:
+            offset += 1
+            self._shifted[callid] = (offset, epoch)
+            top = None
+        tops[callid] = last if top is None or last > top else top
+        if offset:
+            ts = stamp_ms(epoch * 1000 + offset)
+            for e in out:
+                e["ts"] = ts
+        if out[-1]["type"] == "agent.state_changed":
+            self._agent_in_order(out[-1], epoch * 1000 + offset)
+        return out
+
+    def _agent_in_order(self, event: dict, ms: int) -> None:
+        """Keeps an agent's state changes in the order of their lines within one second (the end of
+        one call and the CONNECT of the next, a PAUSE after a COMPLETE...): the processor orders one
+        millisecond's agent events by their ids, so the state an agent is left in would be a toss
+        of the hashes. An event at or before the agent's last one in the same second is put 1 ms
+        after it; other times are left as they are."""
+        a = self._agents[event["agent_id"]]
+        if ms <= a.last and ms // 1000 == a.last // 1000:
+            ms = a.last + 1
+            event["ts"] = stamp_ms(ms)
+        if ms > a.last:
+            a.last = ms
 
     def _agent_leg(self, base: str, ts: str, epoch: int, callid: str, queue: str, agent: str, event: str,
                    f: list[str]) -> list[dict]:
@@ -278,3 +363,6 @@ class QueueLogMapper:
         horizon = self._newest - FORGET_AFTER
         for callid in [c for c, t in self._calls.items() if t < horizon]:
             del self._calls[callid]
+        # A call's offset is kept while it is in progress, or a day after the line that last grew it.
+        for callid in [c for c, (_, second) in self._shifted.items() if second < horizon and c not in self._calls]:
+            del self._shifted[callid]

@@ -29,6 +29,12 @@ def rfc3339(epoch: int) -> str:
     return stamp
 
 
+def stamp_ms(epoch_ms: int) -> str:
+    """Epoch milliseconds to RFC 3339 UTC with milliseconds (`2026-11-23T09:00:05.001Z`)."""
+    second, ms = divmod(epoch_ms, 1000)
+    return f"{rfc3339(second)[:-1]}.{ms:03d}Z"
+
+
 _ID_HASH = hashlib.blake2b(digest_size=10)  # copied for each id: half the cost of building one (~1 us)
 
 
@@ -81,53 +87,63 @@ class Reorder:
     order give events out of order by the length of a call, far beyond the processor's allowed
     lateness. An event is held until the rows read have moved `window` seconds past its minute
     (rows may be out of arrival order by up to that much), then released in time order (a row's
-    own events in the order the row gave them). Events are kept in one bucket per minute: each is sorted once, within its minute.
+    own events in the order the row gave them). Events are held in one list per second of event
+    time (its RFC 3339 stamp, whose hash the shared stamp object keeps), grouped by minute: a
+    minute is released by sorting its few seconds, not its events, which is the stable sort of its
+    events by time.
     """
 
     def __init__(self, window: int) -> None:
         import heapq
-        from operator import itemgetter
 
-        self._buckets: dict[str, list[dict]] = {}  # "YYYY-MM-DDThh:mm" -> its events
+        self._seconds: dict[str, list[dict]] = {}  # "YYYY-MM-DDThh:mm:ssZ" -> its events, as pushed
+        self._buckets: dict[str, list[str]] = {}  # "YYYY-MM-DDThh:mm" -> the seconds held in it
         self._minutes: list[str] = []  # heap of the buckets' minutes
         self._push, self._pop = heapq.heappush, heapq.heappop
-        # By time only: the sort is stable, and a row's events come in lifecycle order, so events of
-        # one contact at the same second keep that order (events of different contacts need none).
-        self._key = itemgetter("ts")
         self.window = window
-        self._now: int | None = None
+        self._edge: int | None = None  # the minute of (latest arrival - window), as an int
         self._horizon = ""
 
     def push(self, events: list[dict], now: int) -> list[dict]:
         """Hold `events`; return those whose minute is over `window` seconds before `now` (the latest
         arrival read)."""
-        buckets = self._buckets
+        seconds = self._seconds
         for e in events:
-            minute = e["ts"][:16]
-            bucket = buckets.get(minute)
-            if bucket is None:
-                bucket = buckets[minute] = []
-                self._push(self._minutes, minute)
-            bucket.append(e)
-        if now != self._now:  # the horizon moves only with the latest arrival
-            self._now = now
-            self._horizon = rfc3339(max(now - self.window, 0))[:16]
-        horizon = self._horizon
+            ts = e["ts"]
+            held = seconds.get(ts)
+            if held is None:
+                seconds[ts] = [e]
+                minute = ts[:16]
+                bucket = self._buckets.get(minute)
+                if bucket is None:
+                    self._buckets[minute] = [ts]
+                    self._push(self._minutes, minute)
+                else:
+                    bucket.append(ts)
+            else:
+                held.append(e)
+        edge = max(now - self.window, 0) // 60
+        if edge != self._edge:  # the horizon moves only with the latest arrival's minute
+            self._edge = edge
+            self._horizon = rfc3339(edge * 60)[:16]
         minutes = self._minutes
-        if not minutes or minutes[0] >= horizon:
+        if not minutes or minutes[0] >= self._horizon:
             return []
         out: list[dict] = []
-        while minutes and minutes[0] < horizon:
-            bucket = buckets.pop(self._pop(minutes))
-            bucket.sort(key=self._key)
-            out += bucket
+        while minutes and minutes[0] < self._horizon:
+            out += self._release(self._pop(minutes))
+        return out
+
+    def _release(self, minute: str) -> list[dict]:
+        seconds = self._seconds
+        out: list[dict] = []
+        for ts in sorted(self._buckets.pop(minute)):
+            out += seconds.pop(ts)
         return out
 
     def drain(self) -> list[dict]:
         """Everything still held, in order (at the end of the file)."""
         out: list[dict] = []
         while self._minutes:
-            bucket = self._buckets.pop(self._pop(self._minutes))
-            bucket.sort(key=self._key)
-            out += bucket
+            out += self._release(self._pop(self._minutes))
         return out

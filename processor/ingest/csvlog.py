@@ -36,6 +36,7 @@ _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 # can be read (year 1 is -6.2e10 s), so the common case is told apart by one comparison.
 _NONE_CELL = -(1 << 62)  # a value meaning "no time"
 _BAD_CELL = _NONE_CELL - 1  # unreadable
+_VARIES = 1 << 62  # a day whose offset from UTC is not one (above any offset)
 _PAD = [""]
 _MIDNIGHT = {key: f"{key} after midnight: on the day after arrival" for key in TIME_COLUMNS}
 _DIRECTIVES = {"Y": r"(?P<Y>\d{4})", "y": r"(?P<y>\d{2})", "m": r"(?P<m>\d{1,2})", "d": r"(?P<d>\d{1,2})",
@@ -167,7 +168,8 @@ class RowMapper:
                                    f"{', '.join(repr(n) for n in names)}")
             self.index[key] = names.index(column)
         self.last_arrival = 0  # latest arrival read (UTC epoch seconds): how far the rows have moved
-        self._offsets: dict[int, int] = {}
+        self._offsets: dict[int, int] = {}  # local hour -> the zone's offset then
+        self._day_offsets: dict[int, int] = {}  # local day -> the offset all that day and the next, or _VARIES
         self._has_date = "arrival_date" in self.index
         self._dated = "%Y" in mapping.time_format or "%y" in mapping.time_format
         # Where each mapped field is in a row; a field not mapped reads the empty cell added at `width`.
@@ -220,6 +222,19 @@ class RowMapper:
             except ValueError:
                 return None
         return t
+
+    def _day_offset(self, day: int) -> int:
+        """The zone's offset (seconds) if it is the same every hour of local `day` and the next, else
+        _VARIES (a change of summer time, or dates the zone cannot say)."""
+        try:
+            offsets = {local - self._utc(local) for local in range(day * 86400, (day + 2) * 86400, 3600)}
+        except (OverflowError, ValueError):
+            offsets = set()
+        off = offsets.pop() if len(offsets) == 1 else _VARIES
+        if len(self._day_offsets) > 4096:
+            self._day_offsets.clear()
+        self._day_offsets[day] = off
+        return off
 
     def _utc(self, local: int) -> int:
         if self.m.utc:
@@ -293,10 +308,22 @@ class RowMapper:
                 day = self._local_day(text)
                 if day is None:
                     return self._skip("unreadable arrival date")
+        # Local seconds of the row's day (a time of day is added to it), and the zone's offset when it
+        # is the same all that day and the next (a time after midnight is on the next): a local time
+        # is then made UTC by one subtraction, not a look-up per hour.
+        row_off: int | None
+        if self._dated:
+            day_start, row_off = 0, 0 if m.utc else _VARIES
+        else:
+            assert day is not None  # a time of day: Mapping requires a date column
+            day_start = day * 86400
+            row_off = 0 if m.utc else self._day_offsets.get(day)
+            if row_off is None:
+                row_off = self._day_offset(day)
         # Times in call order; a time of day earlier than the one before it crossed midnight.
         utc: list[int | None] = [None] * len(TIME_COLUMNS)  # by position in TIME_COLUMNS
         prev_key, prev = "", None
-        cells, dated, offsets, is_utc, skew = self._cells, self._dated, self._offsets, m.utc, m.skew
+        cells, offsets, skew = self._cells, self._offsets, m.skew
         for slot, key, i in self._time_at:
             t = cells.get(row[i])
             if t is None:
@@ -305,8 +332,7 @@ class RowMapper:
                 if t == _NONE_CELL:
                     continue
                 return self._skip(f"unreadable time in {key}")
-            if not dated:
-                t += day * 86400  # type: ignore[operator]  # a time of day: Mapping requires a date column
+            t += day_start
             if prev is not None and t < prev:
                 if day is not None and t < prev - 43_200:
                     t += 86_400
@@ -321,7 +347,9 @@ class RowMapper:
                 else:
                     return self._skip(f"{key} before {prev_key}")
             prev_key, prev = key, t
-            if not is_utc:
+            if row_off != _VARIES:
+                t -= row_off
+            else:
                 off = offsets.get(t // 3600)
                 t = t - off if off is not None else self._utc(t)
             if not MIN_EPOCH <= t < MAX_EPOCH:

@@ -142,10 +142,6 @@ def _calls_to_lines(calls) -> tuple[list[str], dict[str, int]]:
     expected = {"segments": 0, "answered": 0, "abandoned": 0, "flowed_out": 0, "legs": 0}
     for n, (start, queue, outcome, wait, talk, wait2) in enumerate(calls):
         cid, agent, t = f"{T0 + start}.{n}", f"PJSIP/{1000 + n}", T0 + start
-        if outcome == "transfer":
-            # queue_log times are whole seconds: a transfer in the second of its answer, re-queued and
-            # answered in that same second, cannot be put in order from the log (docs/ingest.md#limits).
-            talk = max(talk, 1)
 
         def put(at: int, text: str) -> None:
             timed.append((at, f"{at}|{cid}|{text}"))

@@ -197,3 +197,78 @@ def test_calls_whose_end_was_never_logged_are_forgotten_after_a_day():
     assert "lost.1" not in m.state()["calls"]
     # Seen again after that, it is a new contact.created (with its own, line-derived id).
     assert m.map_line(line(100_000, "lost.1", "sales", "NONE", "ENTERQUEUE", "", "555", "1"))[0]["type"] == "contact.created"
+
+
+def _handled_and_answered(events: list[dict]) -> tuple[int, int, int]:
+    """(offered, answered, handled) that `kpi replay` publishes for these events, summed over queues."""
+    import io
+
+    from processor.core.settings import EngineSettings
+    from processor.replay import replay_lines
+
+    out, dead = io.StringIO(), io.StringIO()
+    replay_lines((json.dumps(e).encode() + b"\n" for e in events), EngineSettings(), out, dead)
+    assert dead.getvalue() == ""
+    latest: dict[tuple, dict] = {}
+    for rec in map(json.loads, out.getvalue().splitlines()):
+        if rec["kind"] == "queue_interval":
+            key = (rec["queue_id"], rec["interval_start"])
+            if key not in latest or rec["version"] > latest[key]["version"]:
+                latest[key] = rec
+    return tuple(sum(r[k] for r in latest.values()) for k in ("offered", "answered", "handled"))
+
+
+def test_a_call_answered_transferred_requeued_and_answered_in_one_second_keeps_the_log_order(m):
+    # All in the second 09:00:00 (talk under a second): within a millisecond the processor orders by
+    # lifecycle rank, so the transfer would come after the second answer and the first leg count nowhere.
+    lines = [line(0, "1.9", "sales", "NONE", "ENTERQUEUE", "", "555", "1"),
+             line(0, "1.9", "sales", "PJSIP/1001", "CONNECT", "0", "1.10", "1"),
+             line(0, "1.9", "sales", "PJSIP/1001", "BLINDTRANSFER", "600", "ctx", "0", "0", "1"),
+             line(0, "1.9", "support", "NONE", "ENTERQUEUE", "", "555", "1"),
+             line(0, "1.9", "support", "Agent/2002", "CONNECT", "0", "1.11", "1"),
+             line(30, "1.9", "support", "Agent/2002", "COMPLETEAGENT", "0", "30", "1")]
+    events = valid([e for text in lines for e in m.map_line(text)])
+    calls = [(e["type"], e["ts"]) for e in events if e["type"].startswith("contact.")]
+    assert calls == [("contact.created", "2026-11-23T09:00:00Z"), ("contact.queued", "2026-11-23T09:00:00Z"),
+                     ("contact.answered", "2026-11-23T09:00:00Z"), ("contact.transferred", "2026-11-23T09:00:00Z"),
+                     # from the line ranked before what came first in its second: 1 ms later, and so on
+                     ("contact.queued", "2026-11-23T09:00:00.001Z"), ("contact.answered", "2026-11-23T09:00:00.001Z"),
+                     ("contact.wrapup_started", "2026-11-23T09:00:30.001Z"),
+                     ("contact.wrapup_ended", "2026-11-23T09:00:30.001Z")]
+    assert _handled_and_answered(events) == (2, 2, 2)
+
+
+def test_lines_of_one_second_in_lifecycle_order_keep_whole_seconds(m):
+    # A zero-second abandon and a zero-second answer with zero talk: the ranks go up, nothing moves.
+    lines = [line(0, "2.1", "sales", "NONE", "ENTERQUEUE", "", "555", "1"),
+             line(0, "2.1", "sales", "NONE", "ABANDON", "1", "1", "0"),
+             line(5, "2.2", "sales", "NONE", "ENTERQUEUE", "", "556", "1"),
+             line(5, "2.2", "sales", "PJSIP/1001", "CONNECT", "0", "2.3", "1"),
+             line(5, "2.2", "sales", "PJSIP/1001", "COMPLETECALLER", "0", "0", "1")]
+    events = [e for text in lines for e in m.map_line(text)]
+    calls = [e["ts"] for e in events if e["type"].startswith("contact.")]
+    assert all(ts.endswith(":00Z") or ts.endswith(":05Z") for ts in calls)
+    # The agent's own two changes in that second (busy, then available) are 1 ms apart.
+    assert [(e["state"], e["ts"][17:]) for e in events if e["type"] == "agent.state_changed"] == \
+        [("busy", "05Z"), ("available", "05.001Z")]
+    assert _handled_and_answered(events) == (2, 1, 1)
+
+
+def test_an_agents_changes_in_one_second_keep_the_log_order(m):
+    # The end of one call and the CONNECT of the next in the same second, as Asterisk rings a free
+    # member at once: the agent is busy on the second call (ordered by id, it could be left available).
+    lines = [line(0, "MANAGER", "sales", "PJSIP/1001", "ADDMEMBER", ""),
+             line(10, "3.1", "sales", "NONE", "ENTERQUEUE", "", "555", "1"),
+             line(12, "3.2", "sales", "NONE", "ENTERQUEUE", "", "556", "1"),
+             line(20, "3.1", "sales", "PJSIP/1001", "CONNECT", "10", "3.3", "1"),
+             line(80, "3.1", "sales", "PJSIP/1001", "COMPLETEAGENT", "10", "60", "1"),
+             line(80, "3.2", "sales", "PJSIP/1001", "CONNECT", "68", "3.4", "1"),
+             line(80, "NONE", "sales", "PJSIP/1001", "PAUSE", "x"),
+             line(200, "3.2", "sales", "PJSIP/1001", "COMPLETEAGENT", "68", "120", "1")]
+    events = valid([e for text in lines for e in m.map_line(text)])
+    agent = [(e["state"], e["ts"][14:]) for e in events if e["type"] == "agent.state_changed"]
+    assert agent == [("available", "00:00Z"), ("busy", "00:20Z"), ("available", "01:20Z"), ("busy", "01:20.001Z"),
+                     ("away", "03:20Z")]  # the PAUSE during the call changes nothing until it ends
+    # Contact events keep whole seconds: the second call waited 68 s.
+    assert [e["ts"] for e in events if e["type"] == "contact.answered"] == \
+        ["2026-11-23T09:00:20Z", "2026-11-23T09:01:20Z"]

@@ -30,7 +30,9 @@ def _ingest(tmp_path: Path, *args: str) -> tuple[str, list[str]]:
 
 
 @pytest.mark.parametrize("name, digest", [
-    ("queue_log", "9cedd1ef8047c48d1fe5c3030abc5eff0c73d22431b84dbe9b1d7e56d5d74863"),
+    # The worked example's transfer re-queues in the second of the transfer: from there that call's
+    # events are 1 ms later (asterisk.py _in_log_order); the digest before that was 9cedd1ef...
+    ("queue_log", "c54bcc7a22a7c775d27a4d85770d5259aa7517b7d183ba95e2d40c3d806da21a"),
     ("mixed_queue_log", "21369f6eadff04aa3fe68495b4a5560f6c273fda6208838cdf227280db4a2131"),
 ])
 def test_asterisk_output_is_byte_identical(name, digest, tmp_path):
