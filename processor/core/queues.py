@@ -24,7 +24,7 @@ from .agents import AGENT_KINDS, FLOOR_SUFFIX, AgentBook
 from .events import format_ts
 from .experience import EXPERIENCE_KINDS, ExperienceBook
 from .figures import segment_figures
-from .publish import SourceClock
+from .publish import SourceClock, take_keys
 from .resolution import RESOLUTION_KINDS, ResolutionBook
 from .segments import Fact, fact_from_json
 from .settings import MINUTE_MS, EngineSettings, zone
@@ -651,26 +651,28 @@ class QueueBook(SourceClock):
                     del timeline[:keep]
         return dropped
 
-    def take_dirty(self) -> tuple[dict[str, list | None], dict[str, list | None]]:
-        """Changed facts (all books) and published entries; the other kinds' keys end with |exp, |agt, |res, |ret."""
-        facts = {fid: (list(self.facts[fid]) if fid in self.facts else None) for fid in self.dirty_facts}
+    def take_dirty(self, limit: int | None = None) -> tuple[dict[str, list | None], dict[str, list | None]]:
+        """Changed facts (all books) and published entries; the other kinds' keys end with |exp, |agt, |res, |ret.
+
+        With `limit`, at most that many facts and entries in all (the rest stay dirty for the next call);
+        the floor rows come with the call that takes the last of them. A worker calls it until it returns
+        fewer than `limit` in all: after a day close the publishers owe thousands of digests."""
+        facts = {fid: (list(self.facts[fid]) if fid in self.facts else None)
+                 for fid in take_keys(self.dirty_facts, limit)}
+        left = None if limit is None else limit - len(facts)
         for sub in (self.experience, self.agent_book, self.resolution):
-            for fid in sub.dirty_facts:
+            for fid in take_keys(sub.dirty_facts, left):
                 facts[fid] = list(sub.facts[fid]) if fid in sub.facts else None
-            sub.dirty_facts.clear()
-        published = {"|".join(map(str, k)): self.published.get(k) for k in self.dirty_published}
-        for k, v in self.experience.publisher.take_dirty().items():
-            published["|".join(map(str, k)) + "|exp"] = v
-        for k, v in self.agent_book.publisher.take_dirty().items():
-            published["|".join(map(str, k)) + "|agt"] = v
-        for k, v in self.resolution.resolution.take_dirty().items():
-            published["|".join(map(str, k)) + "|res"] = v
-        for k, v in self.resolution.retention.take_dirty().items():
-            published["|".join(map(str, k)) + "|ret"] = v
-        published.update(self._floor_rows())
-        published.update(self.agent_book.take_floor_row())
-        self.dirty_facts.clear()
-        self.dirty_published.clear()
+            left = None if limit is None else limit - len(facts)
+        published = {"|".join(map(str, k)): self.published.get(k) for k in take_keys(self.dirty_published, left)}
+        for publisher, suffix in ((self.experience.publisher, "|exp"), (self.agent_book.publisher, "|agt"),
+                                  (self.resolution.resolution, "|res"), (self.resolution.retention, "|ret")):
+            left = None if limit is None else limit - len(facts) - len(published)
+            for k, v in publisher.take_dirty(left).items():
+                published["|".join(map(str, k)) + suffix] = v
+        if limit is None or len(facts) + len(published) < limit:  # nothing else is left: the floors
+            published.update(self._floor_rows())
+            published.update(self.agent_book.take_floor_row())
         return facts, published
 
     def _floors(self) -> tuple:
