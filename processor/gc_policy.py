@@ -31,6 +31,14 @@ frozen), then freezes what survived. A full collection thus walks at most FREEZE
 state, once per FREEZE_SECONDS, and cyclic garbage made meanwhile is still found at the next tick,
 not left to the sweep. Young collections stay CPython's own: they walk at most the generation 0
 and 1 thresholds' worth of objects (700 x 10), whatever the state.
+
+Why every second and not more often: a full collection has a cost of its own besides the objects it
+walks. scripts/bench_gc.py (200,000 events of a realistic log through the books, compiled core,
+a tick every 0.25 s of wall time on a machine at load 20): ticks every 0.25 s made 461 full
+collections, longest 19 ms CPU, 3.7 s CPU in all (the run took 14.7 s CPU); every second 93, longest
+32 ms, 1.0 s in all (11.1 s CPU); the policy before (freeze every second, CPython's thresholds) made
+none in that loop (10.0 s CPU) - its full collections came in the worker, whose event loop, Faust and
+aiokafka make garbage of their own (up to 0.44 s wall, docs/performance.md).
 """
 from __future__ import annotations
 
@@ -40,7 +48,7 @@ import time
 
 log = logging.getLogger("processor")
 
-FREEZE_SECONDS = 0.25
+FREEZE_SECONDS = 1.0
 SWEEP_SECONDS = 6 * 3600.0
 FULL_THRESHOLD = 1 << 30  # generation-2 threshold: CPython never starts a full collection itself
 
