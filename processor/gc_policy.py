@@ -64,9 +64,11 @@ class GcPolicy:
     def tick(self) -> None:
         """Collect what was made since the last tick and freeze what survived; sweep the frozen objects
         every sweep_seconds. The first tick takes full collections out of CPython's hands."""
-        if self._thresholds is None:
+        if self._thresholds is None:  # the first tick only freezes: a full collection now would walk everything
             self._thresholds = gc.get_threshold()
             gc.set_threshold(self._thresholds[0], self._thresholds[1], FULL_THRESHOLD)
+            gc.freeze()
+            return
         now = self.clock()
         if now - self.last_sweep >= self.sweep_seconds:
             gc.unfreeze()
