@@ -53,6 +53,7 @@ EXPIRE_SECONDS = 5.0        # housekeeping: often, so each pass frees little at 
 IDLE_SECONDS = 5.0
 COMMIT_EVERY = 100_000        # messages between offset commits, besides the 1 s interval
 ADVANCE_LIMIT = 100           # records built by one QueueBook.advance call between two looks at the clock
+TAKE_LIMIT = 200              # changed keys serialised by one take_dirty call between two looks at the clock
 RESTORE_CHUNK = 500           # journey facts restored between two looks at the clock (see Slicer)
 METADATA_MAX_AGE_MS = 15_000  # see create_app: how long a group may sit on metadata missing its topics
 BATCH_MAX = 5000              # records a stage takes from its intake at most (whatever has arrived, no waiting)
@@ -386,22 +387,31 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                     rt.last_read[part] = now
                     by_queue: dict[str, list] = defaultdict(list)
                     for (fact_id, queue), fact in mine.items():
+                        await slicer.pause()
                         by_queue[queue].append(_item(fact_id, queue, fact))
                     for queue, items in by_queue.items():
+                        await slicer.pause()
                         await out.send(facts_topic, part, key=queue.encode(), value={"src": part, "wm": book.stream_ms, "d": items})
                     # Agent and journey facts: one message per target partition (not per agent or customer).
                     by_target: dict[tuple[str, int], list] = defaultdict(list)
                     for (fact_id, topic, target, key), fact in routed.get(part, {}).items():
+                        await slicer.pause()
                         by_target[(topic, target)].append(_item(fact_id, key, fact))
                     for (topic, target), items in sorted(by_target.items()):
+                        await slicer.pause()
                         await out.send(facts_topic if topic == "facts" else journeys_topic, part, partition=target,
                                        key=b"", value={"src": part, "wm": book.stream_ms, "d": items})
-                    dirty_contacts, dirty_agents = book.take_dirty()
-                    await _persist(out, contacts_table, dirty_contacts, part, slicer)
-                    await _persist(out, agents_table, dirty_agents, part, slicer)
-                    await _persist(out, profiles_table, book.take_dirty_profiles(), part, slicer)
-                    await _persist(out, customers_table, book.take_dirty_customers(), part, slicer)
-                    await _persist(out, agent_ids_table, book.take_dirty_agent_ids(), part, slicer)
+                    # Changed keys serialised TAKE_LIMIT at a time (a batch may change thousands).
+                    while True:
+                        dirty_contacts, dirty_agents = book.take_dirty(TAKE_LIMIT)
+                        await _persist(out, contacts_table, dirty_contacts, part, slicer)
+                        await _persist(out, agents_table, dirty_agents, part, slicer)
+                        if len(dirty_contacts) + len(dirty_agents) < TAKE_LIMIT:
+                            break
+                        await slicer.pause()
+                    await _persist_taken(out, profiles_table, book.take_dirty_profiles, part, slicer)
+                    await _persist_taken(out, customers_table, book.take_dirty_customers, part, slicer)
+                    await _persist_taken(out, agent_ids_table, book.take_dirty_agent_ids, part, slicer)
                 slicer.done()
                 await out.ack(batch)
             finally:
@@ -446,9 +456,13 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                         if not book.advancing:
                             break
                         await slicer.pause()
-                    dirty_facts, dirty_published = book.take_dirty()
-                    await _persist(out, facts_table, dirty_facts, part, slicer)
-                    await _persist(out, published_table, dirty_published, part, slicer)
+                    while True:  # changed keys TAKE_LIMIT at a time (a day close owes thousands of digests)
+                        dirty_facts, dirty_published = book.take_dirty(TAKE_LIMIT)
+                        await _persist(out, facts_table, dirty_facts, part, slicer)
+                        await _persist(out, published_table, dirty_published, part, slicer)
+                        if len(dirty_facts) + len(dirty_published) < TAKE_LIMIT:
+                            break
+                        await slicer.pause()
                 slicer.done()
                 await out.ack(batch)
             finally:
@@ -465,19 +479,21 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                 slicer = Slicer(monitor=holds, name="journeys: output")
                 for part in sorted(touched):
                     book = rt.journey_book(part)
-                    await _send_contributions(book, part)
-                    await _persist(out, journeys_table, book.take_dirty(), part, slicer)
+                    await _send_contributions(book, part, slicer)
+                    await _persist_taken(out, journeys_table, book.take_dirty, part, slicer)
                 slicer.done()
                 await out.ack(batch)
             finally:
                 locks["journeys"].release()
 
-    async def _send_contributions(book: JourneyBook, part: int) -> None:
+    async def _send_contributions(book: JourneyBook, part: int, slicer: Slicer) -> None:
         """The journey book's contributions, by queue, to stage two; its clock as source N + partition."""
         by_queue: dict[str, list] = defaultdict(list)
         for fact_id, queue, fact in book.take_deltas():
+            await slicer.pause()
             by_queue[queue].append(_item(fact_id, queue, fact))
         for queue, items in by_queue.items():
+            await slicer.pause()
             await out.send(facts_topic, part, key=queue.encode(), value={"src": k.partitions + part, "wm": book.stream_ms, "d": items})
 
     # -- stream time for idle partitions, and housekeeping ------------------------------------
@@ -1177,6 +1193,17 @@ async def _persist(out: Output, table: PartitionTable, dirty: dict, partition: i
             # row kept in the store is an exact-size copy.
             table.put_row(partition, key, bytes(memoryview(data)) if keeps_bytes else row)
             await out.send_record(topic, partition, _dumps(key), data, partition)
+
+
+async def _persist_taken(out: Output, table: PartitionTable, take, partition: int, slicer: Slicer) -> None:
+    """`take(limit)` (a book's take_dirty…) called again and again, TAKE_LIMIT keys at a time, each part
+    persisted (see _persist): serialising every key a batch changed at once held the loop too long."""
+    while True:
+        dirty = take(TAKE_LIMIT)
+        await _persist(out, table, dirty, partition, slicer)
+        if len(dirty) < TAKE_LIMIT:
+            return
+        await slicer.pause()
 
 
 def _dumps(value) -> bytes:

@@ -16,6 +16,7 @@ from typing import Any
 
 from .events import CONTACT_TYPES, TYPE_RANK, Event, event_from_state, event_to_state
 from .profile import PROFILE_TYPES, compact, is_profile_event, profile_facts
+from .publish import take_keys
 from .segments import FACT_TYPES, Fact, derive_facts, fact_from_json
 from .settings import EngineSettings
 from .staffing import apt_id
@@ -449,19 +450,28 @@ class ContactBook:
             done += 1
         return done
 
-    def take_dirty(self) -> tuple[dict[str, dict | None], dict[str, list | None]]:
-        """Serialised state of every key changed since the last call (None = delete)."""
-        contacts = {cid: (self.contacts[cid].to_state() if cid in self.contacts else None) for cid in self.dirty_contacts}
-        agents = {aid: (self.agents[aid].to_state() if aid in self.agents else None) for aid in self.dirty_agents}
-        self.dirty_contacts.clear()
-        self.dirty_agents.clear()
+    def take_dirty(self, limit: int | None = None) -> tuple[dict[str, dict | None], dict[str, list | None]]:
+        """Serialised state of every key changed since the last call (None = delete). With `limit`, at
+        most that many keys in all (contacts first); the rest stay dirty for the next call."""
+        contacts = {cid: (self.contacts[cid].to_state() if cid in self.contacts else None)
+                    for cid in take_keys(self.dirty_contacts, limit)}
+        left = None if limit is None else limit - len(contacts)
+        agents = {aid: (self.agents[aid].to_state() if aid in self.agents else None)
+                  for aid in take_keys(self.dirty_agents, left)}
         return contacts, agents
 
-    def take_dirty_agent_ids(self) -> dict[str, list | None]:
-        """The agent event ids added or forgotten since the last call, one key each ("agent\x1fevent id")."""
-        out = {f"{aid}{ID_SEP}{eid}": (list(v) if v is not None else None)
-               for (aid, eid), v in self.dirty_agent_ids.items()}
-        self.dirty_agent_ids.clear()
+    def take_dirty_agent_ids(self, limit: int | None = None) -> dict[str, list | None]:
+        """The agent event ids added or forgotten since the last call, one key each ("agent\x1fevent id");
+        with `limit`, at most that many."""
+        dirty = self.dirty_agent_ids
+        if limit is None or len(dirty) <= limit:
+            out = {f"{aid}{ID_SEP}{eid}": (list(v) if v is not None else None) for (aid, eid), v in dirty.items()}
+            dirty.clear()
+            return out
+        out = {}
+        for _ in range(limit):
+            (aid, eid), v = dirty.popitem()
+            out[f"{aid}{ID_SEP}{eid}"] = list(v) if v is not None else None
         return out
 
     def restore_agent_id(self, key: str, value: list) -> None:
@@ -479,15 +489,13 @@ class ContactBook:
         self.dirty_profiles.clear()
         self.dirty_customers.clear()
 
-    def take_dirty_customers(self) -> dict[str, list | None]:
-        out = {c: (self.customers[c].to_state() if c in self.customers else None) for c in self.dirty_customers}
-        self.dirty_customers.clear()
-        return out
+    def take_dirty_customers(self, limit: int | None = None) -> dict[str, list | None]:
+        return {c: (self.customers[c].to_state() if c in self.customers else None)
+                for c in take_keys(self.dirty_customers, limit)}
 
-    def take_dirty_profiles(self) -> dict[str, dict | None]:
-        out = {cid: (self.profiles[cid].to_state() if cid in self.profiles else None) for cid in self.dirty_profiles}
-        self.dirty_profiles.clear()
-        return out
+    def take_dirty_profiles(self, limit: int | None = None) -> dict[str, dict | None]:
+        return {cid: (self.profiles[cid].to_state() if cid in self.profiles else None)
+                for cid in take_keys(self.dirty_profiles, limit)}
 
     def restore_profile(self, cid: str, state: dict) -> None:
         st = self.profiles[cid] = ContactState.from_state(state)

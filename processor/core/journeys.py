@@ -46,7 +46,7 @@ import heapq
 
 from .calendar import local_day_bounds
 from .profile import NO_QUEUE
-from .publish import SourceClock
+from .publish import SourceClock, take_keys
 from .segments import fact_from_json
 from .settings import DAY_MS, EngineSettings, normalize_customer_id
 from .sortedkeys import SortedKeys
@@ -634,10 +634,10 @@ class JourneyBook(SourceClock):
                 del self.customers[customer]
 
     # -- persistence -----------------------------------------------------------------------------
-    def take_dirty(self) -> dict[str, list | None]:
-        facts = {fid: (list(self.facts[fid]) if fid in self.facts else None) for fid in self.dirty_facts}
-        self.dirty_facts.clear()
-        return facts
+    def take_dirty(self, limit: int | None = None) -> dict[str, list | None]:
+        """Facts changed since the last call (None = delete); with `limit`, at most that many."""
+        return {fid: (list(self.facts[fid]) if fid in self.facts else None)
+                for fid in take_keys(self.dirty_facts, limit)}
 
     def restore(self, facts) -> None:
         """Rebuild from stored facts ((fact id, fact) pairs), emitting nothing: downstream has it all."""

@@ -52,6 +52,17 @@ Key = tuple
 _NEG_INF = float("-inf")
 
 
+def take_keys(dirty: set, limit: int | None = None) -> list:
+    """The keys to serialise now, removed from `dirty`: all of them, or at most `limit` (the rest stay
+    for the next call). A worker serialises a batch's changed keys in slices this way (issue 19: a
+    5,000-record batch took up to 0.35 s at once); without a limit, in the set's own order, as always."""
+    if limit is None or len(dirty) <= limit:
+        keys = list(dirty)
+        dirty.clear()
+        return keys
+    return [dirty.pop() for _ in range(limit)]
+
+
 class Publisher:
     """Versioned publication of keyed records.
 
@@ -176,12 +187,13 @@ class Publisher:
         if self.published.pop(key, None) is not None:
             self.dirty.add(key)
 
-    def take_dirty(self) -> dict[Key, list | None]:
+    def take_dirty(self, limit: int | None = None) -> dict[Key, list | None]:
+        """Published entries changed since the last call (None: forgotten); with `limit`, at most that
+        many (the rest stay dirty). Computes the digests still owed, the costly part after a day close."""
         out = {}
-        for k in self.dirty:
+        for k in take_keys(self.dirty, limit):
             entry = self.published.get(k)
             if entry is not None:
                 self._digest(k, entry)
             out[k] = entry
-        self.dirty.clear()
         return out

@@ -24,7 +24,7 @@ from .agents import AGENT_KINDS, FLOOR_SUFFIX, AgentBook
 from .events import format_ts
 from .experience import EXPERIENCE_KINDS, ExperienceBook
 from .figures import segment_figures
-from .publish import SourceClock
+from .publish import SourceClock, take_keys
 from .resolution import RESOLUTION_KINDS, ResolutionBook
 from .segments import Fact, fact_from_json
 from .settings import MINUTE_MS, EngineSettings, zone
@@ -101,6 +101,7 @@ class QueueBook(SourceClock):
         self._expiring: Any = None
         self._floors_before: tuple = ()
         self._expiry_tidied = False
+        self._timeline_work: list[tuple[str, str]] = []  # (queue, agent) timelines this pass has still to visit, last first
         # queue -> heap of (end ms, fact id) of its ended segments and legs and of its segments that go
         # stale: an expiry pass pops what is below the floor instead of scanning every fact. Lazy deletion:
         # an entry whose fact is gone or now ends at another time is skipped (the fact pushed a new one).
@@ -523,36 +524,50 @@ class QueueBook(SourceClock):
     def expire(self, limit: int | None = None) -> int:
         """Drop what no window, no rollup and no correction can need any more. Returns facts dropped.
 
-        With `limit`, one slice of the pass: at most `limit` facts (of this book, then of the other
-        books) are dropped, and the count of what it processed is returned; a return equal to `limit`
-        means the pass is not over (call again). The floors are set when a pass begins; a fact found
-        below them is checked again when its turn comes (a slice of stage two may have changed it)."""
+        With `limit`, one slice of the pass: at most `limit` items are visited (heap entries of facts
+        below the floors, agent timelines, then the other books' items), and the count of what it
+        visited is returned; a return equal to `limit` means the pass is not over (call again). The
+        floors are set when a pass begins; the facts below them are popped from the end heaps a slice at
+        a time, each checked when its turn comes (a slice of stage two may have changed it)."""
         budget = -1 if limit is None else limit
         if self._expiring is None:
             self._expiring = self._begin_expiry()
-        gone, floor, default_floor = self._expiring
-        done = 0
-        while gone and done != budget:
-            fid = gone.pop()
-            f = self.facts.get(fid)
-            if f is None:
-                continue  # deleted since the pass began
-            end = _end_ms(f)
-            if end is None or end >= floor.get(f[1], default_floor):
-                continue  # changed since the pass began
-            del self.facts[fid]
+        todo, floor, default_floor = self._expiring
+        done = dropped = 0
+        facts = self.facts
+        while todo and done != budget:
+            queue = todo[-1]
+            heap = self._end_heaps.get(queue)  # (looked up each time: apply() may rebuild the heaps between slices)
+            if not heap or heap[0][0] >= floor.get(queue, default_floor):
+                todo.pop()  # nothing more below this queue's floor
+                continue
+            end, fid = heapq.heappop(heap)
+            self._end_entries -= 1
+            done += 1
+            f = facts.get(fid)
+            if f is None or _end_ms(f) != end or end >= floor.get(f[1], default_floor):
+                continue  # gone, or changed (its new entry is in the heap), or now on a queue whose floor it is not below
+            del facts[fid]
             self.dirty_facts.add(fid)
             if f[0] == "seg" and f[4] is None:  # a stale segment (its instant is below the floor, so past)
                 self._account(fid, f, -1)
                 self._stale_ids.discard(fid)
-            done += 1
-        if gone:
+            dropped += 1
+        if todo:
             return done
         if not self._expiry_tidied:
             self._tidy()
             self._expiry_tidied = True
-            done += self._expire_timelines(default_floor)  # (bounded by the agents and queues, not by history)
-        dropped = done
+            work = self._timeline_work = [(q, a) for q, agents in self.timelines.items() for a in agents]
+            work.reverse()
+        work = self._timeline_work
+        while work and (budget < 0 or done < budget):
+            queue, agent = work.pop()
+            n = self._expire_timeline(queue, agent, default_floor)
+            dropped += n
+            done += 1 + n
+        if work:
+            return budget  # this slice is used up: call again
         for sub in (self.experience, self.agent_book, self.resolution):
             if limit is None:
                 sub.expire(self.stream_ms)
@@ -570,7 +585,8 @@ class QueueBook(SourceClock):
         return dropped if limit is None else done
 
     def _begin_expiry(self) -> tuple[list[str], dict[str, int], int]:
-        """The start of an expiry pass: old buckets dropped, floors moved, the facts below them found."""
+        """The start of an expiry pass: old buckets dropped, floors moved; the queues whose end heaps the
+        pass then pops (what is below the floors, over the following slices)."""
         self._floors_before = self._floors()
         self._go_stale()  # (advance has done it already at this watermark, unless the book was just rebuilt)
         cutoff = self.stream_ms - self.settings.retention_ms
@@ -589,19 +605,9 @@ class QueueBook(SourceClock):
                     self.dirty_published.add((qc[0], qc[1], start))
         for queue, keep in keep_interval.items():
             self._floor[queue] = keep - self.settings.interval_ms
-        floor, default_floor = self._floor, cutoff - self.settings.interval_ms
-        gone: list[str] = []
-        facts = self.facts
-        for queue, heap in self._end_heaps.items():  # what is due only: cost of what expires, not of the state
-            queue_floor = floor.get(queue, default_floor)
-            while heap and heap[0][0] < queue_floor:
-                end, fid = heapq.heappop(heap)
-                self._end_entries -= 1
-                f = facts.get(fid)
-                if f is not None and _end_ms(f) == end:  # else gone or changed (its new entry is in the heap)
-                    gone.append(fid)
-        gone.reverse()  # dropped from the end: in the order found
-        return gone, dict(floor), default_floor
+        todo = list(self._end_heaps)
+        todo.reverse()  # popped from the end: in the heaps' order
+        return todo, dict(self._floor), cutoff - self.settings.interval_ms
 
     def _rebuild_end_heaps(self) -> None:
         """The end heaps again from the facts, without stale entries (amortized: runs when they are
@@ -634,43 +640,46 @@ class QueueBook(SourceClock):
                 while len(history) > 1 and history[1][0] <= horizon:
                     del history[0]
 
-    def _expire_timelines(self, default_floor: int) -> int:
-        """Presence points below a queue's floor go, but the latest of them stays: it holds the state at the
-        start of every interval that can still be published."""
+    def _expire_timeline(self, queue: str, agent: str, default_floor: int) -> int:
+        """One agent's presence points below the queue's floor go, but the latest of them stays: it holds
+        the state at the start of every interval that can still be published. Returns the points dropped."""
+        timeline = self.timelines.get(queue, {}).get(agent)
+        if not timeline:
+            return 0  # gone since the pass began
+        floor = self._floor.get(queue, default_floor)
+        keep = bisect.bisect_right(timeline, (floor, "\uffff", "")) - 1  # the last point at or below the floor
         dropped = 0
-        for queue, agents in self.timelines.items():
-            floor = self._floor.get(queue, default_floor)
-            for agent, timeline in agents.items():
-                keep = bisect.bisect_right(timeline, (floor, "\uffff", "")) - 1  # the last point at or below the floor
-                for ts, eid, _state in timeline[:max(keep, 0)]:
-                    fid = apt_id(agent, eid, queue)
-                    if self.facts.pop(fid, None) is not None:
-                        self.dirty_facts.add(fid)
-                        dropped += 1
-                if keep > 0:
-                    del timeline[:keep]
+        for ts, eid, _state in timeline[:max(keep, 0)]:
+            fid = apt_id(agent, eid, queue)
+            if self.facts.pop(fid, None) is not None:
+                self.dirty_facts.add(fid)
+                dropped += 1
+        if keep > 0:
+            del timeline[:keep]
         return dropped
 
-    def take_dirty(self) -> tuple[dict[str, list | None], dict[str, list | None]]:
-        """Changed facts (all books) and published entries; the other kinds' keys end with |exp, |agt, |res, |ret."""
-        facts = {fid: (list(self.facts[fid]) if fid in self.facts else None) for fid in self.dirty_facts}
+    def take_dirty(self, limit: int | None = None) -> tuple[dict[str, list | None], dict[str, list | None]]:
+        """Changed facts (all books) and published entries; the other kinds' keys end with |exp, |agt, |res, |ret.
+
+        With `limit`, at most that many facts and entries in all (the rest stay dirty for the next call);
+        the floor rows come with the call that takes the last of them. A worker calls it until it returns
+        fewer than `limit` in all: after a day close the publishers owe thousands of digests."""
+        facts = {fid: (list(self.facts[fid]) if fid in self.facts else None)
+                 for fid in take_keys(self.dirty_facts, limit)}
+        left = None if limit is None else limit - len(facts)
         for sub in (self.experience, self.agent_book, self.resolution):
-            for fid in sub.dirty_facts:
+            for fid in take_keys(sub.dirty_facts, left):
                 facts[fid] = list(sub.facts[fid]) if fid in sub.facts else None
-            sub.dirty_facts.clear()
-        published = {"|".join(map(str, k)): self.published.get(k) for k in self.dirty_published}
-        for k, v in self.experience.publisher.take_dirty().items():
-            published["|".join(map(str, k)) + "|exp"] = v
-        for k, v in self.agent_book.publisher.take_dirty().items():
-            published["|".join(map(str, k)) + "|agt"] = v
-        for k, v in self.resolution.resolution.take_dirty().items():
-            published["|".join(map(str, k)) + "|res"] = v
-        for k, v in self.resolution.retention.take_dirty().items():
-            published["|".join(map(str, k)) + "|ret"] = v
-        published.update(self._floor_rows())
-        published.update(self.agent_book.take_floor_row())
-        self.dirty_facts.clear()
-        self.dirty_published.clear()
+            left = None if limit is None else limit - len(facts)
+        published = {"|".join(map(str, k)): self.published.get(k) for k in take_keys(self.dirty_published, left)}
+        for publisher, suffix in ((self.experience.publisher, "|exp"), (self.agent_book.publisher, "|agt"),
+                                  (self.resolution.resolution, "|res"), (self.resolution.retention, "|ret")):
+            left = None if limit is None else limit - len(facts) - len(published)
+            for k, v in publisher.take_dirty(left).items():
+                published["|".join(map(str, k)) + suffix] = v
+        if limit is None or len(facts) + len(published) < limit:  # nothing else is left: the floors
+            published.update(self._floor_rows())
+            published.update(self.agent_book.take_floor_row())
         return facts, published
 
     def _floors(self) -> tuple:
