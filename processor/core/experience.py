@@ -121,10 +121,12 @@ class ExperienceBook:
             del self.facts[fact_id]
             self.dirty_facts.add(fact_id)
             old = None
+        if fact is not None and fact[3] < self._floor:
+            # its interval was already expired (stage one dead-letters such events as too late): a
+            # new fact is ignored, a fact moved there leaves its old interval, as in ResolutionBook
+            fact = None
         if old == fact:
             return
-        if old is None and fact is not None and fact[3] < self._floor:
-            return  # its interval was already expired; stage one dead-letters such events as too late
         if old is not None:
             self._account(old, -1)
         if fact is None:

@@ -55,10 +55,13 @@ class ResolutionBook:
             del self.facts[fact_id]
             self.dirty_facts.add(fact_id)
             old = None
+        if fact is not None and fact[4] <= (self._res_floor if fact[0] == "res" else self._ret_floor):
+            # that day was expired: final for good. A new fact is ignored; a fact moved there leaves
+            # its old day and counts nowhere (a day published again after its expiry would restart
+            # at version 1, and whether it is depended on when the pass that expires it has ended)
+            fact = None
         if old == fact:
             return
-        if old is None and fact is not None and fact[4] <= (self._res_floor if fact[0] == "res" else self._ret_floor):
-            return  # that day was expired: final for good
         if old is not None:
             # the same kind and day again: the new fact's touch covers it (touches are idempotent)
             self._account(old, -1, fact is None or old[:5] != fact[:5])
