@@ -835,6 +835,7 @@ class Output:
         # table writes, and whatever comes next waits behind them.
         self.in_flight = 0
         self.fenced_in_rebalance: set[str] = set()  # exactly_once: see guard_fences
+        self.acked_uncommitted = False  # exactly_once: offsets acked since a commit last took them (commit_idle)
 
     def stable_transaction_groups(self, leader_topic: str, partitions: int) -> None:
         """exactly_once: transactional ids that stay the same from one rebalance to the next.
@@ -953,6 +954,7 @@ class Output:
 
         async def guarded_commit(offsets, start_new_transaction: bool = True) -> bool:
             async with self.locks["one"], self.locks["two"], self.locks["journeys"]:
+                self._add_acked_meanwhile(offsets)
                 await self.flush_batches()
                 await self.app.producer.flush()  # what Faust still buffers joins the transaction
                 done = await commit(offsets, start_new_transaction=start_new_transaction)
@@ -970,6 +972,36 @@ class Output:
         manager.commit = guarded_commit
         consumer.commit_and_end_transactions = commit_and_end
         self._guarded = True
+
+    def _add_acked_meanwhile(self, offsets: dict) -> None:
+        """The offsets acked while the guarded commit waited for the batch in progress, into `offsets`
+        (fault H, docs/reliability.md).
+
+        Faust computes `offsets` (and takes them off its acked lists), then its commit waits here for
+        the batch in progress, whose outputs and table writes join the transaction: without its
+        offsets, a restart or a rebalance applied that batch again, and what no id deduplicates (a
+        dead letter of a message that is not an event) was committed twice. The dict is Faust's own
+        and is updated in place: after the commit Faust records it as the committed offsets, and
+        its next commit starts from there. (A copy committed higher offsets while Faust recorded the
+        lower ones; its acked lists then began more than one offset above its committed offset, so it
+        never committed that partition again: the drill stalled, cb94a7f.) Faust would take the
+        later acks only from its committed offset, so it is set to `offsets` while they are taken."""
+        consumer = self.app.consumer
+        self.acked_uncommitted = False  # every ack so far is taken into account here (the locks are held)
+        assigned = consumer.assignment()
+        tps = [tp for tp, acked in list(consumer._acked.items()) if acked and tp in assigned]
+        if not tps:
+            return
+        committed = consumer._committed_offset
+        before = {tp: committed[tp] for tp in offsets}
+        committed.update(offsets)  # what Faust records once this commit is done
+        try:
+            later = consumer._filter_committable_offsets(tps)
+        finally:
+            committed.update(before)
+        for tp, offset in later.items():
+            if offset > (offsets.get(tp) or -1):
+                offsets[tp] = offset
 
     def guard_fences(self) -> None:
         """exactly_once: a fenced transactional producer stops the worker (issue 24's chaos drill).
@@ -1031,6 +1063,12 @@ class Output:
         await self.app.consumer.commit()
         if self.open:
             async with self.locks["one"], self.locks["two"], self.locks["journeys"]:
+                if self.acked_uncommitted:
+                    # A batch ended while this waited for the locks: its outputs are in the open
+                    # transactions, its offsets are not committed yet. Committing the transactions
+                    # now would commit the outputs without them (fault H); Faust's next commit
+                    # (within broker_commit_interval) carries both, and every open transaction.
+                    return
                 await self.flush_batches()
                 await self.app.producer.flush()
                 await self._commit_open()
@@ -1039,8 +1077,8 @@ class Output:
         """Submit a batch's records, then mark its offsets committable, while its stage lock is held:
         a commit then carries either the whole batch (offsets and outputs) or none of it."""
         await self.flush_batches()
-        if batch:
-            intake.ack(self.app.consumer, batch)
+        if batch and intake.ack(self.app.consumer, batch):
+            self.acked_uncommitted = True
 
 
 class PartitionTable(faust.Table):
