@@ -30,7 +30,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from . import deadletter, intake
 from .config import Settings
-from .consumer_tuning import StallWatch, broker_highwaters, fetch_position, quick_hand_off, short_fetch_wait
+from .consumer_tuning import StallWatch, broker_highwaters, fetch_position, quick_hand_off, short_fetch_wait, track_seeks
 from .core.contacts import ContactBook
 from .core.journeys import JourneyBook
 from .core.queues import QueueBook
@@ -314,22 +314,13 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         """Recovery rebuilt the topic's books: nothing of it is applied until Faust seeks its
         partitions to their committed offsets, and from there on everything is (RepeatGuard)."""
         rt.guard.rebuilt(topic)
-        consumer = app.consumer
-        if getattr(consumer, "_kpi_seek_tracked", False):
-            return
-        seek = consumer.perform_seek
 
-        async def perform_seek() -> None:
-            await seek()
-            owned = {k.input_topic, k.facts_topic, k.journeys_topic}
-            committed = {(tp.topic, tp.partition): offset  # the committed offsets perform_seek just set
-                         for tp, offset in list(consumer._read_offset.items()) if tp.topic in owned}
+        def sought(committed: dict) -> None:
             rt.guard.sought(committed)
             for topic in {topic for topic, _ in committed}:
                 intakes[topic].clear()  # fetched before the seek: it comes again
 
-        consumer.perform_seek = perform_seek
-        consumer._kpi_seek_tracked = True
+        track_seeks(app.consumer, {k.input_topic, k.facts_topic, k.journeys_topic}, sought)
 
     def route(key: str) -> int:
         """Partition of an agent's or a customer's facts: a stable hash (Python's hash() is salted)."""
