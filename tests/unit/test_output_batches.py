@@ -361,3 +361,47 @@ def test_exactly_once_a_tick_commit_never_commits_a_batch_without_its_offsets():
         assert txn.log == [("offsets", {"h-1-0": {0: 5}})]  # both, in one transaction
 
     asyncio.run(main())
+
+
+def test_offsets_read_again_without_a_record_do_not_stop_the_commits():
+    """The consumer skipped offsets 22..30 of a partition whose commit markers sit at 23, 25, 26, 28
+    and 30; the stage read the records again and acked them. Faust commits only up to a hole of
+    more than one offset: without the markers recorded as gaps it stopped at 25 for good (chaos
+    drill seed 12007: the tick then held the transactions open, and every reader waited)."""
+    from processor.app import pass_empty_offsets
+
+    async def main():
+        app, out, txn, locks = _exactly_once_worker()
+        consumer = app.consumer
+        await out.ack(_records_of(0, [20, 21]))
+        await consumer.commit()
+        read_again = _records_of(0, [22, 24, 27, 29])
+        await pass_empty_offsets(consumer, "in", 0, 22, 31, read_again)
+        await out.ack(read_again + _records_of(0, range(31, 35)))
+        for _ in range(3):
+            await consumer.commit()
+        assert txn.log[-1] == ("offsets", {"h-1-0": {0: 35}})
+
+    asyncio.run(main())
+
+
+def test_exactly_once_the_tick_commits_the_transactions_when_acked_offsets_stay_uncommittable(monkeypatch):
+    """Offsets acked behind a hole Faust does not pass must not hold the tick's transactions open for
+    good: read_committed readers of those partitions would wait behind them."""
+    import processor.app
+
+    monkeypatch.setattr(processor.app, "IDLE_COMMIT_WAIT", 0.05)
+
+    async def main():
+        app, out, txn, locks = _exactly_once_worker()
+        await out.ack(_records_of(0, [0, 1]))
+        await app.consumer.commit()
+        await out.send_record("facts", 0, b"", b"tick", 1)
+        await out.ack(_records_of(0, [5, 6]))  # 2..4 never acked: Faust commits nothing
+        await out.commit_idle()
+        assert txn.log[-1] == ("offsets", {"h-1-0": {0: 2}})  # left open for now
+        await asyncio.sleep(0.06)
+        await out.commit_idle()
+        assert txn.log[-1] == ("transaction", "h-1-0")
+
+    asyncio.run(main())
