@@ -30,7 +30,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from . import deadletter, intake
 from .config import Settings
-from .consumer_tuning import StallWatch, broker_highwaters, fetch_position, quick_hand_off, short_fetch_wait
+from .consumer_tuning import StallWatch, broker_highwaters, fetch_position, quick_hand_off, short_fetch_wait, track_seeks
 from .core.contacts import ContactBook
 from .core.journeys import JourneyBook
 from .core.queues import QueueBook
@@ -56,6 +56,7 @@ ADVANCE_LIMIT = 100           # records built by one QueueBook.advance call betw
 TAKE_LIMIT = 200              # changed keys serialised by one take_dirty call between two looks at the clock
 RESTORE_CHUNK = 500           # journey facts restored between two looks at the clock (see Slicer)
 METADATA_MAX_AGE_MS = 15_000  # see create_app: how long a group may sit on metadata missing its topics
+IDLE_COMMIT_WAIT = 5.0        # exactly_once: longest the tick leaves transactions open for acks Faust cannot commit
 BATCH_MAX = 5000              # records a stage takes from its intake at most (whatever has arrived, no waiting)
 
 
@@ -227,11 +228,16 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                 continue
             last = guard.last(tp)
             if verdict == "gap":
-                missed = await gap_reader.read(r.topic, r.partition, last + 1, r.offset)
+                missed, complete = await gap_reader.read_range(r.topic, r.partition, last + 1, r.offset)
                 if missed:
                     rt.offset_gaps += 1
                     log.error("offsets %d..%d of %s[%d] were skipped by the consumer: read %d messages again",
                               last + 1, r.offset - 1, r.topic, r.partition, len(missed))
+                if complete:
+                    await _pass_empty_offsets(r.topic, r.partition, last + 1, r.offset, missed)
+                else:
+                    log.error("offsets %d..%d of %s[%d] could not all be read again", last + 1, r.offset - 1,
+                              r.topic, r.partition)
                 mended += missed
             elif verdict == "repeat":
                 # Applied to these books already (read again above, a seek back): an older message
@@ -248,6 +254,9 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         return mended
 
     gap_reader = GapReader(settings, read_committed=out.exactly_once)
+
+    async def _pass_empty_offsets(topic: str, partition: int, start: int, end: int, found: list) -> None:
+        await pass_empty_offsets(app.consumer, topic, partition, start, end, found)
 
     # Fetched records reach the stages a partition's fetch at a time (processor/intake.py).
     intakes = {name: intake.Intake() for name in (k.input_topic, k.facts_topic, k.journeys_topic)}
@@ -314,22 +323,13 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         """Recovery rebuilt the topic's books: nothing of it is applied until Faust seeks its
         partitions to their committed offsets, and from there on everything is (RepeatGuard)."""
         rt.guard.rebuilt(topic)
-        consumer = app.consumer
-        if getattr(consumer, "_kpi_seek_tracked", False):
-            return
-        seek = consumer.perform_seek
 
-        async def perform_seek() -> None:
-            await seek()
-            owned = {k.input_topic, k.facts_topic, k.journeys_topic}
-            committed = {(tp.topic, tp.partition): offset  # the committed offsets perform_seek just set
-                         for tp, offset in list(consumer._read_offset.items()) if tp.topic in owned}
+        def sought(committed: dict) -> None:
             rt.guard.sought(committed)
             for topic in {topic for topic, _ in committed}:
                 intakes[topic].clear()  # fetched before the seek: it comes again
 
-        consumer.perform_seek = perform_seek
-        consumer._kpi_seek_tracked = True
+        track_seeks(app.consumer, {k.input_topic, k.facts_topic, k.journeys_topic}, sought)
 
     def route(key: str) -> int:
         """Partition of an agent's or a customer's facts: a stable hash (Python's hash() is salted)."""
@@ -692,6 +692,23 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     return app, rt
 
 
+async def pass_empty_offsets(consumer, topic: str, partition: int, start: int, end: int, found: list) -> None:
+    """Offsets of [start, end) read again without a record (transaction markers, aborted records) are
+    a gap Faust's commits pass, as its fetch loop records the jumps it sees. Without that, after the
+    consumer had skipped a range holding markers (create_app._mend_gaps), the offsets acked had holes
+    Faust never commits past: no offset of that partition was committed again (exactly_once: seen
+    in the chaos drill, seed 12007, after "offsets ... were skipped by the consumer")."""
+    from aiokafka.structs import TopicPartition
+
+    tp, have, first = TopicPartition(topic, partition), {m.offset for m in found}, None
+    for offset in range(start, end + 1):
+        if offset < end and offset not in have:
+            first = offset if first is None else first
+        elif first is not None:
+            await consumer._add_gap(tp, first, offset - 1)
+            first = None
+
+
 def _owned_rows(table, books: dict):
     """(key, book, value) of a table's entries that belong to a partition in `books` (values carry it)."""
     for key, p, value in _rows(table, books):
@@ -777,6 +794,10 @@ class GapReader:
 
     async def read(self, topic: str, partition: int, start: int, end: int) -> list:
         """The records of offsets [start, end) (committed ones only with exactly_once)."""
+        return (await self.read_range(topic, partition, start, end))[0]
+
+    async def read_range(self, topic: str, partition: int, start: int, end: int) -> tuple[list, bool]:
+        """The records of offsets [start, end), and whether the reader got to `end` (within 30 s)."""
         from aiokafka.structs import TopicPartition
 
         async with self._lock:
@@ -790,7 +811,7 @@ class GapReader:
                 for r in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
                     if start <= r.offset < end:
                         found.append(r)
-            return found
+            return found, await consumer.position(tp) >= end
 
     async def _started(self):
         if self._consumer is None:
@@ -835,6 +856,8 @@ class Output:
         # table writes, and whatever comes next waits behind them.
         self.in_flight = 0
         self.fenced_in_rebalance: set[str] = set()  # exactly_once: see guard_fences
+        self.acked_uncommitted = False  # exactly_once: offsets acked since a commit last took them (commit_idle)
+        self._idle_skipped_since: float | None = None  # commit_idle: when it first left them to Faust's commit
 
     def stable_transaction_groups(self, leader_topic: str, partitions: int) -> None:
         """exactly_once: transactional ids that stay the same from one rebalance to the next.
@@ -953,6 +976,7 @@ class Output:
 
         async def guarded_commit(offsets, start_new_transaction: bool = True) -> bool:
             async with self.locks["one"], self.locks["two"], self.locks["journeys"]:
+                self._add_acked_meanwhile(offsets)
                 await self.flush_batches()
                 await self.app.producer.flush()  # what Faust still buffers joins the transaction
                 done = await commit(offsets, start_new_transaction=start_new_transaction)
@@ -970,6 +994,36 @@ class Output:
         manager.commit = guarded_commit
         consumer.commit_and_end_transactions = commit_and_end
         self._guarded = True
+
+    def _add_acked_meanwhile(self, offsets: dict) -> None:
+        """The offsets acked while the guarded commit waited for the batch in progress, into `offsets`
+        (fault H, docs/reliability.md).
+
+        Faust computes `offsets` (and takes them off its acked lists), then its commit waits here for
+        the batch in progress, whose outputs and table writes join the transaction: without its
+        offsets, a restart or a rebalance applied that batch again, and what no id deduplicates (a
+        dead letter of a message that is not an event) was committed twice. The dict is Faust's own
+        and is updated in place: after the commit Faust records it as the committed offsets, and
+        its next commit starts from there. (A copy committed higher offsets while Faust recorded the
+        lower ones; its acked lists then began more than one offset above its committed offset, so it
+        never committed that partition again: the drill stalled, cb94a7f.) Faust would take the
+        later acks only from its committed offset, so it is set to `offsets` while they are taken."""
+        consumer = self.app.consumer
+        self.acked_uncommitted, self._idle_skipped_since = False, None  # every ack so far is taken into account here
+        assigned = consumer.assignment()
+        tps = [tp for tp, acked in list(consumer._acked.items()) if acked and tp in assigned]
+        if not tps:
+            return
+        committed = consumer._committed_offset
+        before = {tp: committed[tp] for tp in offsets}
+        committed.update(offsets)  # what Faust records once this commit is done
+        try:
+            later = consumer._filter_committable_offsets(tps)
+        finally:
+            committed.update(before)
+        for tp, offset in later.items():
+            if offset > (offsets.get(tp) or -1):
+                offsets[tp] = offset
 
     def guard_fences(self) -> None:
         """exactly_once: a fenced transactional producer stops the worker (issue 24's chaos drill).
@@ -1031,6 +1085,21 @@ class Output:
         await self.app.consumer.commit()
         if self.open:
             async with self.locks["one"], self.locks["two"], self.locks["journeys"]:
+                if self.acked_uncommitted:
+                    # A batch ended while this waited for the locks: its outputs are in the open
+                    # transactions, its offsets are not committed yet. Committing the transactions
+                    # now would commit the outputs without them (fault H); Faust's next commit
+                    # (within broker_commit_interval) carries both, and every open transaction.
+                    # Offsets Faust cannot commit (acked behind one that is not) must not hold the
+                    # transactions open for good (read_committed readers would wait behind them):
+                    # after IDLE_COMMIT_WAIT the transactions are committed without them.
+                    now = time.monotonic()
+                    self._idle_skipped_since = self._idle_skipped_since or now
+                    if now - self._idle_skipped_since < IDLE_COMMIT_WAIT:
+                        return
+                    log.warning("offsets acked %.0f s ago are not committable yet: committing the open "
+                                "transactions without them", now - self._idle_skipped_since)
+                self._idle_skipped_since = None
                 await self.flush_batches()
                 await self.app.producer.flush()
                 await self._commit_open()
@@ -1039,8 +1108,8 @@ class Output:
         """Submit a batch's records, then mark its offsets committable, while its stage lock is held:
         a commit then carries either the whole batch (offsets and outputs) or none of it."""
         await self.flush_batches()
-        if batch:
-            intake.ack(self.app.consumer, batch)
+        if batch and intake.ack(self.app.consumer, batch):
+            self.acked_uncommitted = True
 
 
 class PartitionTable(faust.Table):

@@ -163,6 +163,38 @@ class StallWatch:
         self._sought = {(tp, s) for tp, s in self._sought if tp in keep}
 
 
+def track_seeks(consumer, topics: set[str], on_sought) -> None:
+    """After Faust seeks the stream partitions to their committed offsets (at the end of every
+    recovery), every assigned partition of `topics` is at its committed offset, or at the start
+    when none is committed; then `on_sought({(topic, partition): committed offset or None})`.
+
+    aiokafka's `seek_to_committed` seeks only a partition whose committed offset is above 0: one
+    with none (or 0) stays at its fetch position. Faust resumes the stream partitions before it
+    seeks, so records can be fetched and handed over in between; the stages drop them, since the
+    books were rebuilt and they come again after the seek (processor/offset_guard.py). For a
+    partition with nothing committed they did not come again: its fetch position stayed after
+    them. A worker restarted on an empty folder after a worker killed before its first commit
+    lost them for good (issue 24: test_crash_recovery, exactly_once, 3 of 5 offered counted; or it
+    never reached the end of the input). Such a partition now goes back to offset 0 (the log
+    start, by auto_offset_reset, if that is gone). Which partitions is read from what Faust's
+    seek just set, before anything else runs: the fetch loop moves those marks as it hands over."""
+    if getattr(consumer, "_kpi_seek_tracked", False):
+        return
+    seek = consumer.perform_seek
+
+    async def perform_seek() -> None:
+        await seek()
+        read = consumer._read_offset  # Faust's perform_seek set it: the committed offset, None when none
+        committed = {(tp.topic, tp.partition): offset for tp, offset in list(read.items()) if tp.topic in topics}
+        uncommitted = [tp for tp in consumer.assignment() if tp.topic in topics and not read.get(tp)]
+        for tp in uncommitted:
+            await consumer.seek(tp, 0)
+        on_sought(committed)
+
+    consumer.perform_seek = perform_seek
+    consumer._kpi_seek_tracked = True
+
+
 def fetch_position(consumer, tp) -> int | None:
     """The next offset the worker's aiokafka consumer fetches for `tp` (None: not known yet).
 

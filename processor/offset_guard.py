@@ -23,7 +23,8 @@ The rule, path by path (docs/reliability.md#the-offset-repeat-guard):
   the records it caused were delivered, changelog writes included; exactly_once commits offsets,
   table writes and outputs in one transaction). Nothing of the topic is applied until the seek to
   the committed offsets that ends the recovery (`held`): a record handed over in between was
-  fetched before that seek and comes again after it.
+  fetched before that seek and comes again after it (a partition with nothing committed is sought
+  to its start: aiokafka leaves it where it is, consumer_tuning.track_seeks).
 - The seek (`sought`) sets the mark to the committed offset minus one for every partition, kept
   or new, whatever was applied before: everything from the committed offset on is applied again to
   the rebuilt books (events are deduplicated by id there; facts are re-applied in offset order, so

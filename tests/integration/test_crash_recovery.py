@@ -22,12 +22,12 @@ pytestmark = pytest.mark.integration
 
 
 # ("rocksdb://", "same") held three times and lost one offered contact once (docs/limitations.md#known-limitations).
-# exactly_once after a restart on an empty folder lost 2 of 5 offered in one of four runs on the code of
-# 5 December evening (an open fault of issue 24, docs/reliability.md): reported as XFAIL/XPASS, never hidden.
-OPEN_FAULT = pytest.mark.xfail(reason="issue 24: open fault, exactly_once restart on an empty folder", strict=False)
+# exactly_once after a restart on an empty folder lost 2 of 5 offered in one of four CI runs, and here once
+# never caught up: records dropped between the rebuild and the seek did not come again on a partition with
+# nothing committed (issue 24, docs/reliability.md; consumer_tuning.track_seeks).
 
 
-@pytest.mark.parametrize("guarantee", ["at_least_once", pytest.param("exactly_once", marks=OPEN_FAULT)])
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 @pytest.mark.parametrize("store, folder", [("memory://", "empty")])
 def test_kill_9_mid_stream_then_restart_loses_and_doubles_nothing(kafka, feed, tmp_path, store, folder, guarantee):
     env, half = first_half_produced(kafka.bootstrap, feed, {"KPI_STORE": store,

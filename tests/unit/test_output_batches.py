@@ -246,3 +246,162 @@ def test_exactly_once_transactional_ids_do_not_depend_on_the_metadata_of_a_rebal
     assert ids[0] == ids[1] == ["tids-1-0", "tids-1-1", "tids-1-2", "tids-1-3"]
     assert app.assignor.group_for_topic(leader) == 0
 
+
+
+class _Txn:
+    """Faust's transactional producer as Output and Faust's commit see it: what was committed, in order."""
+
+    def __init__(self, tids) -> None:
+        self._transaction_producers = {tid: FakeAioProducer(batch_size=16384) for tid in tids}
+        self.log: list = []  # ("offsets", {tid: {partition: offset}}) and ("transaction", tid)
+
+    async def flush(self) -> None:
+        pass
+
+    async def commit_transaction(self, tid) -> None:
+        self.log.append(("transaction", tid))
+
+    async def begin_transaction(self, tid) -> None:
+        pass
+
+
+def _exactly_once_worker():
+    """A Faust app's real consumer (acks, committed offsets, its commit) with Output guarding its commits;
+    the broker side is recorded, not sent."""
+    import faust
+    from faust.types import TP
+
+    app = faust.App("h", broker="kafka://127.0.0.1:1", processing_guarantee="exactly_once")
+    app.in_worker = True  # Faust commits through transactions only inside a worker
+    locks = {name: asyncio.Lock() for name in ("one", "two", "journeys")}
+    out = Output(app, locks, exactly_once=True, source_topic="in")
+    out.stable_transaction_groups("h-__assignor-__leader", 4)
+    txn = app._producer = _Txn([out.transactional_id(p) for p in range(4)])
+    consumer = app.consumer
+    tp0 = TP("in", 0)
+    consumer.assignment = lambda: {tp0}
+
+    async def faust_commit_transactions(offsets, start_new_transaction=True):  # Faust's TransactionManager.commit
+        txn.log.append(("offsets", {out.transactional_id(tp.partition): {tp.partition: o} for tp, o in offsets.items()}))
+        return True
+
+    consumer.transactions.commit = faust_commit_transactions
+    return app, out, txn, locks
+
+
+def _records_of(partition: int, offsets):
+    return [SimpleNamespace(topic="in", partition=partition, offset=o) for o in offsets]
+
+
+def test_exactly_once_a_commit_carries_the_offsets_of_the_batch_it_waited_for():
+    """Fault H: Faust computes the offsets to commit, then the guarded commit waits for the batch in
+    progress, whose outputs join the transaction; its offsets must join too, or a restart applies
+    it again (a dead letter committed twice in the chaos drill). And Faust must go on committing
+    afterwards (a copy of the offsets made it stop committing the partition: the drill stalled)."""
+    async def main():
+        app, out, txn, locks = _exactly_once_worker()
+        consumer = app.consumer
+        await out.send_record("dead", 0, b"k", b"first", 0)
+        await out.ack(_records_of(0, range(0, 10)))
+        batch_started, may_end = asyncio.Event(), asyncio.Event()
+
+        async def batch():  # a stage's batch: lock held, outputs sent, offsets acked at its end
+            async with locks["one"]:
+                batch_started.set()
+                await may_end.wait()
+                await out.send_record("dead", 0, b"k", b"dead letter", 0)
+                await out.ack(_records_of(0, range(10, 15)))
+
+        running = asyncio.ensure_future(batch())
+        await batch_started.wait()
+        commit = asyncio.ensure_future(consumer.commit())  # Faust takes offsets up to 10, then waits
+        await asyncio.sleep(0.01)
+        may_end.set()
+        await running
+        await commit
+        assert txn.log == [("offsets", {"h-1-0": {0: 15}})]  # with the dead letter's offsets, not 10
+        await out.ack(_records_of(0, range(15, 20)))
+        await consumer.commit()
+        assert txn.log[-1] == ("offsets", {"h-1-0": {0: 20}})  # and Faust goes on committing
+
+    asyncio.run(main())
+
+
+def test_exactly_once_a_tick_commit_never_commits_a_batch_without_its_offsets():
+    """The tick commits transactions holding only clock ticks; a batch that ends while it waits for
+    the locks has its outputs in those transactions and its offsets not committed yet: they wait
+    for Faust's next commit, which carries both (fault H)."""
+    async def main():
+        app, out, txn, locks = _exactly_once_worker()
+        consumer = app.consumer
+        await out.send_record("facts", 0, b"", b"tick", 1)  # a tick: an open transaction, nothing acked
+        await out.commit_idle()
+        assert txn.log == [("transaction", "h-1-0")]
+        txn.log.clear()
+
+        await out.send_record("facts", 0, b"", b"tick", 1)
+        batch_started, may_end = asyncio.Event(), asyncio.Event()
+
+        async def batch():
+            async with locks["two"]:
+                batch_started.set()
+                await may_end.wait()
+                await out.send_record("dead", 0, b"k", b"dead letter", 0)
+                await out.ack(_records_of(0, range(0, 5)))
+
+        running = asyncio.ensure_future(batch())
+        await batch_started.wait()
+        idle = asyncio.ensure_future(out.commit_idle())  # nothing acked yet: Faust commits nothing; waits for the locks
+        await asyncio.sleep(0.01)
+        may_end.set()
+        await running
+        await idle
+        assert txn.log == []  # the dead letter is not committed without its offsets
+        await consumer.commit()
+        assert txn.log == [("offsets", {"h-1-0": {0: 5}})]  # both, in one transaction
+
+    asyncio.run(main())
+
+
+def test_offsets_read_again_without_a_record_do_not_stop_the_commits():
+    """The consumer skipped offsets 22..30 of a partition whose commit markers sit at 23, 25, 26, 28
+    and 30; the stage read the records again and acked them. Faust commits only up to a hole of
+    more than one offset: without the markers recorded as gaps it stopped at 25 for good (chaos
+    drill seed 12007: the tick then held the transactions open, and every reader waited)."""
+    from processor.app import pass_empty_offsets
+
+    async def main():
+        app, out, txn, locks = _exactly_once_worker()
+        consumer = app.consumer
+        await out.ack(_records_of(0, [20, 21]))
+        await consumer.commit()
+        read_again = _records_of(0, [22, 24, 27, 29])
+        await pass_empty_offsets(consumer, "in", 0, 22, 31, read_again)
+        await out.ack(read_again + _records_of(0, range(31, 35)))
+        for _ in range(3):
+            await consumer.commit()
+        assert txn.log[-1] == ("offsets", {"h-1-0": {0: 35}})
+
+    asyncio.run(main())
+
+
+def test_exactly_once_the_tick_commits_the_transactions_when_acked_offsets_stay_uncommittable(monkeypatch):
+    """Offsets acked behind a hole Faust does not pass must not hold the tick's transactions open for
+    good: read_committed readers of those partitions would wait behind them."""
+    import processor.app
+
+    monkeypatch.setattr(processor.app, "IDLE_COMMIT_WAIT", 0.05)
+
+    async def main():
+        app, out, txn, locks = _exactly_once_worker()
+        await out.ack(_records_of(0, [0, 1]))
+        await app.consumer.commit()
+        await out.send_record("facts", 0, b"", b"tick", 1)
+        await out.ack(_records_of(0, [5, 6]))  # 2..4 never acked: Faust commits nothing
+        await out.commit_idle()
+        assert txn.log[-1] == ("offsets", {"h-1-0": {0: 2}})  # left open for now
+        await asyncio.sleep(0.06)
+        await out.commit_idle()
+        assert txn.log[-1] == ("transaction", "h-1-0")
+
+    asyncio.run(main())
