@@ -16,11 +16,7 @@ def parse_customers(v: Any) -> CustomerModel:
         return CustomerModel()
     if v == "uniform":
         return UNIFORM_CUSTOMERS
-    if not isinstance(v, dict):
-        raise ModelError("customers: a mapping (or `uniform`)")
-    extra = set(v) - _CUSTOMER_KEYS
-    if extra:
-        raise ModelError(f"customers: unknown key(s) {', '.join(sorted(map(str, extra)))}")
+    _check_mapping(v, "customers", "uniform", _CUSTOMER_KEYS)
     kw: dict[str, Any] = {}
     if "distribution" in v:
         kw["distribution"] = v["distribution"]
@@ -59,11 +55,7 @@ def parse_feed(v: Any) -> FeedModel:
         return FeedModel()
     if v == "plain":
         return PLAIN_FEED
-    if not isinstance(v, dict):
-        raise ModelError("feed: a mapping (or `plain`)")
-    extra = set(v) - {"agent_clock_skew", "missing_issue", "omit_defaults"}
-    if extra:
-        raise ModelError(f"feed: unknown key(s) {', '.join(sorted(map(str, extra)))}")
+    _check_mapping(v, "feed", "plain", {"agent_clock_skew", "missing_issue", "omit_defaults"})
     kw: dict[str, Any] = {}
     if "agent_clock_skew" in v:
         kw["agent_clock_skew"] = None if v["agent_clock_skew"] is None else dist(v["agent_clock_skew"],
@@ -75,3 +67,12 @@ def parse_feed(v: Any) -> FeedModel:
             raise ModelError("feed.omit_defaults: true or false")
         kw["omit_defaults"] = v["omit_defaults"]
     return FeedModel(**kw)
+
+
+def _check_mapping(v: Any, name: str, shortcut: str, keys: set[str]) -> None:
+    """A whole-model group given as a mapping (or its one-word shortcut), with only its own keys."""
+    if not isinstance(v, dict):
+        raise ModelError(f"{name}: a mapping (or `{shortcut}`)")
+    extra = set(v) - keys
+    if extra:
+        raise ModelError(f"{name}: unknown key(s) {', '.join(sorted(map(str, extra)))}")

@@ -94,14 +94,10 @@ def _durations(e: dict, where: str, kw: dict, partial: bool) -> None:
 
 def _flow_out(e: dict, where: str, kw: dict, partial: bool) -> None:
     """flow_out: {after_seconds, reason, to_queue}; null: none."""
-    if "flow_out" not in e:
-        return
-    g = group(e, "flow_out", where, {"after_seconds", "reason", "to_queue"})
+    g = _switchable(e, "flow_out", where, {"after_seconds", "reason", "to_queue"}, "after_seconds",
+                    "flow_out_after_seconds", kw)
     if g is None:
-        kw["flow_out_after_seconds"] = None
         return
-    if "after_seconds" not in g:
-        raise ModelError(f"{where}.flow_out.after_seconds: required")
     kw["flow_out_after_seconds"] = num(g["after_seconds"], f"{where}.flow_out.after_seconds")
     reason = g.get("reason", "overflow" if g.get("to_queue") else "timeout")
     if reason not in FLOW_OUT_REASONS:
@@ -143,14 +139,9 @@ def _acw(e: dict, where: str, kw: dict, partial: bool) -> None:
 
 def _breaks(e: dict, where: str, kw: dict, partial: bool) -> None:
     """breaks: {every, duration}; null: no breaks."""
-    if "breaks" not in e:
-        return
-    g = group(e, "breaks", where, {"every", "duration"})
+    g = _switchable(e, "breaks", where, {"every", "duration"}, "every", "break_every", kw)
     if g is None:
-        kw["break_every"] = None
         return
-    if "every" not in g:
-        raise ModelError(f"{where}.breaks.every: required")
     kw["break_every"] = dist(g["every"], f"{where}.breaks.every")
     if "duration" in g:
         kw["break_duration"] = dist(g["duration"], f"{where}.breaks.duration")
@@ -232,3 +223,17 @@ def _follow_ups(e: dict, where: str, kw: dict, partial: bool) -> None:
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ModelError(f"{where}.{key}.max_rounds: an integer >= 1")
             kw["max_rounds"] = v
+
+
+def _switchable(e: dict, key: str, where: str, allowed: set[str], required: str, off: str, kw: dict) -> dict | None:
+    """A group that null switches off (`off` set to None) and that needs `required` when given; None
+    when it is absent or null, else the group."""
+    if key not in e:
+        return None
+    g = group(e, key, where, allowed)
+    if g is None:
+        kw[off] = None
+        return None
+    if required not in g:
+        raise ModelError(f"{where}.{key}.{required}: required")
+    return g
