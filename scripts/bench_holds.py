@@ -26,19 +26,19 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench  # noqa: E402  (scripts/bench.py: broker, producer, catch-up measurement)
+import benchlib  # noqa: E402  (scripts/benchlib: broker, producer, catch-up measurement)
 
 from processor.config import Settings  # noqa: E402
 from processor.services.worker import parse_metrics  # noqa: E402
 
 
 def _buckets(samples: dict[str, float], name: str) -> dict[str, int]:
-    found = {bench.labels_of(k)["le"]: int(v) for k, v in samples.items() if k.startswith(name + "_bucket{")}
+    found = {benchlib.labels_of(k)["le"]: int(v) for k, v in samples.items() if k.startswith(name + "_bucket{")}
     return dict(sorted(found.items(), key=lambda kv: float(kv[0])))
 
 
 def hold_figures(samples: dict[str, float]) -> dict:
-    steps = {bench.labels_of(k)["step"]: round(v, 4) for k, v in samples.items()
+    steps = {benchlib.labels_of(k)["step"]: round(v, 4) for k, v in samples.items()
              if k.startswith("kpi_event_loop_step_max_seconds{")}
     return {"max_seconds": samples.get("kpi_event_loop_hold_max_seconds"),
             "count": int(samples.get("kpi_event_loop_hold_seconds_count", 0)),
@@ -84,33 +84,33 @@ def main(argv=None) -> int:
 
     run_dir = Path(tempfile.mkdtemp(prefix="kpi-holds-"))
     output = Path(args.output).resolve() if args.output else run_dir / "holds.json"
-    bench.progress(f"run folder {run_dir}")
+    benchlib.progress(f"run folder {run_dir}")
     with open(args.input, "rb") as fh:
-        messages = [(bench.event_key(json.loads(line)), line.rstrip(b"\n")) for line in fh]
-    _, topics, app_id = bench.run_names("holds")
+        messages = [(benchlib.event_key(json.loads(line)), line.rstrip(b"\n")) for line in fh]
+    _, topics, app_id = benchlib.run_names("holds")
     broker = worker = None
     results: dict = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "input": args.input,
-                     "events": len(messages), "host": bench.host_info()}
+                     "events": len(messages), "host": benchlib.host_info()}
     try:
         if args.bootstrap:
             bootstrap = args.bootstrap
         else:
-            broker = bench.start_broker(run_dir)
+            broker = benchlib.start_broker(run_dir)
             bootstrap = broker.bootstrap
         ensure_topics(Settings(app_id=app_id, kafka={"bootstrap": bootstrap, "partitions": args.partitions, **topics}))
-        p = asyncio.run(bench.produce_bulk(bootstrap, topics["input_topic"], messages))
-        bench.progress(f"produced {p['messages']:,} events to {topics['input_topic']}")
+        p = asyncio.run(benchlib.produce_bulk(bootstrap, topics["input_topic"], messages))
+        benchlib.progress(f"produced {p['messages']:,} events to {topics['input_topic']}")
         n = len(messages)
         del messages
-        env = bench.worker_env(argparse.Namespace(partitions=args.partitions, worker_env=args.worker_env), topics, app_id)
+        env = benchlib.worker_env(argparse.Namespace(partitions=args.partitions, worker_env=args.worker_env), topics, app_id)
         worker = KpiWorker(bootstrap, work_dir=run_dir / "worker", env=env)
-        bench.progress(f"kpi worker log: {worker.log_path}")
+        benchlib.progress(f"kpi worker log: {worker.log_path}")
         load = LoadWatch()
         load.start()
         try:
-            c = bench.measure_catchup([worker], n, bench.stage_topics(topics), args.partitions, timeout=args.timeout)
+            c = benchlib.measure_catchup([worker], n, benchlib.stage_topics(topics), args.partitions, timeout=args.timeout)
             results["catchup"] = c
-            done = f"caught up: {bench.fmt_rate(c['events_per_s'])} ({c['seconds_first_event_to_zero_lag']:.1f} s)"
+            done = f"caught up: {benchlib.fmt_rate(c['events_per_s'])} ({c['seconds_first_event_to_zero_lag']:.1f} s)"
         except RuntimeError as exc:
             results["catchup"] = {"error": str(exc)}
             done = f"NOT caught up within {args.timeout:.0f} s ({str(exc).splitlines()[0]})"
@@ -133,22 +133,22 @@ def main(argv=None) -> int:
     h = results["holds"]
     c = results["catchup"]
     la = results["load_average_1m"]
-    bench.figure(f"catch-up:  {done}; {results['processed']:,.0f}/{n:,} events processed")
-    bench.figure(f"machine:   1-minute load average {la['min']}-{la['max']} (mean {la['mean']}) on "
-                 f"{bench.host_info().get('cpus', '?')} CPUs; worker CPU {c.get('worker_cpu_pct_of_one_core', 'n/a')}% of one core")
-    bench.figure(f"holds:     longest {h['max_seconds']:.3f} s; {h['count']:,} lag samples, sum {h['sum_seconds']} s")
-    bench.figure(f"           in CPU time (kpi_event_loop_hold_cpu_seconds): longest {h['cpu_max_seconds'] or 0:.3f} s")
+    benchlib.figure(f"catch-up:  {done}; {results['processed']:,.0f}/{n:,} events processed")
+    benchlib.figure(f"machine:   1-minute load average {la['min']}-{la['max']} (mean {la['mean']}) on "
+                    f"{benchlib.host_info().get('cpus', '?')} CPUs; worker CPU {c.get('worker_cpu_pct_of_one_core', 'n/a')}% of one core")
+    benchlib.figure(f"holds:     longest {h['max_seconds']:.3f} s; {h['count']:,} lag samples, sum {h['sum_seconds']} s")
+    benchlib.figure(f"           in CPU time (kpi_event_loop_hold_cpu_seconds): longest {h['cpu_max_seconds'] or 0:.3f} s")
     prev = prev_cpu = 0
-    bench.figure("           bucket        holds (wall)   holds (CPU time)")
+    benchlib.figure("           bucket        holds (wall)   holds (CPU time)")
     for le, cum in h["buckets"].items():
         cum_cpu = h["cpu_buckets"].get(le, 0)
-        bench.figure(f"           <= {le:>6} s: {cum:>9,} (+{cum - prev:,})   {cum_cpu:>9,} (+{cum_cpu - prev_cpu:,})")
+        benchlib.figure(f"           <= {le:>6} s: {cum:>9,} (+{cum - prev:,})   {cum_cpu:>9,} (+{cum_cpu - prev_cpu:,})")
         prev, prev_cpu = cum, cum_cpu
-    bench.figure("steps:     " + ", ".join(f"{k} {v:.3f} s" for k, v in h["step_max_seconds"].items()))
-    bench.figure(f"warnings:  {len(results['warnings'])} holds over 0.25 s logged"
-                 + "".join(f"\n           {re.sub(r'^.*?the event loop', 'the event loop', w)}" for w in results["warnings"][:8]))
+    benchlib.figure("steps:     " + ", ".join(f"{k} {v:.3f} s" for k, v in h["step_max_seconds"].items()))
+    benchlib.figure(f"warnings:  {len(results['warnings'])} holds over 0.25 s logged"
+                    + "".join(f"\n           {re.sub(r'^.*?the event loop', 'the event loop', w)}" for w in results["warnings"][:8]))
     output.write_text(json.dumps(results, indent=2))
-    bench.progress(f"results written to {output}")
+    benchlib.progress(f"results written to {output}")
     return 0
 
 

@@ -29,20 +29,20 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 def make_logs(n: int, seed: int, folder: Path) -> list[Path]:
     """The realistic, uniform and distinct-customer logs of bench.py's replay step (reused when present)."""
-    import bench
+    import benchlib
 
     paths = [folder / f"{name}-{n}-seed{seed}.jsonl" for name in ("realistic", "uniform", "distinct")]
     if all(p.is_file() for p in paths):
         return paths
     folder.mkdir(parents=True, exist_ok=True)
     for profile, path in (("realistic", paths[0]), ("uniform", paths[1])):
-        events, _ = bench.generate_events(n, seed, bench.bench_model(profile))
+        events, _ = benchlib.generate_events(n, seed, benchlib.bench_model(profile))
         with open(path, "wb") as f:
-            f.writelines(bench.dumps(ev) + b"\n" for ev in events)
+            f.writelines(benchlib.dumps(ev) + b"\n" for ev in events)
         if profile == "realistic":
-            print(bench.profile_text(bench.log_profile(events)), file=sys.stderr)
+            print(benchlib.profile_text(benchlib.log_profile(events)), file=sys.stderr)
             with open(paths[2], "wb") as f:
-                f.writelines(bench.dumps(ev) + b"\n" for ev in bench.distinct_customers(events))
+                f.writelines(benchlib.dumps(ev) + b"\n" for ev in benchlib.distinct_customers(events))
     print(f"logs written to {folder}", file=sys.stderr)
     return paths
 

@@ -45,11 +45,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench import (BENCH_BUSY_SHARE, PROBE_EVERY, PROBE_QUEUE, PROFILES, RSS_EVERY, TARGETS, Poller,  # noqa: E402
-                   ProbeLog, bench_model, dumps, event_key, figure, hold_met, hold_text, host_info, lag_by_topic,
-                   latency_summary, live_pool, log_profile, loop_holds, measure_catchup, pass_id_fields,
-                   profile_text, proc_status, progress, progress_done, rss_growth, run_names, shut_down,
-                   soak_flat, one_worker, stage_topics, start_broker, wait_for_probe, worker_log_problems)
+from benchlib import (BENCH_BUSY_SHARE, PROBE_EVERY, PROBE_QUEUE, PROFILES, RSS_EVERY, TARGETS, Poller,  # noqa: E402
+                      ProbeLog, bench_model, dumps, event_key, figure, hold_met, hold_text, host_info, lag_by_topic,
+                      latency_summary, live_pool, log_profile, loop_holds, measure_catchup, pass_id_fields,
+                      profile_text, proc_status, progress, progress_done, rss_growth, run_names, shut_down,
+                      soak_flat, one_worker, stage_topics, start_broker, wait_for_probe, worker_log_problems)
 
 from processor.core.events import format_ts, parse_ts_ms  # noqa: E402
 from processor.core.settings import DAY_MS  # noqa: E402

@@ -1,4 +1,5 @@
-"""What scripts/bench.py (and soak_steady.py) read and check: who calls in a log, and the event-loop holds.
+"""What scripts/bench.py (and soak_steady.py) read and check, in scripts/benchlib: who calls in a log,
+and the event-loop holds.
 
 The hold reading is checked against what the worker's own collector renders (processor/loophold.py,
 from branch hot19loop), so a renamed metric shows here and not as "not exported" in a benchmark
@@ -22,9 +23,14 @@ DAY = 86_400_000
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_script", ROOT / "scripts" / "bench.py")
+    """scripts/benchlib, the library scripts/bench.py and soak_steady.py read and check with."""
+    if "benchlib" in sys.modules:
+        return sys.modules["benchlib"]
+    folder = ROOT / "scripts" / "benchlib"
+    spec = importlib.util.spec_from_file_location("benchlib", folder / "__init__.py",
+                                                  submodule_search_locations=[str(folder)])
     module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("bench_script", module)
+    sys.modules["benchlib"] = module
     spec.loader.exec_module(module)
     return module
 

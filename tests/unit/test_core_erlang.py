@@ -200,9 +200,9 @@ def test_erlang_a_matches_a_ciw_simulation(name):
     assert sim["abandon"][0] > 10 * sim["abandon"][1]
 
 
-def test_erlang_a_equals_the_birth_death_chain_of_test_simulator_erlang():
+def test_erlang_a_equals_the_birth_death_chain_of_tests_queueing():
     """A second, independent computation: the chain with its hypoexponential waits by uniformization."""
-    from tests.unit.test_simulator_erlang import erlang_a as chain
+    from tests.queueing import erlang_a as chain
 
     for c, lam, mu, theta, t in ((10, 11 / 180, 1 / 180, 1 / 120, 20), (3, 1.0, 0.4, 0.5, 2.0),
                                  (10, 200 / 3600, 1 / 180, 1 / 120, 20), (50, 0.3, 1 / 180, 1 / 60, 30)):

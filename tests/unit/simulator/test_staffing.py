@@ -1,6 +1,6 @@
 """Live Erlang staffing closes the loop with the simulator: long steady runs at fixed staffing
 (Poisson arrivals, exponential handle time and patience; the M/M/c and M/M/c+M cases of
-test_simulator_erlang.py) are replayed through the processor; from the processor's own buckets
+simulator/test_erlang.py) are replayed through the processor; from the processor's own buckets
 (arrival rate, AHT and patience after a warm-up) the required agents for the service level the run
 actually reached come back as the staffing the simulation used, within one agent. The rollups'
 staffed agents are that staffing too.
@@ -19,7 +19,7 @@ from processor.core.staffing import erlang_inputs, required_agents
 from processor.core.stats import SegmentStats
 from processor.replay import replay_lines
 from processor.simulator import Simulation, delivered_events, dumps, load_model_text
-from tests.unit.test_simulator_erlang import START, THRESHOLD, case_model
+from tests.queueing import START, THRESHOLD, case_model
 
 CASES = {
     # name: agents, arrivals per hour, mean handle s, mean patience s or None, hours, model
