@@ -60,7 +60,11 @@ async def _scenario(bootstrap: str) -> tuple[dict, dict, dict]:
         await consumer.commit({TopicPartition(topic, 1): OffsetAndMetadata(0, ""),
                                TopicPartition(topic, 2): OffsetAndMetadata(6, "")})
         committed = await consumer.seek_to_committed()  # what Faust's perform_seek calls
-        rewound = rewind_uncommitted(consumer, {(tp.topic, tp.partition): o for tp, o in committed.items()})
+        async def seek_wait(offsets: dict) -> None:  # (the worker's is Faust's Consumer.seek_wait)
+            for tp, offset in offsets.items():
+                consumer.seek(tp, offset)
+
+        rewound = await rewind_uncommitted(seek_wait, {(tp.topic, tp.partition): o for tp, o in committed.items()})
         again = await _read_all(consumer, 10 + 10 + 4)
         return first, {tp.partition: o for tp, o in committed.items()}, {
             "again": again, "rewound": sorted(tp.partition for tp in rewound)}
