@@ -186,9 +186,9 @@ def track_seeks(consumer, topics: set[str], on_sought) -> None:
         await seek()
         read = consumer._read_offset  # Faust's perform_seek set it: the committed offset, None when none
         committed = {(tp.topic, tp.partition): offset for tp, offset in list(read.items()) if tp.topic in topics}
-        uncommitted = [tp for tp in consumer.assignment() if tp.topic in topics and not read.get(tp)]
-        for tp in uncommitted:
-            await consumer.seek(tp, 0)
+        assigned = {(tp.topic, tp.partition) for tp in consumer.assignment() if tp.topic in topics}
+        # through Faust's seek_wait, in the consumer's own thread (see rewind_uncommitted)
+        await rewind_uncommitted(consumer.seek_wait, {tp: committed.get(tp) for tp in assigned})
         on_sought(committed)
 
     consumer.perform_seek = perform_seek
@@ -204,3 +204,19 @@ def fetch_position(consumer, tp) -> int | None:
     except Exception:  # not started, not assigned (any more), or rebalancing
         return None
     return state.position if state is not None and state.has_valid_position else None
+
+
+async def rewind_uncommitted(seek_wait, committed: dict) -> list:
+    """Seek each partition with no committed offset (or 0) to offset 0; returns those partitions.
+    `committed`: (topic, partition) -> committed offset or None; `seek_wait`: seeks {aiokafka
+    TopicPartition: offset} (the worker's: Faust's `Consumer.seek_wait`, which seeks in the
+    consumer's own thread). A seek from the event loop's thread (Faust's `Consumer.seek`) raced the
+    consumer thread's fetch: aiokafka's `Fetcher.fetched_records` raised KeyError for the partition
+    and the worker crashed right after a recovery (chaos drill seed 24100, at_least_once, issue 24)."""
+    from aiokafka.structs import TopicPartition
+
+    rewound = [TopicPartition(topic, partition) for (topic, partition), offset in committed.items()
+               if offset is None or offset <= 0]
+    if rewound:
+        await seek_wait({tp: 0 for tp in rewound})
+    return rewound

@@ -30,13 +30,7 @@ def drill_broker(tmp_path_factory):
         broker.stop()
 
 
-# Seed 24 (at_least_once) fails on the code of 5 December evening in about half the runs: some
-# agent_interval and queue_interval records stay different from replay after a recovery. It is an
-# open fault of issue 24, reported as XFAIL/XPASS here (never hidden): see docs/reliability.md.
-OPEN_FAULT = pytest.mark.xfail(reason="issue 24: open fault, records differ after recovery (seed 24)", strict=False)
-
-
-@pytest.mark.parametrize("guarantee,seed", [pytest.param("at_least_once", 24, marks=OPEN_FAULT), ("exactly_once", 25)])
+@pytest.mark.parametrize("guarantee,seed", [("at_least_once", 24), ("exactly_once", 25)])
 def test_a_short_chaos_drill_ends_equal_to_replay(drill_broker, tmp_path, guarantee, seed):
     result = chaos_drill.Drill(drill_broker, seed, guarantee, tmp_path, workers=2, minutes=70, chunks=4, kills=2,
                                settle_s=120).run()

@@ -256,6 +256,11 @@ class SeekingConsumer:
         self.position[tp] = offset
         self._read_offset[tp] = offset if offset else None
 
+    async def seek_wait(self, partitions: dict) -> None:
+        """Faust's `Consumer.seek_wait` (seeks in the consumer's thread and waits): here as `seek`."""
+        for tp, offset in partitions.items():
+            await self.seek(tp, offset)
+
 
 def test_after_a_recovery_a_partition_with_nothing_committed_is_read_from_its_start():
     """Records handed over between the rebuild and the seek are dropped because they come again after

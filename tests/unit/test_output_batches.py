@@ -155,6 +155,43 @@ def test_an_undelivered_record_fails_the_flush_before_a_commit():
     asyncio.run(main())
 
 
+def test_delivered_returns_once_every_record_handed_over_is_acknowledged():
+    """at_least_once: stage two sends the rows that say a record was published only after the
+    record is acknowledged (chaos drill seed 24309: rows delivered, records lost in a SIGKILL)."""
+    async def main():
+        producer = FakeAioProducer(batch_size=300, acked=False)
+        out = _output(producer)
+        for i in range(10):
+            await out.send_record("rollups", 0, b"k%d" % i, b"x" * 40, i % 4)
+        waiter = asyncio.ensure_future(out.delivered())
+        await asyncio.sleep(0.01)
+        assert producer.futures and not waiter.done()  # handed over (collected batches too), not acknowledged
+        for fut in producer.futures[:-1]:
+            fut.set_result(None)
+        await asyncio.sleep(0.01)
+        assert not waiter.done()
+        producer.futures[-1].set_result(None)
+        await asyncio.wait_for(waiter, 1)
+
+    asyncio.run(main())
+
+
+def test_delivered_raises_when_a_record_was_not_delivered():
+    async def main():
+        from faust.exceptions import ProducerSendError
+
+        producer = FakeAioProducer(batch_size=16384, acked=False)
+        out = _output(producer)
+        await out.send_record("rollups", 0, b"k", b"v", 0)
+        waiter = asyncio.ensure_future(out.delivered())
+        await asyncio.sleep(0.01)
+        producer.futures[0].set_exception(OSError("broker gone"))
+        with pytest.raises(ProducerSendError):
+            await asyncio.wait_for(waiter, 1)
+
+    asyncio.run(main())
+
+
 def test_every_persisted_value_loads_back_as_json_would_load_it():
     """_dumps (orjson) must not change what a restart restores: no NaN/infinity, same keys."""
     import json
