@@ -401,14 +401,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                         await slicer.pause()
                         await out.send(facts_topic if topic == "facts" else journeys_topic, part, partition=target,
                                        key=b"", value={"src": part, "wm": book.stream_ms, "d": items})
-                    # Changed keys serialised TAKE_LIMIT at a time (a batch may change thousands).
-                    while True:
-                        dirty_contacts, dirty_agents = book.take_dirty(TAKE_LIMIT)
-                        await _persist(out, contacts_table, dirty_contacts, part, slicer)
-                        await _persist(out, agents_table, dirty_agents, part, slicer)
-                        if len(dirty_contacts) + len(dirty_agents) < TAKE_LIMIT:
-                            break
-                        await slicer.pause()
+                    await _persist_pair(out, book.take_dirty, contacts_table, agents_table, part, slicer)
                     await _persist_taken(out, profiles_table, book.take_dirty_profiles, part, slicer)
                     await _persist_taken(out, customers_table, book.take_dirty_customers, part, slicer)
                     await _persist_taken(out, agent_ids_table, book.take_dirty_agent_ids, part, slicer)
@@ -468,13 +461,8 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                     await out.delivered()
                 for part in sorted(touched):
                     book = rt.queue_book(part)
-                    while True:  # changed keys TAKE_LIMIT at a time (a day close owes thousands of digests)
-                        dirty_facts, dirty_published = book.take_dirty(TAKE_LIMIT)
-                        await _persist(out, facts_table, dirty_facts, part, slicer)
-                        await _persist(out, published_table, dirty_published, part, slicer)
-                        if len(dirty_facts) + len(dirty_published) < TAKE_LIMIT:
-                            break
-                        await slicer.pause()
+                    # a day close owes thousands of digests
+                    await _persist_pair(out, book.take_dirty, facts_table, published_table, part, slicer)
                 slicer.done()
                 await out.ack(batch)
             finally:
@@ -1297,6 +1285,18 @@ async def _persist_taken(out: Output, table: PartitionTable, take, partition: in
         dirty = take(TAKE_LIMIT)
         await _persist(out, table, dirty, partition, slicer)
         if len(dirty) < TAKE_LIMIT:
+            return
+        await slicer.pause()
+
+
+async def _persist_pair(out: Output, take, first: PartitionTable, second: PartitionTable, partition: int,
+                        slicer: Slicer) -> None:
+    """As _persist_taken, for a book whose `take_dirty(limit)` returns two kinds of keys at once."""
+    while True:
+        dirty_first, dirty_second = take(TAKE_LIMIT)
+        await _persist(out, first, dirty_first, partition, slicer)
+        await _persist(out, second, dirty_second, partition, slicer)
+        if len(dirty_first) + len(dirty_second) < TAKE_LIMIT:
             return
         await slicer.pause()
 
