@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import operator
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
@@ -87,63 +88,57 @@ class Reorder:
     order give events out of order by the length of a call, far beyond the processor's allowed
     lateness. An event is held until the rows read have moved `window` seconds past its minute
     (rows may be out of arrival order by up to that much), then released in time order (a row's
-    own events in the order the row gave them). Events are held in one list per second of event
-    time (its RFC 3339 stamp, whose hash the shared stamp object keeps), grouped by minute: a
-    minute is released by sorting its few seconds, not its events, which is the stable sort of its
-    events by time.
+    own events in the order the row gave them). Events are held as (epoch second, event) pairs in
+    one list per minute: a minute is released by a stable sort of its list on the second.
     """
 
     def __init__(self, window: int) -> None:
         import heapq
 
-        self._seconds: dict[str, list[dict]] = {}  # "YYYY-MM-DDThh:mm:ssZ" -> its events, as pushed
-        self._buckets: dict[str, list[str]] = {}  # "YYYY-MM-DDThh:mm" -> the seconds held in it
-        self._minutes: list[str] = []  # heap of the buckets' minutes
+        self._held: dict[int, list] = {}  # minute since the epoch -> its (second, event) pairs, as pushed
+        self._minutes: list[int] = []  # heap of the held minutes
         self._push, self._pop = heapq.heappush, heapq.heappop
         self.window = window
-        self._edge: int | None = None  # the minute of (latest arrival - window), as an int
-        self._horizon = ""
 
     def push(self, events: list[dict], now: int) -> list[dict]:
-        """Hold `events`; return those whose minute is over `window` seconds before `now` (the latest
-        arrival read)."""
-        seconds = self._seconds
-        for e in events:
-            ts = e["ts"]
-            held = seconds.get(ts)
-            if held is None:
-                seconds[ts] = [e]
-                minute = ts[:16]
-                bucket = self._buckets.get(minute)
-                if bucket is None:
-                    self._buckets[minute] = [ts]
-                    self._push(self._minutes, minute)
-                else:
-                    bucket.append(ts)
+        """Hold `events` (dicts with an RFC 3339 `ts`); return those whose minute is over `window`
+        seconds before `now` (the latest arrival read)."""
+        from ..core.events import parse_ts_ms
+
+        return self.push_timed([(parse_ts_ms(e["ts"]) / 1000, e) for e in events], now)
+
+    def push_timed(self, items: list[tuple], now: int) -> list:
+        """`push` for (epoch second, event) pairs, the event in any form (the CSV adapter's JSON
+        lines); returns the events released, without their times."""
+        held = self._held
+        for item in items:
+            minute = item[0] // 60
+            bucket = held.get(minute)
+            if bucket is None:
+                held[minute] = [item]
+                self._push(self._minutes, minute)
             else:
-                held.append(e)
-        edge = max(now - self.window, 0) // 60
-        if edge != self._edge:  # the horizon moves only with the latest arrival's minute
-            self._edge = edge
-            self._horizon = rfc3339(edge * 60)[:16]
+                bucket.append(item)
+        horizon = max(now - self.window, 0) // 60
         minutes = self._minutes
-        if not minutes or minutes[0] >= self._horizon:
+        if not minutes or minutes[0] >= horizon:
             return []
-        out: list[dict] = []
-        while minutes and minutes[0] < self._horizon:
+        out: list = []
+        while minutes and minutes[0] < horizon:
             out += self._release(self._pop(minutes))
         return out
 
-    def _release(self, minute: str) -> list[dict]:
-        seconds = self._seconds
-        out: list[dict] = []
-        for ts in sorted(self._buckets.pop(minute)):
-            out += seconds.pop(ts)
-        return out
+    def _release(self, minute) -> list:
+        bucket = self._held.pop(minute)
+        bucket.sort(key=_FIRST)  # stable: one second's events stay in the order pushed
+        return [item[1] for item in bucket]
 
-    def drain(self) -> list[dict]:
+    def drain(self) -> list:
         """Everything still held, in order (at the end of the file)."""
-        out: list[dict] = []
+        out: list = []
         while self._minutes:
             out += self._release(self._pop(self._minutes))
         return out
+
+
+_FIRST = operator.itemgetter(0)
