@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import gc
 import io
 import itertools
 import os
@@ -38,10 +39,15 @@ def write_json_lines(fh, events: list[dict]) -> None:
 
 
 class FileSink:
-    """JSON lines to a file (appended to when following: a restart adds, never rewrites)."""
+    """JSON lines to a file (appended to when following: a restart adds, never rewrites).
+
+    When following, each batch is on disk (fsync) before the checkpoint says it was sent; a file
+    read once has no checkpoint, so its output is made durable once, when it is closed (not once
+    per batch: each fsync waits for the disk)."""
 
     def __init__(self, path: str, append: bool) -> None:
         self.where = path
+        self.sync_batches = append
         try:
             self.fh = open(path, "ab" if append else "wb")
         except OSError as exc:
@@ -50,17 +56,24 @@ class FileSink:
     def send(self, events: list[dict]) -> None:
         if events:
             write_json_lines(self.fh, events)
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
+        self._sent()
 
     def send_lines(self, lines: list[str]) -> None:
         """Events already rendered as JSON lines, written in one piece."""
         self.fh.write("".join(lines).encode())
+        self._sent()
+
+    def _sent(self) -> None:
         self.fh.flush()
-        os.fsync(self.fh.fileno())
+        if self.sync_batches:
+            os.fsync(self.fh.fileno())
 
     def close(self) -> None:
-        self.fh.close()
+        try:
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
+        finally:
+            self.fh.close()
 
 
 class KafkaSink:
@@ -174,6 +187,9 @@ def cmd_asterisk(args) -> int:
     stop = _Stop() if args.follow or args.queue_log == "-" else None
     started, last_note, n_notes = time.monotonic(), 0.0, 0
     live = args.follow or args.queue_log == "-"
+    collecting = gc.isenabled()
+    if not live:  # a file read once: its lines and events make no reference cycles (as in cmd_csv)
+        gc.disable()
     try:
         while True:
             events: list[dict] = []
@@ -208,6 +224,8 @@ def cmd_asterisk(args) -> int:
             if drained and isinstance(source, Tail):
                 time.sleep(args.poll)
     finally:
+        if collecting:
+            gc.enable()
         sink.close()
         if isinstance(source, Tail):
             source.close()
@@ -235,6 +253,28 @@ def csv_rows(lines, delimiter: str):
         else:
             line = line.rstrip("\r\n")
             yield line.split(delimiter) if line else []
+
+
+def csv_row_batches(fh, delimiter: str, block: int = 1 << 20):
+    """The rows `csv_rows(fh, delimiter)` gives (less the empty ones, which have no row), read a
+    block of ~`block` characters at a time: a block without a quote character or a lone carriage
+    return is split by two `str.split` over the block, the same rows at a fraction of the cost of a
+    line at a time. From the first block that has one, the rest of the file goes through
+    `csv_rows`, a row per batch (an unreadable row is then said with its number)."""
+    limit = csv.field_size_limit()
+    while True:
+        lines = fh.readlines(block)
+        if not lines:
+            return
+        text = "".join(lines)
+        if "\r" in text:
+            text = text.replace("\r\n", "\n")
+        if delimiter in '"\r\n' or '"' in text or "\r" in text or (len(text) > limit and max(map(len, lines)) > limit):
+            for row in csv_rows(itertools.chain(lines, fh), delimiter):
+                if row:
+                    yield [row]
+            return
+        yield [line.split(delimiter) for line in text.split("\n") if line]
 
 
 def cmd_csv(args) -> int:
@@ -280,21 +320,25 @@ def cmd_csv(args) -> int:
             lines: list[str] = []  # the events as JSON lines (csvlog.RowMapper.map_row_lines)
             order = Reorder(args.reorder_seconds)
             push, map_row = order.push_timed, rows.map_row_lines
-            try:
-                for row in reader:
-                    if not row:
-                        continue
-                    released = push(map_row(row), rows.last_arrival)
-                    if released:
-                        lines += released
-                        if len(lines) >= 100_000:
-                            sink.send_lines(lines)
-                            lines = []
-                            print(f"  {rows.tally.read:,} rows read", file=sys.stderr, flush=True)
+            collecting = gc.isenabled()
+            gc.disable()  # rows, events and lines make no reference cycles: the collector's passes
+            try:           # over the rows and held events were ~10 % of the run
+                for batch in csv_row_batches(fh, mapping.delimiter):
+                    for row in batch:
+                        released = push(map_row(row), rows.last_arrival)
+                        if released:
+                            lines += released
+                            if len(lines) >= 50_000:
+                                sink.send_lines(lines)
+                                lines = []
+                                print(f"  {rows.tally.read:,} rows read", file=sys.stderr, flush=True)
             except UnicodeDecodeError as exc:
                 raise CommandError(f"{args.file} is not UTF-8 text: {exc}") from None
             except csv.Error as exc:
                 raise CommandError(f"{args.file}: unreadable at row {rows.tally.read + 2}: {exc}") from None
+            finally:
+                if collecting:
+                    gc.enable()
             lines += order.drain()
             sink.send_lines(lines)
     finally:
