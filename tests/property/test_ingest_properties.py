@@ -259,3 +259,27 @@ def test_well_formed_csv_rows_are_accepted_whole_by_the_processor(calls):
                 latest[key] = rec
     assert {k: sum(r[k] for r in latest.values()) for k in expected} == expected
     assert all(r["version"] == 1 for r in latest.values())  # in event-time order: nothing to correct
+
+
+# Any text in the identifier columns (quotes, backslashes, control characters, non-ASCII): each
+# event the CSV adapter renders is, byte for byte, orjson's encoding of the same event as a dict
+# (what the adapter wrote before it rendered lines itself), and its time is the event's `ts`.
+ident = st.one_of(st.sampled_from(["c1", "a\"b", "a\\b", "tab\there", "é", "\x7f", "\u2028", "😀"]),
+                  st.text(max_size=12))
+
+
+@PROFILE
+@given(st.lists(st.tuples(ident, ident, ident, st.sampled_from(["ANS", "ABN", "TMO", "IVR"])), max_size=20))
+def test_csv_lines_are_orjsons_encoding_of_the_events(cells):
+    import orjson
+
+    from processor.core.events import parse_ts_ms
+
+    mapper = RowMapper(MAPPING, HEADER)
+    for n, (contact, agent, customer, outcome) in enumerate(cells):
+        row = [contact or f"c{n}", "2026-11-23", "09:00:00", "billing", "09:00:05", "09:00:20", outcome,
+               "09:00:20", "09:05:20", agent or "a-1", customer]
+        for t, line in mapper.map_row_lines(row):
+            event = orjson.loads(line)
+            assert orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE) == line.encode()
+            assert parse_ts_ms(event["ts"]) == t * 1000

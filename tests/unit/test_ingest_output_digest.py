@@ -52,3 +52,20 @@ def test_csv_output_is_byte_identical(name, time_zone, digest, tmp_path):
     got, summary = _ingest(tmp_path, "csv", "--mapping", str(mapping), "--reorder-seconds", "600",
                            str(DATA / name))
     assert got == digest, "\n".join(summary)
+
+
+def test_bench_sized_inputs_are_byte_identical(tmp_path):
+    # 60,000 rows and lines of scripts/bench_ingest.py's generators (seeded): many read blocks,
+    # reorder releases and output batches, progress lines included. Digests taken on main 6ba60ce,
+    # before the second round of throughput work (rendered lines, block reads).
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_ingest", ROOT / "scripts" / "bench_ingest.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.write_csv(tmp_path / "calls.csv", 60_000)
+    bench.write_queue_log(tmp_path / "queue_log", 60_000)
+    got, summary = _ingest(tmp_path, "csv", "--mapping", str(MAPPING), str(tmp_path / "calls.csv"))
+    assert got == "f79f40f01b79d403d89abce8f11571c6ee18c7a5359929feb0010de712f0864d", "\n".join(summary)
+    got, summary = _ingest(tmp_path, "asterisk", "--queue-log", str(tmp_path / "queue_log"))
+    assert got == "bfd1560395d2eb1476099b3769afc3de4ab6299ea30542890a02de622653e879", "\n".join(summary)
