@@ -330,7 +330,7 @@ class RowMapper:
             if row_off is None:
                 row_off = self._day_offset(day)
         # Times in call order; a time of day earlier than the one before it crossed midnight.
-        utc: list[int | None] = [None] * len(TIME_COLUMNS)  # by position in TIME_COLUMNS
+        utc: list[int | None] = [None, None, None, None, None, None]  # by position in TIME_COLUMNS
         prev_key, prev = "", None
         cells, offsets, skew = self._cells, self._offsets, m.skew
         for slot, key, i in self._time_at:
@@ -424,7 +424,9 @@ class RowMapper:
                 return self._skip("flowed out without queue exit")
             out.append((exit_, f'{{"event_id":"{base}:e","type":"contact.flowed_out","ts":"{stamps.get(exit_) or rfc3339(exit_)}",'
                                f'"contact_id":{c_json},"queue_id":{q_json},"reason":"{reason}"}}\n'))
-        return self._done(out)
+        tally.contacts += 1  # self._done(out), inline
+        tally.events += len(out)
+        return out
 
     def _quote(self, text: str) -> str:
         """A queue or agent id as a JSON string, kept: a file has few of them."""
