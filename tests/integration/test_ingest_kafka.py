@@ -48,6 +48,28 @@ def test_ingest_asterisk_produces_the_events_keyed_as_the_contract_says(kafka, t
         assert key == (event.get("contact_id") or event["agent_id"])
 
 
+def test_ingest_csv_produces_the_events_of_its_output_file(kafka, tmp_path):
+    # The CSV adapter renders JSON lines; to the broker each goes as its event.
+    env = unique_topics()
+    topic = env["KPI_KAFKA__INPUT_TOPIC"]
+    args = [sys.executable, "-m", "processor.cli", "ingest", "csv", "--mapping",
+            str(ROOT / "deploy" / "config" / "csv-mapping.example.yaml"), str(ROOT / "tests" / "data" / "ingest" / "calls.csv")]
+    done = subprocess.run([*args, "--bootstrap", kafka.bootstrap], env=_env(env), capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert f"events sent to topic {topic} on {kafka.bootstrap}" in done.stderr
+    expected = tmp_path / "events.jsonl"
+    assert subprocess.run([*args, "--output", str(expected)], env=_env({}), capture_output=True,
+                          timeout=60).returncode == 0
+    want = [json.loads(x) for x in expected.read_text().splitlines()]
+    got = _messages(kafka.bootstrap, topic)
+    assert want and sorted(e["event_id"] for _, e in got) == sorted(e["event_id"] for e in want)
+    assert all(key == event["contact_id"] for key, event in got)
+    # Keyed by contact, so each contact's events are in one partition, in the file's order.
+    for contact in {e["contact_id"] for e in want}:
+        assert [e for _, e in got if e["contact_id"] == contact] == [e for e in want if e["contact_id"] == contact]
+
+
 def test_a_follower_stopped_and_restarted_sends_every_event_once(kafka, tmp_path):
     env = unique_topics()
     topic = env["KPI_KAFKA__INPUT_TOPIC"]
