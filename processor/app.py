@@ -30,7 +30,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from . import deadletter, intake
 from .config import Settings
-from .consumer_tuning import StallWatch, broker_highwaters, fetch_position, quick_hand_off, short_fetch_wait, track_seeks
+from .consumer_tuning import (StallWatch, broker_highwaters, fetch_position, offset_fetch_errors, quick_hand_off,
+                              short_fetch_wait, track_seeks)
 from .core.contacts import ContactBook
 from .core.journeys import JourneyBook
 from .core.queues import QueueBook
@@ -133,6 +134,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     k = settings.kafka
     short_fetch_wait()
     broker_highwaters()
+    offset_fetch_errors()
     engine = settings.engine()
     app = faust.App(
         settings.app_id,

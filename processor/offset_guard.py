@@ -25,8 +25,10 @@ The rule, path by path (docs/reliability.md#the-offset-repeat-guard):
   the committed offsets that ends the recovery (`held`): a record handed over in between was
   fetched before that seek and comes again after it (a partition with nothing committed is sought
   to its start: aiokafka leaves it where it is, consumer_tuning.track_seeks).
-- The seek (`sought`) sets the mark to the committed offset minus one for every partition, kept
-  or new, whatever was applied before: everything from the committed offset on is applied again to
+- The first seek after a rebuild (`sought`) sets the mark to the committed offset minus one for
+  every partition, kept or new, whatever was applied before (a later seek without a rebuild, such
+  as the one Faust's fetch loop makes when it gets records while the flow is stopped, moves the
+  consumer but not the books: the marks stay, what comes again is a repeat): everything from the committed offset on is applied again to
   the rebuilt books (events are deduplicated by id there; facts are re-applied in offset order, so
   they end in their latest state). A partition with no committed offset starts before offset 0.
   A record above the mark + 1 after the seek (a fetch of before the seek, handed over late) is a
@@ -42,22 +44,36 @@ class RepeatGuard:
 
     def __init__(self) -> None:
         self.marks: dict[tuple[str, int], int] = {}  # (topic, partition) -> last offset applied
-        self.waiting: set[str] = set()  # topics rebuilt, not sought to their committed offsets yet
+        self.waiting: set[str] = set()  # topics held or rebuilt, not sought to their committed offsets yet
+        self.unsought: set[str] = set()  # topics rebuilt since their last seek: the next seek sets their marks
 
     def rebuilt(self, topic: str) -> None:
         """The topic's books were rebuilt from the tables: forget its marks until the seek."""
         self.marks = {tp: o for tp, o in self.marks.items() if tp[0] != topic}
         self.waiting.add(topic)
+        self.unsought.add(topic)
 
     def hold(self, topic: str) -> None:
         """A rebalance began: apply nothing of the topic until the seek after the rebuild."""
         self.waiting.add(topic)
 
     def sought(self, committed: dict[tuple[str, int], int | None]) -> None:
-        """The consumer sought these partitions to their committed offsets (None: none committed)."""
+        """The consumer sought these partitions to their committed offsets (None: none committed).
+
+        Only the first seek after a rebuild sets a topic's marks (and a partition's first mark): a
+        seek that does not follow a rebuild moves the consumer, not the books, which still hold
+        every offset up to the mark. Faust's fetch loop also seeks to the committed offsets when it
+        gets records while the flow is stopped (a rebalance); that seek can end after the rebuild and
+        the recovery's own seek, once the stage has applied records to the rebuilt books. Setting the
+        marks back then applied them twice: chaos drill seed 27001 (exactly_once), a dead letter sent
+        twice in one transaction 100 ms apart. A held topic stays held until a seek after its rebuild."""
+        topics = {topic for topic, _ in committed}
         for tp, offset in committed.items():
-            self.marks[tp] = offset - 1 if offset is not None and offset >= 0 else -1
-        self.waiting -= {topic for topic, _ in committed}
+            if tp[0] in self.unsought or tp not in self.marks:
+                self.marks[tp] = offset - 1 if offset is not None and offset >= 0 else -1
+        done = topics & self.unsought
+        self.waiting -= done
+        self.unsought -= done
 
     def verdict(self, tp: tuple[str, int], offset: int) -> str:
         """What to do with offset `offset` of `tp`: "held" (waiting for the seek: drop it, it comes

@@ -285,3 +285,47 @@ def test_after_a_recovery_a_partition_with_nothing_committed_is_read_from_its_st
     track_seeks(consumer, {"in", "facts"}, sought.append)  # once per consumer
     asyncio.run(consumer.perform_seek())
     assert len(sought) == 2
+
+
+def _offset_fetch_coordinator(responses: list):
+    """aiokafka's real GroupCoordinator (its offset fetch and response parsing) over a client that
+    answers each OffsetFetch with the next of `responses`."""
+    from aiokafka.consumer.group_coordinator import GroupCoordinator
+
+    class Client:
+        async def send(self, node_id, request, group=None):
+            return responses.pop(0)
+
+    coordinator = GroupCoordinator.__new__(GroupCoordinator)
+    coordinator.group_id, coordinator.coordinator_id, coordinator._client = "g", 1, Client()
+    coordinator._retry_backoff_ms = 1
+    coordinator.dead = 0
+
+    async def known() -> None:
+        return None
+
+    def dead() -> None:
+        coordinator.dead += 1
+
+    coordinator.ensure_coordinator_known, coordinator.coordinator_dead = known, dead
+    return coordinator
+
+
+def test_an_offset_fetch_refused_as_a_whole_is_retried_not_taken_for_nothing_committed():
+    """Chaos drill seed 27011: right after a broker restart the coordinator, still loading the
+    group's offsets, answered OffsetFetch v3 with a top-level error and no partitions; aiokafka
+    read that as "nothing committed" and the worker re-read its input from offset 0."""
+    from aiokafka.protocol.commit import OffsetFetchResponse_v3
+    from aiokafka.structs import TopicPartition
+
+    from processor.consumer_tuning import offset_fetch_errors
+
+    offset_fetch_errors()
+    tp = TopicPartition("events", 1)
+    loading = OffsetFetchResponse_v3(0, [], 14)  # COORDINATOR_LOAD_IN_PROGRESS, for the whole request
+    moved = OffsetFetchResponse_v3(0, [], 16)  # NOT_COORDINATOR
+    answer = OffsetFetchResponse_v3(0, [("events", [(1, 419, "", 0)])], 0)
+    coordinator = _offset_fetch_coordinator([loading, moved, answer])
+    offsets = asyncio.run(coordinator.fetch_committed_offsets([tp]))
+    assert {p: o.offset for p, o in offsets.items()} == {tp: 419}
+    assert coordinator.dead == 1  # NOT_COORDINATOR: the coordinator is looked up again

@@ -113,3 +113,33 @@ def test_every_offset_ends_up_in_the_books_and_none_is_applied_out_of_order(step
     end = position + 50
     assert set(range(end)) <= stage.books
     assert order == sorted(order) and len(order) == len(set(order))  # never an older one after a newer one
+
+
+def test_a_seek_without_a_rebuild_keeps_the_marks_chaos_drill_seed_27001():
+    """Faust's fetch loop seeks to the committed offsets when it gets records while the flow is
+    stopped (a rebalance); that seek ended after the rebuild and the recovery's own seek, when the
+    stage had applied records to the rebuilt books: with the marks set back, they were applied
+    again (a dead letter sent twice in one transaction, 100 ms apart)."""
+    guard = RepeatGuard()
+    stage = Stage(guard)
+    guard.hold(TOPIC)  # the rebalance begins
+    stage.rebuild(committed=273)
+    guard.sought({TP: 273})  # the recovery's seek
+    stage.hand_over(range(273, 495))
+    guard.sought({TP: 273})  # the fetch loop's seek, begun while the flow was stopped, ends now
+    stage.hand_over(range(273, 495))  # delivered again from the committed offset
+    assert stage.books == set(range(495)) and stage.repeats == 495 - 273
+
+
+def test_a_held_topic_stays_held_until_the_seek_after_its_rebuild():
+    guard = RepeatGuard()
+    stage = Stage(guard)
+    guard.sought({TP: None})
+    stage.hand_over(range(0, 10))
+    guard.hold(TOPIC)  # the rebalance begins
+    guard.sought({TP: 5})  # the fetch loop's seek while the flow is stopped, before the rebuild
+    assert guard.verdict(TP, 10) == "held"
+    stage.rebuild(committed=5)
+    assert guard.verdict(TP, 10) == "held"
+    guard.sought({TP: 5})
+    assert guard.verdict(TP, 5) == "next"
