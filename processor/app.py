@@ -31,7 +31,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from . import deadletter, intake
 from .config import Settings
 from .consumer_tuning import (StallWatch, broker_highwaters, fetch_position, offset_fetch_errors, quick_hand_off,
-                              short_fetch_wait, track_seeks)
+                              seek_back, short_fetch_wait, track_seeks)
 from .core.contacts import ContactBook
 from .core.journeys import JourneyBook
 from .core.queues import QueueBook
@@ -600,7 +600,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
                 rt.fetch_stalls += 1
                 log.error("%s[%d]: fetched up to %s but delivered only up to %s: seeking back to %d",
                           tp.topic, tp.partition, position, delivered, offset)
-                await consumer.seek(tp, offset)
+                await seek_back(consumer, tp, offset)  # in the consumer's thread (fault I)
 
     @app.timer(FREEZE_SECONDS)
     async def garbage_collection():

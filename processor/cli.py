@@ -72,6 +72,9 @@ def cmd_worker(args) -> int:
           f"gauges at http://{s.web_host}:{s.web_port}/metrics; rollups to {s.kafka.rollup_topic}; "
           f"dead letters to {s.kafka.dead_letter_topic}; {describe()}", file=sys.stderr, flush=True)
     worker = Worker(app, loglevel=args.loglevel, quiet=True, redirect_stdouts=False)
+    from .crash_exit import exit_after_crash
+
+    exit_after_crash(worker)  # a crash whose stop hangs still ends the process (processor/crash_exit.py)
     worker.execute_from_commandline()
     return 0
 

@@ -230,6 +230,13 @@ def track_seeks(consumer, topics: set[str], on_sought) -> None:
     consumer._kpi_seek_tracked = True
 
 
+async def seek_back(consumer, tp, offset: int) -> None:
+    """Seek one partition of the worker's consumer (StallWatch) in the consumer's own thread, through
+    Faust's `seek_wait`. Faust's `Consumer.seek` calls aiokafka's `seek` from the event loop's thread
+    while the fetcher runs in the consumer's: the race of fault I (see `rewind_uncommitted`)."""
+    await consumer.seek_wait({tp: offset})
+
+
 def fetch_position(consumer, tp) -> int | None:
     """The next offset the worker's aiokafka consumer fetches for `tp` (None: not known yet).
 

@@ -329,3 +329,40 @@ def test_an_offset_fetch_refused_as_a_whole_is_retried_not_taken_for_nothing_com
     offsets = asyncio.run(coordinator.fetch_committed_offsets([tp]))
     assert {p: o.offset for p, o in offsets.items()} == {tp: 419}
     assert coordinator.dead == 1  # NOT_COORDINATOR: the coordinator is looked up again
+
+
+def test_a_stalled_partition_is_sought_in_the_consumer_thread():
+    """StallWatch's seek-back went through Faust's `Consumer.seek`, which calls aiokafka's `seek`
+    from the event loop's thread while the fetcher runs in the consumer's thread (the race of
+    fault I: a KeyError in aiokafka's fetched_records). Faust's real consumer methods over a
+    consumer thread that records where aiokafka's seek ran."""
+    import threading
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from faust.transport.drivers.aiokafka import Consumer
+    from faust.types import TP
+
+    from processor.consumer_tuning import seek_back
+
+    class ConsumerThread:  # Faust's AIOKafkaConsumerThread: seek_wait runs in its own thread
+        def __init__(self) -> None:
+            self.seeks = []
+
+        def seek(self, tp, offset) -> None:  # aiokafka's seek, wherever it is called from
+            self.seeks.append((tp, offset, threading.current_thread() is threading.main_thread()))
+
+        async def seek_wait(self, partitions) -> None:
+            def in_thread() -> None:
+                for tp, offset in partitions.items():
+                    self.seek(tp, offset)
+            await asyncio.get_running_loop().run_in_executor(None, in_thread)
+
+    consumer = Consumer.__new__(Consumer)
+    consumer._thread, consumer._read_offset = ConsumerThread(), defaultdict(lambda: None)
+    consumer.log = SimpleNamespace(dev=lambda *args: None)
+    tp = TP("facts", 1)
+    asyncio.run(seek_back(consumer, tp, 621))
+    assert consumer._thread.seeks == [(tp, 621, False)]  # not from the event loop's (main) thread
+    asyncio.run(Consumer.seek(consumer, tp, 621))  # what resume_stalled_fetches called before
+    assert consumer._thread.seeks[-1] == (tp, 621, True)
