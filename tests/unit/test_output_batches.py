@@ -442,3 +442,30 @@ def test_exactly_once_the_tick_commits_the_transactions_when_acked_offsets_stay_
         assert txn.log[-1] == ("transaction", "h-1-0")
 
     asyncio.run(main())
+
+
+def test_exactly_once_the_commit_at_a_rebalance_waits_for_the_batch_in_progress():
+    """Chaos drill seed 28001: a rebalance began while a batch (with a dead letter) had acked nothing
+    yet; Faust's commit found no offsets and committed nothing, so the open transaction outlived the
+    rebalance and the batch was applied again into it after the seek (the dead letter twice)."""
+    async def main():
+        app, out, txn, locks = _exactly_once_worker()
+        batch_started, may_end = asyncio.Event(), asyncio.Event()
+
+        async def batch():
+            async with locks["one"]:
+                batch_started.set()
+                await may_end.wait()
+                await out.send_record("dead", 0, b"k", b"dead letter", 0)
+                await out.ack(_records_of(0, range(0, 7)))
+
+        running = asyncio.ensure_future(batch())
+        await batch_started.wait()
+        rebalance = asyncio.ensure_future(out.commit_before_rebalance())
+        await asyncio.sleep(0.01)
+        may_end.set()
+        await running
+        await rebalance
+        assert txn.log == [("offsets", {"h-1-0": {0: 7}})]  # the batch's offsets, with its dead letter
+
+    asyncio.run(main())
