@@ -366,3 +366,31 @@ def test_a_stalled_partition_is_sought_in_the_consumer_thread():
     assert consumer._thread.seeks == [(tp, 621, False)]  # not from the event loop's (main) thread
     asyncio.run(Consumer.seek(consumer, tp, 621))  # what resume_stalled_fetches called before
     assert consumer._thread.seeks[-1] == (tp, 621, True)
+
+
+def test_records_handed_over_between_fausts_seek_and_the_guard_release_come_again():
+    """Chaos drill seed 27001 re-run on main 6ba60ce: Faust's seek ended in the consumer's thread and
+    the fetch loop handed over records fetched from the committed offset (to the partition's end)
+    before the guard was released; the stage dropped them as held and they never came again."""
+    from faust.types import TP
+
+    from processor.consumer_tuning import track_seeks
+
+    kept, fresh = TP("in", 0), TP("in", 3)
+    events: list = []
+
+    class Consumer(SeekingConsumer):
+        async def perform_seek(self) -> None:
+            await super().perform_seek()
+            self.position[kept] = 495  # fetched from 273 to the end and handed over meanwhile (held)
+            events.append("fetched")
+
+        async def seek(self, tp, offset: int) -> None:
+            await super().seek(tp, offset)
+            events.append(("seek", tp, offset))
+
+    consumer = Consumer({kept: 273, fresh: None}, {kept: 200, fresh: 40})
+    track_seeks(consumer, {"in"}, lambda committed: events.append("sought"))
+    asyncio.run(consumer.perform_seek())
+    assert consumer.position == {kept: 273, fresh: 0}  # read again from the committed offset
+    assert events.index(("seek", kept, 273)) > events.index("sought")  # after the guard took its marks
