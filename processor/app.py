@@ -43,6 +43,7 @@ from .housekeeping import expire_stage
 from .loophold import HoldCollector, HoldMonitor, Slicer
 from .metrics import KpiCollector
 from .metrics_extra import ExtraCollector
+from . import offset_guard
 from .offset_guard import RepeatGuard
 from .topics import aiokafka_security
 
@@ -219,41 +220,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         also hold transaction markers and aborted messages: a range with nothing committed in it
         is not a gap. Which offsets are applied, and why that is safe on every path: RepeatGuard.
         """
-        mended = []
-        guard = rt.guard
-        repeats: dict[tuple, list] = {}  # (topic, partition) -> [first, last, count, applied up to]
-        for r in batch:
-            tp = (r.topic, r.partition)
-            verdict = guard.verdict(tp, r.offset)
-            if verdict == "held":  # rebuilt, not sought yet: fetched before the seek, comes again after it
-                rt.offsets_held += 1
-                continue
-            last = guard.last(tp)
-            if verdict == "gap":
-                missed, complete = await gap_reader.read_range(r.topic, r.partition, last + 1, r.offset)
-                if missed:
-                    rt.offset_gaps += 1
-                    log.error("offsets %d..%d of %s[%d] were skipped by the consumer: read %d messages again",
-                              last + 1, r.offset - 1, r.topic, r.partition, len(missed))
-                if complete:
-                    await _pass_empty_offsets(r.topic, r.partition, last + 1, r.offset, missed)
-                else:
-                    log.error("offsets %d..%d of %s[%d] could not all be read again", last + 1, r.offset - 1,
-                              r.topic, r.partition)
-                mended += missed
-            elif verdict == "repeat":
-                # Applied to these books already (read again above, a seek back): an older message
-                # applied after a newer one would turn a fact back to an earlier state.
-                rt.offset_repeats += 1
-                seen = repeats.get(tp)
-                repeats[tp] = [r.offset, r.offset, 1, last] if seen is None else [seen[0], r.offset, seen[2] + 1, last]
-                continue
-            guard.applied(tp, r.offset)
-            mended.append(r)
-        for (topic, partition), (first, end, count, last) in repeats.items():
-            log.warning("%d offsets of %s[%d] (%d..%d) delivered again after %d: not applied twice",
-                        count, topic, partition, first, end, last)
-        return mended
+        return await offset_guard.mend(batch, rt.guard, gap_reader.read_range, _pass_empty_offsets, rt)
 
     gap_reader = GapReader(settings, read_committed=out.exactly_once)
 

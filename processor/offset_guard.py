@@ -38,6 +38,10 @@ to the current books since then: never one that was lost with the books of befor
 """
 from __future__ import annotations
 
+import logging
+
+log = logging.getLogger("processor")
+
 
 class RepeatGuard:
     """The last offset applied per (topic, partition), and the topics waiting for their seek."""
@@ -91,3 +95,56 @@ class RepeatGuard:
 
     def applied(self, tp: tuple[str, int], offset: int) -> None:
         self.marks[tp] = offset
+
+
+async def mend(batch: list, guard: RepeatGuard, read_range, pass_empty, counts) -> list:
+    """The records of `batch` to apply, in order, with the offsets the consumer skipped read again.
+
+    `read_range(topic, partition, start, end)` reads offsets [start, end) directly and says whether
+    it got to `end`; `pass_empty(topic, partition, start, end, found)` lets Faust commit past a range
+    read completely; `counts` has the counters offsets_held, offset_gaps and offset_repeats.
+    A gap that cannot be read completely (the reader gives up after its timeout) is never skipped:
+    the record after it and the rest of its partition in this batch are not applied, the mark stays,
+    so the next delivery of that partition is a gap again and the range is read once more (or a
+    restart reads it from the committed offset, which cannot pass an offset not applied). Applying
+    the record and moving the mark, as before, lost the offsets not read for good.
+    """
+    mended: list = []
+    repeats: dict[tuple, list] = {}  # (topic, partition) -> [first, last, count, applied up to]
+    blocked: set[tuple] = set()  # partitions whose gap could not be read: nothing more of them now
+    for r in batch:
+        tp = (r.topic, r.partition)
+        if tp in blocked:
+            continue
+        verdict = guard.verdict(tp, r.offset)
+        if verdict == "held":  # rebuilt, not sought yet: fetched before the seek, comes again after it
+            counts.offsets_held += 1
+            continue
+        last = guard.last(tp)
+        if verdict == "gap":
+            missed, complete = await read_range(r.topic, r.partition, last + 1, r.offset)
+            if not complete:
+                log.error("offsets %d..%d of %s[%d] could not all be read again: %s[%d] waits from %d on "
+                          "(read again with its next delivery or after a restart; nothing skipped)",
+                          last + 1, r.offset - 1, r.topic, r.partition, r.topic, r.partition, last + 1)
+                blocked.add(tp)
+                continue
+            if missed:
+                counts.offset_gaps += 1
+                log.error("offsets %d..%d of %s[%d] were skipped by the consumer: read %d messages again",
+                          last + 1, r.offset - 1, r.topic, r.partition, len(missed))
+            await pass_empty(r.topic, r.partition, last + 1, r.offset, missed)
+            mended += missed
+        elif verdict == "repeat":
+            # Applied to these books already (read again above, a seek back): an older message
+            # applied after a newer one would turn a fact back to an earlier state.
+            counts.offset_repeats += 1
+            seen = repeats.get(tp)
+            repeats[tp] = [r.offset, r.offset, 1, last] if seen is None else [seen[0], r.offset, seen[2] + 1, last]
+            continue
+        guard.applied(tp, r.offset)
+        mended.append(r)
+    for (topic, partition), (first, end, count, last) in repeats.items():
+        log.warning("%d offsets of %s[%d] (%d..%d) delivered again after %d: not applied twice",
+                    count, topic, partition, first, end, last)
+    return mended

@@ -1,10 +1,13 @@
 """The offset-repeat guard skips only offsets whose effect is in the books (processor/offset_guard.py)."""
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processor.offset_guard import RepeatGuard
+from processor.offset_guard import RepeatGuard, mend
 
 TOPIC = "contact-events"
 TP = (TOPIC, 2)
@@ -143,3 +146,71 @@ def test_a_held_topic_stays_held_until_the_seek_after_its_rebuild():
     assert guard.verdict(TP, 10) == "held"
     guard.sought({TP: 5})
     assert guard.verdict(TP, 5) == "next"
+
+
+class Log:
+    """One partition's log, read again by offset ranges; `unreadable` ranges give up like GapReader after its timeout."""
+
+    def __init__(self, size: int) -> None:
+        self.records = [Record(TOPIC, 2, o) for o in range(size)]
+        self.unreadable = 0  # how many next reads give up half-way
+        self.passed: list[tuple[int, int]] = []
+
+    async def read_range(self, topic, partition, start, end):
+        if self.unreadable:
+            self.unreadable -= 1
+            return self.records[start:start + (end - start) // 2], False
+        return self.records[start:end], True
+
+    async def pass_empty(self, topic, partition, start, end, found):
+        self.passed.append((start, end))
+
+
+@dataclass
+class Record:
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass
+class Counts:
+    offsets_held: int = 0
+    offset_gaps: int = 0
+    offset_repeats: int = 0
+
+
+def _mend(batch, guard, log, counts):
+    return asyncio.run(mend(batch, guard, log.read_range, log.pass_empty, counts))
+
+
+def test_a_gap_is_read_again_and_applied_before_the_record_after_it():
+    guard, log, counts = RepeatGuard(), Log(20), Counts()
+    guard.sought({TP: 0})
+    applied = _mend([log.records[0], log.records[5], log.records[6]], guard, log, counts)
+    assert [r.offset for r in applied] == [0, 1, 2, 3, 4, 5, 6]
+    assert guard.last(TP) == 6 and counts.offset_gaps == 1 and log.passed == [(1, 5)]
+
+
+def test_a_gap_that_cannot_be_read_completely_is_never_skipped():
+    """GapReader gives up after 30 s: applying the record after the gap lost the offsets not read."""
+    guard, log, counts = RepeatGuard(), Log(20), Counts()
+    other = Record(TOPIC, 3, 0)
+    guard.sought({TP: 0, (TOPIC, 3): 0})
+    log.unreadable = 1
+    applied = _mend([log.records[0], log.records[5], log.records[6], other], guard, log, counts)
+    assert [(r.partition, r.offset) for r in applied] == [(2, 0), (3, 0)]  # the other partition goes on
+    assert guard.last(TP) == 0 and log.passed == []
+    # The partition's next delivery reads the whole range again, the records not applied above included.
+    applied = _mend([log.records[7]], guard, log, counts)
+    assert [r.offset for r in applied] == [1, 2, 3, 4, 5, 6, 7]
+    assert guard.last(TP) == 7
+
+
+def test_repeats_and_held_records_are_counted_not_applied():
+    guard, log, counts = RepeatGuard(), Log(20), Counts()
+    guard.sought({TP: 3})
+    assert [r.offset for r in _mend(log.records[3:6], guard, log, counts)] == [3, 4, 5]
+    assert _mend(log.records[4:6], guard, log, counts) == [] and counts.offset_repeats == 2
+    guard.hold(TOPIC)
+    assert _mend([log.records[6]], guard, log, counts) == [] and counts.offsets_held == 1
