@@ -22,6 +22,7 @@ from ..errors import CommandError
 from .asterisk import CONTRACT_REASONS, QueueLogMapper
 from .common import Reorder, Tally
 from .follow import Stream, Tail, load_checkpoint, save_checkpoint
+from .pool import BlockReorder, default_workers, mapped_blocks
 
 BATCH_LINES = 20_000  # lines mapped before the events are sent and the checkpoint is written
 
@@ -255,12 +256,12 @@ def csv_rows(lines, delimiter: str):
             yield line.split(delimiter) if line else []
 
 
-def csv_row_batches(fh, delimiter: str, block: int = 1 << 20):
-    """The rows `csv_rows(fh, delimiter)` gives (less the empty ones, which have no row), read a
-    block of ~`block` characters at a time: a block without a quote character or a lone carriage
-    return is split by two `str.split` over the block, the same rows at a fraction of the cost of a
-    line at a time. From the first block that has one, the rest of the file goes through
-    `csv_rows`, a row per batch (an unreadable row is then said with its number)."""
+def csv_blocks(fh, delimiter: str, block: int = 1 << 20, group: int = 1):
+    """The rest of the file in blocks, each either a text of whole lines without a quote character or
+    a lone carriage return (`split_block` gives its rows: two `str.split` over the block, a fraction
+    of the cost of a line at a time), or a list of up to `group` rows from `csv_rows`: from the first
+    block that has one of those, the rest of the file goes through the reader (a quoted field may
+    span lines)."""
     limit = csv.field_size_limit()
     while True:
         lines = fh.readlines(block)
@@ -270,11 +271,96 @@ def csv_row_batches(fh, delimiter: str, block: int = 1 << 20):
         if "\r" in text:
             text = text.replace("\r\n", "\n")
         if delimiter in '"\r\n' or '"' in text or "\r" in text or (len(text) > limit and max(map(len, lines)) > limit):
-            for row in csv_rows(itertools.chain(lines, fh), delimiter):
-                if row:
-                    yield [row]
+            rows: list[list[str]] = []
+            try:
+                for row in csv_rows(itertools.chain(lines, fh), delimiter):
+                    if row:
+                        rows.append(row)
+                        if len(rows) >= group:
+                            yield rows
+                            rows = []
+            except (csv.Error, UnicodeDecodeError):
+                if rows:  # the rows read before the unreadable one are mapped first, as one at a time
+                    yield rows
+                raise
+            if rows:
+                yield rows
             return
-        yield [line.split(delimiter) for line in text.split("\n") if line]
+        yield text
+
+
+def split_block(block, delimiter: str) -> list[list[str]]:
+    """The rows of a block of `csv_blocks` (less the empty lines, which have no row)."""
+    if isinstance(block, str):
+        return [line.split(delimiter) for line in block.split("\n") if line]
+    return block
+
+
+def csv_row_batches(fh, delimiter: str, block: int = 1 << 20):
+    """The rows `csv_rows(fh, delimiter)` gives (less the empty ones), in batches: a block of ~`block`
+    characters at a time while the file has no quote character (`csv_blocks`), then a row per batch
+    (an unreadable row is then said with its number)."""
+    for b in csv_blocks(fh, delimiter, block):
+        yield split_block(b, delimiter)
+
+
+POOL_BLOCK = 1 << 18  # characters of lines a worker maps at a time (~2,700 rows of a typical export)
+POOL_GROUP = 2_000  # rows a worker maps at a time once the file has a quoted field
+
+
+def _size(fh) -> int:
+    try:
+        return os.fstat(fh.fileno()).st_size
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return 0
+
+
+def _add(tally: Tally, part: Tally) -> None:
+    tally.read += part.read
+    tally.events += part.events
+    tally.contacts += part.contacts
+    tally.skipped.update(part.skipped)
+    tally.adjusted.update(part.adjusted)
+
+
+def _interrupt(signum, frame) -> None:
+    """SIGTERM, while worker processes map: stopped as Ctrl-C stops it (the pool with it)."""
+    raise KeyboardInterrupt
+
+
+def _pooled(fh, delimiter: str, rows, workers: int, window: int, sink) -> None:
+    """The rest of the file mapped by `workers` processes (pool.py): the same lines, output batches
+    and progress lines as the single-process loop of cmd_csv. `rows.tally` ends as its tally."""
+    tally = rows.tally
+    out: list[str] = []
+    held = 0
+
+    def emit(texts: list[str], n: int, read: int) -> None:  # what the single-process loop does on a release
+        nonlocal out, held
+        out += texts
+        held += n
+        if held >= 50_000:
+            sink.send_lines(out)
+            out, held = [], 0
+            print(f"  {read:,} rows read", file=sys.stderr, flush=True)
+
+    order = BlockReorder(window, emit)
+    stopping = signal.signal(signal.SIGTERM, _interrupt)
+    blocks = csv_blocks(fh, delimiter, POOL_BLOCK, POOL_GROUP)
+    results = mapped_blocks(blocks, (rows, delimiter, split_block, window), workers)
+    try:
+        for block, (part, segments, runs, latest) in results:
+            if order.take(part.read, segments, runs, latest):
+                _add(tally, part)
+            else:  # a row out of order by more than the window: this block row by row, here
+                rows.last_arrival = order.now
+                for row in split_block(block, delimiter):
+                    order.push_row(rows.map_row_lines(row), rows.last_arrival)
+    finally:
+        results.close()  # the pool stopped (terminated if the run did not finish)
+        signal.signal(signal.SIGTERM, stopping)
+    texts, _ = order.drain()
+    sink.send_lines(out + texts)
 
 
 def cmd_csv(args) -> int:
@@ -320,18 +406,23 @@ def cmd_csv(args) -> int:
             lines: list[str] = []  # the events as JSON lines (csvlog.RowMapper.map_row_lines)
             order = Reorder(args.reorder_seconds)
             push, map_row = order.push_timed, rows.map_row_lines
+            workers = args.workers if args.workers is not None else default_workers()
+            parallel = workers > 1 and args.file != "-" and _size(fh) > 2 * POOL_BLOCK
             collecting = gc.isenabled()
             gc.disable()  # rows, events and lines make no reference cycles: the collector's passes
             try:           # over the rows and held events were ~10 % of the run
-                for batch in csv_row_batches(fh, mapping.delimiter):
-                    for row in batch:
-                        released = push(map_row(row), rows.last_arrival)
-                        if released:
-                            lines += released
-                            if len(lines) >= 50_000:
-                                sink.send_lines(lines)
-                                lines = []
-                                print(f"  {rows.tally.read:,} rows read", file=sys.stderr, flush=True)
+                if not parallel:
+                    for batch in csv_row_batches(fh, mapping.delimiter):
+                        for row in batch:
+                            released = push(map_row(row), rows.last_arrival)
+                            if released:
+                                lines += released
+                                if len(lines) >= 50_000:
+                                    sink.send_lines(lines)
+                                    lines = []
+                                    print(f"  {rows.tally.read:,} rows read", file=sys.stderr, flush=True)
+                else:  # rows mapped by worker processes, taken in file order (pool.py)
+                    _pooled(fh, mapping.delimiter, rows, workers, args.reorder_seconds, sink)
             except UnicodeDecodeError as exc:
                 raise CommandError(f"{args.file} is not UTF-8 text: {exc}") from None
             except csv.Error as exc:
@@ -339,8 +430,9 @@ def cmd_csv(args) -> int:
             finally:
                 if collecting:
                     gc.enable()
-            lines += order.drain()
-            sink.send_lines(lines)
+            if not parallel:
+                lines += order.drain()
+                sink.send_lines(lines)
     finally:
         sink.close()
     tally: Tally = rows.tally
@@ -366,6 +458,16 @@ def _guarded(fn):
             print(f"kpi ingest {args.source}: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 1
     return run
+
+
+def _workers(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 64:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of processes from 1 to 64")
+    return n
 
 
 def _kafka_options(p: argparse.ArgumentParser) -> None:
@@ -397,6 +499,9 @@ def register(sub) -> None:
     c.add_argument("--mapping", required=True, help="mapping YAML (see deploy/config/csv-mapping.example.yaml)")
     c.add_argument("--reorder-seconds", type=int, default=3600,
                    help="rows may be this far out of arrival order; events are sent in event-time order")
+    c.add_argument("--workers", type=_workers, default=None, metavar="N",
+                   help="processes mapping rows of a file (default: one per core, at least 2; 1: this one "
+                        "alone). The output is the same whatever N; standard input is read by one")
     c.add_argument("file", metavar="FILE", help="the CSV export (header row first), or - for standard input")
     _kafka_options(c)
     c.set_defaults(fn=_guarded(cmd_csv))

@@ -1,0 +1,204 @@
+"""`kpi ingest csv FILE` on several cores: worker processes map numbered blocks of rows, the parent
+takes their results strictly in block order and releases them through the same reorder rule as
+`common.Reorder`, so the output (and every progress line) is the single-process run's by
+construction. Part of the shell; the mapping stays pure (csvlog.RowMapper).
+
+What crosses the pipe is compact: a worker groups its block's rendered lines by minute of event time,
+each minute's lines sorted (stably) on their second and joined in one string; the parent holds one
+such run per block per minute and, releasing a minute, takes its single run as it is, or merges the
+runs of the blocks that share it. This is the single-process reorder when no row of the block
+holds an event in a minute the reorder has already released ("late": rows out of arrival order by
+more than the window); a block with one is mapped again in the parent, row by row, with the
+single-process rule. The release points (hence the output batches and progress lines) are those of
+the single-process run: the rows where the reorder's horizon moves, which each worker reports."""
+from __future__ import annotations
+
+import collections
+import gc
+import heapq
+import multiprocessing
+import operator
+import os
+import signal
+from typing import Callable, Iterator
+
+from .common import Tally
+
+_JOB: tuple | None = None  # (RowMapper, delimiter, split_block, window), set in the parent just before the fork
+_NEVER = 1 << 62  # a minute after any event
+_FIRST = operator.itemgetter(0)
+
+
+def default_workers() -> int:
+    """One worker per core this process may run on, at least 2."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(2, cores)
+
+
+def _init() -> None:
+    # Ctrl-C reaches the whole process group: the parent stops the pool, a worker says nothing.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gc.disable()  # as in the parent: rows, events and lines make no reference cycles
+
+
+def _map_block(block) -> tuple:
+    """(tally, segments, runs, latest arrival) of a block mapped from a fresh tally and a latest
+    arrival of 0. segments: (index of the first row, horizon minute, least event minute of its rows)
+    for each run of rows with the same horizon (`max(latest - window, 0) // 60`); runs: minute ->
+    (seconds, text), its events' lines in order of second (stable) and joined."""
+    assert _JOB is not None
+    mapper, delimiter, split, window = _JOB
+    mapper.tally = Tally()
+    mapper.last_arrival = 0
+    map_row = mapper.map_row_lines
+    segments: list[tuple[int, int, int]] = []
+    held: dict[int, list] = {}
+    horizon, least, first, latest = -1, _NEVER, 0, -1
+    for i, row in enumerate(split(block, delimiter)):
+        pairs = map_row(row)
+        if mapper.last_arrival != latest:
+            latest = mapper.last_arrival
+            h = max(latest - window, 0) // 60
+            if h != horizon:
+                if horizon >= 0:
+                    segments.append((first, horizon, least))
+                horizon, least, first = h, _NEVER, i
+        for item in pairs:
+            minute = item[0] // 60
+            if minute < least:
+                least = minute
+            bucket = held.get(minute)
+            if bucket is None:
+                held[minute] = [item]
+            else:
+                bucket.append(item)
+    if horizon >= 0:
+        segments.append((first, horizon, least))
+    runs = {}
+    for minute, items in held.items():
+        items.sort(key=_FIRST)
+        runs[minute] = ([s for s, _ in items], "".join([line for _, line in items]))
+    return mapper.tally, segments, runs, mapper.last_arrival
+
+
+def mapped_blocks(blocks: Iterator, job: tuple, workers: int) -> Iterator[tuple[object, tuple]]:
+    """(block, `_map_block(block)`) for each of `blocks`, in block order, mapped by `workers`
+    processes with at most 2 blocks each in flight. An error reading the blocks is raised after the
+    results of the blocks read before it (the single-process run maps those rows before it meets
+    the error)."""
+    global _JOB
+    _JOB = job
+    pool = multiprocessing.get_context("fork").Pool(workers, initializer=_init)
+    _JOB = None
+    pending: collections.deque = collections.deque()
+    ok = False
+    try:
+        error: Exception | None = None
+        try:
+            for block in blocks:
+                pending.append((block, pool.apply_async(_map_block, (block,))))
+                while len(pending) >= 2 * workers:
+                    block, result = pending.popleft()
+                    yield block, result.get()
+        except Exception as exc:  # reading (bad UTF-8, an unreadable row): what was read first, then it
+            error = exc
+        while pending:
+            block, result = pending.popleft()
+            yield block, result.get()
+        if error is not None:
+            raise error
+        ok = True
+    finally:
+        if ok:
+            pool.close()
+        else:  # an error, Ctrl-C, or the consumer gave up: the workers are stopped where they are
+            pool.terminate()
+        pool.join()
+
+
+class BlockReorder:
+    """`common.Reorder` over the results of `_map_block`, in block order, with the same releases:
+    `emit(texts, n_lines, rows_read)` is called where the single-process run releases events (after
+    the row numbered `rows_read`), with the same lines."""
+
+    def __init__(self, window: int, emit: Callable[[list[str], int, int], None]) -> None:
+        self.window = window
+        self.emit = emit
+        self.now = 0  # latest arrival of the rows taken
+        self.read = 0  # rows taken
+        self._held: dict[int, list] = {}  # minute -> its runs [(seconds, text)], in block order
+        self._minutes: list[int] = []  # heap of the held minutes
+
+    def take(self, rows: int, segments, runs: dict, latest: int) -> bool:
+        """A block's result (its number of rows, then as `_map_block` gives them); False (nothing
+        taken) if one of its rows is late: map them again and give each to `push_row`."""
+        base = max(self.now - self.window, 0) // 60
+        for _, h, least in segments:
+            if least < max(h, base):
+                return False
+        held, minutes = self._held, self._minutes
+        for minute, run in runs.items():
+            bucket = held.get(minute)
+            if bucket is None:
+                held[minute] = [run]
+                heapq.heappush(minutes, minute)
+            else:
+                bucket.append(run)
+        read = self.read
+        for first, h, _ in segments:
+            self._release(max(h, base), read + first + 1)
+        self.read = read + rows
+        if latest > self.now:
+            self.now = latest
+        return True
+
+    def push_row(self, pairs: list, latest: int) -> None:
+        """One row's (second, line) pairs and the latest arrival after it, as `Reorder.push_timed`
+        takes them."""
+        self.read += 1
+        held, minutes = self._held, self._minutes
+        for sec, line in pairs:
+            minute = sec // 60
+            bucket = held.get(minute)
+            if bucket is None:
+                held[minute] = [([sec], line)]
+                heapq.heappush(minutes, minute)
+            else:
+                bucket.append(([sec], line))
+        if latest > self.now:
+            self.now = latest
+        self._release(max(self.now - self.window, 0) // 60, self.read)
+
+    def _release(self, horizon: int, read: int) -> None:
+        minutes = self._minutes
+        if not minutes or minutes[0] >= horizon:
+            return
+        texts, n = [], 0
+        while minutes and minutes[0] < horizon:
+            text, k = self._text(heapq.heappop(minutes))
+            texts.append(text)
+            n += k
+        self.emit(texts, n, read)
+
+    def _text(self, minute: int) -> tuple[str, int]:
+        runs = self._held.pop(minute)
+        if len(runs) == 1:
+            secs, text = runs[0]
+            return text, len(secs)
+        items: list = []
+        for secs, text in runs:
+            items += zip(secs, text.split("\n"))  # (the text's last "\n" gives a piece zip leaves)
+        items.sort(key=_FIRST)  # stable: runs in block order, each in push order for a second
+        return "\n".join([line for _, line in items]) + "\n", len(items)
+
+    def drain(self) -> tuple[list[str], int]:
+        """Everything still held, in order (at the end of the file)."""
+        texts, n = [], 0
+        while self._minutes:
+            text, k = self._text(heapq.heappop(self._minutes))
+            texts.append(text)
+            n += k
+        return texts, n
