@@ -13,6 +13,7 @@ single-process rule. The release points (hence the output batches and progress l
 the single-process run: the rows where the reorder's horizon moves, which each worker reports."""
 from __future__ import annotations
 
+import bisect
 import collections
 import gc
 import heapq
@@ -48,75 +49,129 @@ def _map_block(block) -> tuple:
     """(tally, segments, runs, latest arrival) of a block mapped from a fresh tally and a latest
     arrival of 0. segments: (index of the first row, horizon minute, least event minute of its rows)
     for each run of rows with the same horizon (`max(latest - window, 0) // 60`); runs: minute ->
-    (seconds, text), its events' lines in order of second (stable) and joined."""
+    (seconds, text), its events' lines in order of second (stable: rows' order in a second) and
+    joined."""
     assert _JOB is not None
     mapper, delimiter, split, window = _JOB
     mapper.tally = Tally()
     mapper.last_arrival = 0
     map_row = mapper.map_row_lines
-    segments: list[tuple[int, int, int]] = []
-    held: dict[int, list] = {}
-    horizon, least, first, latest = -1, _NEVER, 0, -1
+    items: list = []  # the block's (second, line) pairs, in the order the rows give them
+    starts: list[tuple[int, int, int]] = []  # (first row, horizon, index of its first pair) of each segment
+    horizon, latest = -1, -1
     for i, row in enumerate(split(block, delimiter)):
         pairs = map_row(row)
         if mapper.last_arrival != latest:
             latest = mapper.last_arrival
             h = max(latest - window, 0) // 60
             if h != horizon:
-                if horizon >= 0:
-                    segments.append((first, horizon, least))
-                horizon, least, first = h, _NEVER, i
-        for item in pairs:
-            minute = item[0] // 60
-            if minute < least:
-                least = minute
-            bucket = held.get(minute)
-            if bucket is None:
-                held[minute] = [item]
-            else:
-                bucket.append(item)
-    if horizon >= 0:
-        segments.append((first, horizon, least))
+                horizon = h
+                starts.append((i, h, len(items)))
+        items += pairs
+    segments = []
+    for k, (first, h, lo) in enumerate(starts):
+        hi = starts[k + 1][2] if k + 1 < len(starts) else len(items)
+        segments.append((first, h, min(items[lo:hi])[0] // 60 if hi > lo else _NEVER))
+    items.sort(key=_FIRST)  # stable
+    secs = [s for s, _ in items]
+    lines = [line for _, line in items]
     runs = {}
-    for minute, items in held.items():
-        items.sort(key=_FIRST)
-        runs[minute] = ([s for s, _ in items], "".join([line for _, line in items]))
+    i, n = 0, len(secs)
+    while i < n:
+        minute = secs[i] // 60
+        j = bisect.bisect_left(secs, (minute + 1) * 60, i)
+        runs[minute] = (secs[i:j], "".join(lines[i:j]))
+        i = j
     return mapper.tally, segments, runs, mapper.last_arrival
 
 
+def _work(tasks, results, others) -> None:
+    """A worker: blocks in, results out, until told to stop (None) or the parent is gone (EOF)."""
+    for conn in others:  # the other processes' pipe ends: the parent's end closing is then an EOF here
+        conn.close()
+    _init()
+    try:
+        while True:
+            block = tasks.recv()
+            if block is None:
+                return
+            results.send(_map_block(block))
+    except (EOFError, BrokenPipeError):
+        return
+
+
+def _widen(conn) -> None:
+    """A pipe of 1 MiB (Linux; 64 KiB by default): a block's result is written in a few calls."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
+    except (ImportError, AttributeError, OSError):
+        pass
+
+
 def mapped_blocks(blocks: Iterator, job: tuple, workers: int) -> Iterator[tuple[object, tuple]]:
-    """(block, `_map_block(block)`) for each of `blocks`, in block order, mapped by `workers`
-    processes with at most 2 blocks each in flight. An error reading the blocks is raised after the
-    results of the blocks read before it (the single-process run maps those rows before it meets
-    the error)."""
+    """(block, `_map_block(block)`) for each of `blocks`, in block order, mapped by `workers` forked
+    processes, block k by worker k mod `workers`, one block each in flight (a worker is sent its
+    next block once its result is read: neither side then waits on the other's full pipe). An
+    error reading the blocks is raised after the results of the blocks read before it (the
+    single-process run maps those rows before it meets the error)."""
     global _JOB
+    ctx = multiprocessing.get_context("fork")
+    pipes = [(ctx.Pipe(duplex=False), ctx.Pipe(duplex=False)) for _ in range(workers)]
+    ends = [conn for pair in pipes for pipe in pair for conn in pipe]
+    procs = []
     _JOB = job
-    pool = multiprocessing.get_context("fork").Pool(workers, initializer=_init)
-    _JOB = None
-    pending: collections.deque = collections.deque()
+    try:
+        for (task_r, task_w), (result_r, result_w) in pipes:
+            for conn in (task_w, result_r):
+                _widen(conn)
+            proc = ctx.Process(target=_work, args=(task_r, result_w, [c for c in ends if c not in (task_r, result_w)]),
+                               daemon=True)
+            proc.start()
+            procs.append(proc)
+    finally:
+        _JOB = None
+    for (task_r, _), (_, result_w) in pipes:
+        task_r.close()
+        result_w.close()
+    pending: collections.deque = collections.deque()  # (block, worker) in block order
     ok = False
     try:
         error: Exception | None = None
+        source = iter(blocks)
+        k = 0
         try:
-            for block in blocks:
-                pending.append((block, pool.apply_async(_map_block, (block,))))
-                while len(pending) >= 2 * workers:
-                    block, result = pending.popleft()
-                    yield block, result.get()
+            for block in source:
+                w = k % workers
+                if len(pending) == workers:  # worker w's previous block comes first (block k - workers)
+                    done, _ = pending.popleft()
+                    yield done, pipes[w][1][0].recv()
+                pipes[w][0][1].send(block)
+                pending.append((block, w))
+                k += 1
         except Exception as exc:  # reading (bad UTF-8, an unreadable row): what was read first, then it
             error = exc
         while pending:
-            block, result = pending.popleft()
-            yield block, result.get()
+            done, w = pending.popleft()
+            yield done, pipes[w][1][0].recv()
         if error is not None:
             raise error
         ok = True
     finally:
-        if ok:
-            pool.close()
-        else:  # an error, Ctrl-C, or the consumer gave up: the workers are stopped where they are
-            pool.terminate()
-        pool.join()
+        for (_, task_w), _ in pipes:
+            if ok:
+                try:
+                    task_w.send(None)
+                except OSError:
+                    pass
+            task_w.close()
+        for proc in procs:
+            if not ok:  # an error, Ctrl-C, or the consumer gave up: the workers are stopped where they are
+                proc.terminate()
+            proc.join()
+        for _, (result_r, _) in pipes:
+            result_r.close()
 
 
 class BlockReorder:

@@ -60,7 +60,7 @@ class FileSink:
         self._sent()
 
     def send_lines(self, lines: list[str]) -> None:
-        """Events already rendered as JSON lines, written in one piece."""
+        """Events already rendered as JSON lines (a piece may hold several), written in one piece."""
         self.fh.write("".join(lines).encode())
         self._sent()
 
@@ -105,8 +105,9 @@ class KafkaSink:
             raise CommandError(f"cannot produce to {self.where}: {type(exc).__name__}: {exc}", 1) from None
 
     def send_lines(self, lines: list[str]) -> None:
-        """Events rendered as JSON lines, sent as their dicts (the producer encodes and keys each)."""
-        self.send([orjson.loads(line) for line in lines])
+        """Events rendered as JSON lines (a piece may hold several), sent as their dicts (the
+        producer encodes and keys each)."""
+        self.send([orjson.loads(line) for piece in lines for line in piece.split("\n") if line])
 
     def close(self) -> None:
         pass
