@@ -42,6 +42,7 @@ def default_workers() -> int:
 def _init() -> None:
     # Ctrl-C reaches the whole process group: the parent stops the pool, a worker says nothing.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # (the parent's, while it runs the pool, raises)
     gc.disable()  # as in the parent: rows, events and lines make no reference cycles
 
 

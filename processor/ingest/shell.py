@@ -257,7 +257,10 @@ def csv_rows(lines, delimiter: str):
             yield line.split(delimiter) if line else []
 
 
-def csv_blocks(fh, delimiter: str, block: int = 1 << 20, group: int = 1):
+READ_BLOCK = 1 << 18  # characters of lines read (and mapped by a worker) at a time: ~2,700 rows of an export
+
+
+def csv_blocks(fh, delimiter: str, block: int = READ_BLOCK, group: int = 1):
     """The rest of the file in blocks, each either a text of whole lines without a quote character or
     a lone carriage return (`split_block` gives its rows: two `str.split` over the block, a fraction
     of the cost of a line at a time), or a list of up to `group` rows from `csv_rows`: from the first
@@ -297,7 +300,7 @@ def split_block(block, delimiter: str) -> list[list[str]]:
     return block
 
 
-def csv_row_batches(fh, delimiter: str, block: int = 1 << 20):
+def csv_row_batches(fh, delimiter: str, block: int = READ_BLOCK):
     """The rows `csv_rows(fh, delimiter)` gives (less the empty ones), in batches: a block of ~`block`
     characters at a time while the file has no quote character (`csv_blocks`), then a row per batch
     (an unreadable row is then said with its number)."""
@@ -305,7 +308,6 @@ def csv_row_batches(fh, delimiter: str, block: int = 1 << 20):
         yield split_block(b, delimiter)
 
 
-POOL_BLOCK = 1 << 18  # characters of lines a worker maps at a time (~2,700 rows of a typical export)
 POOL_GROUP = 2_000  # rows a worker maps at a time once the file has a quoted field
 
 
@@ -347,7 +349,7 @@ def _pooled(fh, delimiter: str, rows, workers: int, window: int, sink) -> None:
 
     order = BlockReorder(window, emit)
     stopping = signal.signal(signal.SIGTERM, _interrupt)
-    blocks = csv_blocks(fh, delimiter, POOL_BLOCK, POOL_GROUP)
+    blocks = csv_blocks(fh, delimiter, READ_BLOCK, POOL_GROUP)
     results = mapped_blocks(blocks, (rows, delimiter, split_block, window), workers)
     try:
         for block, (part, segments, runs, latest) in results:
@@ -408,7 +410,7 @@ def cmd_csv(args) -> int:
             order = Reorder(args.reorder_seconds)
             push, map_row = order.push_timed, rows.map_row_lines
             workers = args.workers if args.workers is not None else default_workers()
-            parallel = workers > 1 and args.file != "-" and _size(fh) > 2 * POOL_BLOCK
+            parallel = workers > 1 and args.file != "-" and _size(fh) > 2 * READ_BLOCK
             collecting = gc.isenabled()
             gc.disable()  # rows, events and lines make no reference cycles: the collector's passes
             try:           # over the rows and held events were ~10 % of the run
