@@ -20,7 +20,9 @@ import heapq
 import multiprocessing
 import operator
 import os
+import queue
 import signal
+import threading
 from typing import Callable, Iterator
 
 from .common import Tally
@@ -111,12 +113,26 @@ def _widen(conn) -> None:
         pass
 
 
-def mapped_blocks(blocks: Iterator, job: tuple, workers: int) -> Iterator[tuple[object, tuple]]:
+def _feed(tasks: queue.SimpleQueue, pipes) -> None:
+    """The parent's thread writing blocks to the workers, in order: a worker's full pipe holds it up,
+    never the thread reading results (each side would wait on the other)."""
+    try:
+        while True:
+            item = tasks.get()
+            if item is None:
+                return
+            w, block = item
+            pipes[w][0][1].send(block)
+    except OSError:  # a worker gone (stopped): the results' side says it
+        return
+
+
+def mapped_blocks(blocks: Iterator, job: tuple, workers: int, depth: int = 2) -> Iterator[tuple[object, tuple]]:
     """(block, `_map_block(block)`) for each of `blocks`, in block order, mapped by `workers` forked
-    processes, block k by worker k mod `workers`, one block each in flight (a worker is sent its
-    next block once its result is read: neither side then waits on the other's full pipe). An
-    error reading the blocks is raised after the results of the blocks read before it (the
-    single-process run maps those rows before it meets the error)."""
+    processes, block k by worker k mod `workers`, at most `depth` blocks each in flight (a worker
+    descheduled by other load on the host then holds up the others less). An error reading the
+    blocks is raised after the results of the blocks read before it (the single-process run maps
+    those rows before it meets the error)."""
     global _JOB
     ctx = multiprocessing.get_context("fork")
     pipes = [(ctx.Pipe(duplex=False), ctx.Pipe(duplex=False)) for _ in range(workers)]
@@ -136,42 +152,44 @@ def mapped_blocks(blocks: Iterator, job: tuple, workers: int) -> Iterator[tuple[
     for (task_r, _), (_, result_w) in pipes:
         task_r.close()
         result_w.close()
+    tasks: queue.SimpleQueue = queue.SimpleQueue()
+    feeder = threading.Thread(target=_feed, args=(tasks, pipes), name="kpi-ingest-feed", daemon=True)
+    feeder.start()
     pending: collections.deque = collections.deque()  # (block, worker) in block order
     ok = False
     try:
         error: Exception | None = None
-        source = iter(blocks)
         k = 0
         try:
-            for block in source:
+            for block in blocks:
                 w = k % workers
-                if len(pending) == workers:  # worker w's previous block comes first (block k - workers)
-                    done, _ = pending.popleft()
-                    yield done, pipes[w][1][0].recv()
-                pipes[w][0][1].send(block)
+                tasks.put((w, block))
                 pending.append((block, w))
                 k += 1
+                if len(pending) >= depth * workers:
+                    done, v = pending.popleft()
+                    yield done, pipes[v][1][0].recv()
         except Exception as exc:  # reading (bad UTF-8, an unreadable row): what was read first, then it
             error = exc
         while pending:
-            done, w = pending.popleft()
-            yield done, pipes[w][1][0].recv()
+            done, v = pending.popleft()
+            yield done, pipes[v][1][0].recv()
         if error is not None:
             raise error
         ok = True
     finally:
-        for (_, task_w), _ in pipes:
-            if ok:
-                try:
-                    task_w.send(None)
-                except OSError:
-                    pass
-            task_w.close()
-        for proc in procs:
-            if not ok:  # an error, Ctrl-C, or the consumer gave up: the workers are stopped where they are
+        if ok:
+            for w in range(workers):
+                tasks.put((w, None))  # a worker's stop
+        else:  # an error, Ctrl-C, or the consumer gave up: the workers are stopped where they are
+            for proc in procs:
                 proc.terminate()
+        tasks.put(None)
+        for proc in procs:
             proc.join()
-        for _, (result_r, _) in pipes:
+        feeder.join(5)
+        for (_, task_w), (result_r, _) in pipes:
+            task_w.close()
             result_r.close()
 
 
