@@ -1,4 +1,4 @@
-"""Throughput of the two adapters of `kpi ingest` from a file, one core. Prints lines/s.
+"""Throughput of the two adapters of `kpi ingest` from a file. Prints lines/s.
 
     python scripts/bench_ingest.py [lines]        (default 300,000 of each)
 
@@ -6,7 +6,9 @@ For each adapter it writes a synthetic, realistic input (a seeded mix of answere
 timed-out calls with agents pausing; the CSV with a date column, times of day in Europe/Paris
 and midnight crossings), then measures
   - the command: `kpi ingest ... --output FILE` as a user runs it (a new process, file to JSON
-    lines, summary included), wall time / lines;
+    lines, summary included), wall time / lines; the CSV adapter twice: with `--workers 1` (one
+    process) and with its default (one worker process per core, at least 2; CPU then counts
+    the workers' too);
   - the mapper alone (processor.ingest.asterisk map_line / csvlog map_row_lines, what the command
     calls, over the lines in memory, no output), best of 5 passes, the one least disturbed by other
     load on the host.
@@ -155,10 +157,14 @@ def main() -> None:
               "disturbs least)")
         for name, args, fn in (("asterisk", ["asterisk", "--queue-log", str(qlog)], asterisk_pass),
                                ("csv", ["csv", "--mapping", str(MAPPING), str(calls)], csv_pass)):
-            wall, cpu = command(args, n, tmp / f"{name}.jsonl")
+            runs = [("", args)] if name == "asterisk" else \
+                [(" --workers 1", [*args, "--workers", "1"]), (" (default workers)", args)]
+            for label, argv in runs:
+                wall, cpu = command(argv, n, tmp / f"{name}.jsonl")
+                print(f"{name + label:<27} {n:>9,} lines  command, file to file: {wall:>9,.0f} ({cpu:>9,.0f} per CPU s)"
+                      f"  load {os.getloadavg()[0]:.2f}")
             mw, mc = best_of(5, fn)
-            print(f"{name:<9} {n:>9,} lines  command, file to file: {wall:>9,.0f} ({cpu:>9,.0f} per CPU s)   "
-                  f"mapper alone, best of 5: {mw:>9,.0f} ({mc:>9,.0f} per CPU s)")
+            print(f"{name:<27} mapper alone, best of 5: {mw:>9,.0f} ({mc:>9,.0f} per CPU s)")
         print(f"load average {os.getloadavg()[0]:.2f} (1 min)")
         print("target: >= 100,000 lines/s from a file (issue 23)")
 

@@ -349,6 +349,7 @@ def _pooled(fh, delimiter: str, rows, workers: int, window: int, sink) -> None:
 
     order = BlockReorder(window, emit)
     stopping = signal.signal(signal.SIGTERM, _interrupt)
+    rows.prefill_times()  # before the fork: each worker would parse them again
     blocks = csv_blocks(fh, delimiter, READ_BLOCK, POOL_GROUP)
     results = mapped_blocks(blocks, (rows, delimiter, split_block, window), workers)
     try:

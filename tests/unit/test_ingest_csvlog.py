@@ -221,3 +221,15 @@ def test_reorder_releases_in_event_time_order_once_rows_moved_past():
     # Rows at 09:03:05: the minute 09:01 is complete too.
     assert [e["ts"] for e in r.push([], 1795424400 + 185)] == ["2026-11-23T09:01:00Z"]
     assert [e["ts"] for e in r.drain()] == ["2026-11-23T09:05:00Z"]
+
+
+@pytest.mark.parametrize("none", [["", "0:00:00"], ["", "00:00:00", "-"]])
+def test_times_of_day_put_in_the_cache_beforehand_read_as_parsed(none):
+    # RowMapper.prefill_times (called before worker processes are forked) must give what parsing gives,
+    # a "none" value spelled as a time of day included.
+    filled, fresh = mapper(none=none), mapper(none=none)
+    filled.prefill_times()
+    for t in ("00:00:00", "00:00:01", "09:00:00", "12:34:56", "23:59:59", "9:00:00"):
+        r = row(arr=t, qin=t, qout=t, svc_in=t, svc_out=t, wrap_end=t)
+        assert filled.map_row(r) == fresh.map_row(r)
+    assert filled.tally.to_json() == fresh.tally.to_json()
