@@ -48,12 +48,25 @@ def test_ingest_asterisk_produces_the_events_keyed_as_the_contract_says(kafka, t
         assert key == (event.get("contact_id") or event["agent_id"])
 
 
-def test_ingest_csv_produces_the_events_of_its_output_file(kafka, tmp_path):
-    # The CSV adapter renders JSON lines; to the broker each goes as its event.
+@pytest.mark.parametrize("source", ["calls.csv", "generated"])
+def test_ingest_csv_produces_the_events_of_its_output_file(source, kafka, tmp_path):
+    # The CSV adapter renders JSON lines; to the broker each goes as its event. "generated": a file
+    # over 512 KiB, whose rows worker processes map (--workers 2), released a minute at a time.
     env = unique_topics()
     topic = env["KPI_KAFKA__INPUT_TOPIC"]
-    args = [sys.executable, "-m", "processor.cli", "ingest", "csv", "--mapping",
-            str(ROOT / "deploy" / "config" / "csv-mapping.example.yaml"), str(ROOT / "tests" / "data" / "ingest" / "calls.csv")]
+    path = ROOT / "tests" / "data" / "ingest" / "calls.csv"
+    extra: list[str] = []
+    if source == "generated":
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("bench_ingest", ROOT / "scripts" / "bench_ingest.py")
+        bench = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(bench)
+        path, extra = tmp_path / "calls.csv", ["--workers", "2"]
+        bench.write_csv(path, 8_000)
+        assert path.stat().st_size > 600_000
+    args = [sys.executable, "-m", "processor.cli", "ingest", "csv", *extra, "--mapping",
+            str(ROOT / "deploy" / "config" / "csv-mapping.example.yaml"), str(path)]
     done = subprocess.run([*args, "--bootstrap", kafka.bootstrap], env=_env(env), capture_output=True, text=True,
                           timeout=180)
     assert done.returncode == 0, done.stderr
