@@ -23,7 +23,7 @@ import os
 import queue
 import signal
 import threading
-from typing import Callable, Iterator
+from typing import Callable, Generator, Iterator
 
 from .common import Tally
 
@@ -98,9 +98,20 @@ def _work(tasks, results, others) -> None:
             block = tasks.recv()
             if block is None:
                 return
-            results.send(_map_block(block))
+            try:
+                result = _map_block(block)
+            except Exception as exc:  # said by the parent in one line, as one process would say it
+                result = ("failed", f"{type(exc).__name__}: {exc}")
+            results.send(result)
     except (EOFError, BrokenPipeError):
         return
+
+
+def _result(conn) -> tuple:
+    result = conn.recv()
+    if result[0] == "failed":
+        raise RuntimeError(f"a worker process: {result[1]}")
+    return result
 
 
 def _widen(conn) -> None:
@@ -127,7 +138,7 @@ def _feed(tasks: queue.SimpleQueue, pipes) -> None:
         return
 
 
-def mapped_blocks(blocks: Iterator, job: tuple, workers: int, depth: int = 2) -> Iterator[tuple[object, tuple]]:
+def mapped_blocks(blocks: Iterator, job: tuple, workers: int, depth: int = 2) -> Generator[tuple[object, tuple], None, None]:
     """(block, `_map_block(block)`) for each of `blocks`, in block order, mapped by `workers` forked
     processes, block k by worker k mod `workers`, at most `depth` blocks each in flight (a worker
     descheduled by other load on the host then holds up the others less). An error reading the
@@ -168,12 +179,12 @@ def mapped_blocks(blocks: Iterator, job: tuple, workers: int, depth: int = 2) ->
                 k += 1
                 if len(pending) >= depth * workers:
                     done, v = pending.popleft()
-                    yield done, pipes[v][1][0].recv()
+                    yield done, _result(pipes[v][1][0])
         except Exception as exc:  # reading (bad UTF-8, an unreadable row): what was read first, then it
             error = exc
         while pending:
             done, v = pending.popleft()
-            yield done, pipes[v][1][0].recv()
+            yield done, _result(pipes[v][1][0])
         if error is not None:
             raise error
         ok = True
