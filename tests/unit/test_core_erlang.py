@@ -18,7 +18,7 @@ import math
 import time
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from processor.core.erlang import erlang_a, erlang_c, erlang_c_wait_probability, required_servers
@@ -95,6 +95,7 @@ def test_hundreds_and_thousands_of_servers_are_finite_and_agree():
 @settings(max_examples=100, deadline=None)
 @given(n=st.integers(1, 60), occ=st.floats(0.05, 1.6), aht=st.floats(10, 900), patience=st.floats(5, 3000),
        t=st.floats(0, 120))
+@example(n=1, occ=0.8984375, aht=128, patience=5.0, t=0.0)
 def test_erlang_a_is_a_probability_law_and_tends_to_erlang_c(n, occ, aht, patience, t):
     lam = n * occ / aht
     a = erlang_a(n, lam, aht, patience, t)
