@@ -64,7 +64,7 @@ def cmd_worker(args) -> int:
     _reach_broker(s)
     from faust.worker import Worker
 
-    from .app import create_app
+    from .worker.app import create_app
     from .core import describe
 
     app, _ = create_app(s)

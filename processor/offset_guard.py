@@ -24,7 +24,7 @@ The rule, path by path (docs/reliability.md#the-offset-repeat-guard):
   table writes and outputs in one transaction). Nothing of the topic is applied until the seek to
   the committed offsets that ends the recovery (`held`): a record handed over in between was
   fetched before that seek and comes again after it (a partition with nothing committed is sought
-  to its start: aiokafka leaves it where it is, consumer_tuning.track_seeks).
+  to its start: aiokafka leaves it where it is, worker/patches.py track_seeks).
 - The first seek after a rebuild (`sought`) sets the mark to the committed offset minus one for
   every partition, kept or new, whatever was applied before (a later seek without a rebuild, such
   as the one Faust's fetch loop makes when it gets records while the flow is stopped, moves the

@@ -35,7 +35,7 @@ from processor.core.contacts import ContactBook  # noqa: E402
 from processor.core.journeys import JourneyBook  # noqa: E402
 from processor.core.queues import QueueBook  # noqa: E402
 from processor.decode import decode  # noqa: E402
-from processor.housekeeping import EXPIRE_LIMIT  # noqa: E402
+from processor.worker.housekeeping import EXPIRE_LIMIT  # noqa: E402
 
 ADVANCE_LIMIT, BATCH_MAX = app.ADVANCE_LIMIT, app.BATCH_MAX
 TAKE_LIMIT = getattr(app, "TAKE_LIMIT", 200)  # (a tree from before take_dirty(limit) runs without --sliced)

@@ -379,16 +379,16 @@ def test_hostile_events_in_the_core_change_no_valid_figure(placed):
 # ------------------------------------------------------------------------------ (c) counted by reason
 
 def test_every_reason_is_counted_on_metrics_and_logged_once(caplog):
-    """The worker counts each dead letter by reason (Health.dead_letter, as app.py's stage one calls
+    """The worker counts each dead letter by reason (Health.dead_letter, as worker/stages.py's stage one calls
     it for decoder and core rejections) and shows the counts as kpi_events_dead_lettered_total."""
     import logging
 
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from processor.app import Runtime
     from processor.config import Settings
-    from processor.health import Health
-    from processor.metrics import KpiCollector
+    from processor.metrics import WorkerCollector
+    from processor.worker.health import Health
+    from processor.worker.runtime import Runtime
 
     docs, lines = valid()
     bad = [_padded(docs[0], MAX_EVENT_BYTES + 1), b"{nope", b"[1]", line({**docs[0], "type": "x.y"}),
@@ -398,7 +398,7 @@ def test_every_reason_is_counted_on_metrics_and_logged_once(caplog):
     mixed = list(lines[:10]) + bad + bad[:2] + hostile + list(lines[10:])
     _, dead, _ = replay(mixed)
     rt = Runtime(Settings(), Health(), CollectorRegistry())
-    rt.registry.register(KpiCollector(rt))
+    rt.registry.register(WorkerCollector(rt))
     caplog.set_level(logging.WARNING, logger="processor")
     for d in dead:
         rt.health.dead_letter(d["reason"], d["detail"])

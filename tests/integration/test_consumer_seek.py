@@ -1,5 +1,5 @@
 """After the seek that ends a recovery, every partition is read again from its committed offset, or
-from its start when nothing is committed (processor/consumer_tuning.py `rewind_uncommitted`).
+from its start when nothing is committed (processor/worker/patches.py `rewind_uncommitted`).
 
 The worker drops what its stages are handed between a rebuild and that seek, as fetched before the
 seek and coming again after it (processor/offset_guard.py). aiokafka's `seek_to_committed` seeks
@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from processor.consumer_tuning import rewind_uncommitted
+from processor.worker.offsets import rewind_uncommitted
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 # ("rocksdb://", "same") held three times and lost one offered contact once (docs/limitations.md#known-limitations).
 # exactly_once after a restart on an empty folder lost 2 of 5 offered in one of four CI runs, and here once
 # never caught up: records dropped between the rebuild and the seek did not come again on a partition with
-# nothing committed (issue 24, docs/reliability.md; consumer_tuning.track_seeks).
+# nothing committed (issue 24, docs/reliability.md; worker/patches.py track_seeks).
 
 
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])

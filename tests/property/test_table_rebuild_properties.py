@@ -12,7 +12,7 @@ from aiokafka.structs import ConsumerRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processor.app import PartitionTable
+from processor.worker.tables import PartitionTable
 
 PARTITIONS = 4
 KEYS = ["rs|c1", "rs|c2", "rs|c3", "f|x"]
@@ -56,7 +56,7 @@ def test_rebuilt_rows_do_not_depend_on_recovery_order_or_compaction(history, dat
     for p, key, value in history:
         if value is None:
             if live.delete_row(p, key):
-                logs[p].append((key, None))  # a tombstone, as _persist sends it
+                logs[p].append((key, None))  # a tombstone, as worker/tables.py persist sends it
         else:
             raw = orjson.dumps([p, {"v": value}])
             live.put_row(p, key, raw)

@@ -237,9 +237,9 @@ def test_container_args_are_kpi_subcommands(monkeypatch):
 
 
 def _routes(command: str) -> set[str]:
-    """HTTP paths served by `kpi <command>`: Faust pages of processor/app.py, aiohttp routes of the wallboard."""
+    """HTTP paths served by `kpi <command>`: Faust pages of processor/worker/web.py, aiohttp routes of the wallboard."""
     if command == "worker":
-        return set(re.findall(r'@app\.page\("([^"]+)"\)', (ROOT / "processor" / "app.py").read_text()))
+        return set(re.findall(r'app\.page\("([^"]+)"', (ROOT / "processor" / "worker" / "web.py").read_text()))
     if command == "wallboard":
         text = "".join(p.read_text() for p in (ROOT / "processor" / "wallboard").glob("*.py"))
         return set(re.findall(r'add_get\("([^"]+)"', text))

@@ -14,7 +14,7 @@ TP = (TOPIC, 2)
 
 
 class Stage:
-    """A stage's books as a set of applied offsets, fed through the guard as app._mend_gaps does
+    """A stage's books as a set of applied offsets, fed through the guard as worker/offsets.py mend_gaps does
     (a gap is read directly from the log and applied first)."""
 
     def __init__(self, guard: RepeatGuard) -> None:

@@ -223,7 +223,7 @@ def test_every_kafka_client_presents_the_client_certificate(pki, protocol):
     """Faust's credentials, kafka-python's admin options and aiokafka's options: one TLS context
     each, built by KafkaConfig.ssl_context(), which checks the broker against ssl_cafile and
     presents the client certificate (its key decrypted with ssl_key_password)."""
-    from processor.app import _kafka_security
+    from processor.worker.app import faust_credentials
     from processor.config import Settings
     from processor.topics import _security, aiokafka_security
 
@@ -232,7 +232,7 @@ def test_every_kafka_client_presents_the_client_certificate(pki, protocol):
     if protocol == "SASL_SSL":
         kafka |= {"sasl_mechanism": "SCRAM-SHA-256", "sasl_username": "kpi", "sasl_password": KAFKA_SECRET}
     s = Settings(kafka=kafka)
-    creds = _kafka_security(s)["broker_credentials"]
+    creds = faust_credentials(s)["broker_credentials"]
     contexts = {"faust": creds.context if protocol == "SSL" else creds.ssl_context,
                 "kafka-python": _security(s)["ssl_context"], "aiokafka": aiokafka_security(s)["ssl_context"]}
     for client, ctx in contexts.items():
@@ -301,7 +301,7 @@ def test_wallboard_serves_reads_only_and_logs_no_secret(caplog):
 def test_worker_web_serves_reads_only_and_shows_no_secret(secret_env):
     """/metrics and /healthz as `create_app` registers them (Faust pages); Faust's own /router and
     /table views, which would show table contents, are switched off."""
-    from processor.app import create_app
+    from processor.worker.app import create_app
 
     app, rt = create_app(secret_env)
     web = app.web
@@ -345,7 +345,7 @@ def test_input_size_limit_is_enforced_and_documented():
 def test_a_dead_letter_fits_in_one_kafka_message(secret_env):
     """Any message the broker accepted (default limit about 1 MB) fits, dead-lettered, in one message of
     the producer and of the dead-letter topic, however much escaping blows it up."""
-    from processor.app import create_app
+    from processor.worker.app import create_app
     from processor.config import Settings
     from processor.topics import DEAD_LETTER_MAX_MESSAGE_BYTES, _topic_configs
 

@@ -302,26 +302,6 @@ def test_read_snapshot_gives_the_whole_center_with_confirmation_times():
     assert got[1]["window:today"] == entries["kpi:queue:Q1:voice"]["window:today"]
 
 
-def test_prometheus_health_of_the_snapshot():
-    from prometheus_client import CollectorRegistry, generate_latest
-
-    from processor.app import Runtime
-    from processor.config import Settings
-    from processor.health import Health
-    from processor.metrics import KpiCollector
-
-    rt = Runtime(Settings(), Health(), CollectorRegistry())
-    rt.registry.register(KpiCollector(rt))
-    text = generate_latest(rt.registry).decode()
-    assert "# TYPE kpi_redis_up gauge" in text and "\nkpi_redis_up " not in text  # no Redis configured: no sample
-    rt.snapshot = snap = _writer(FakeRedis())
-    snap.up, snap.writes, snap.errors = True, 7, 2
-    text = generate_latest(rt.registry).decode()
-    assert "kpi_redis_up 1.0" in text
-    assert "kpi_redis_snapshot_writes_total 7.0" in text
-    assert "kpi_redis_snapshot_errors_total 2.0" in text
-
-
 # -- the wallboard server's state machine (no HTTP, no Redis) --------------------------------------------
 
 def _events(q: asyncio.Queue) -> list[tuple[str, dict]]:

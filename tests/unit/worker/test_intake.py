@@ -1,4 +1,4 @@
-"""Fetched records handed to the stages in lists keep Faust's per-message semantics (processor/intake.py)."""
+"""Fetched records handed to the stages in lists keep Faust's per-message semantics (processor/worker/intake.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -10,8 +10,9 @@ from faust.transport.consumer import Consumer as FaustConsumer
 from faust.types import TP
 from mode import Service
 
-from processor import intake
-from processor.intake import Intake, _drain_in_lists
+from processor.worker import patches
+from processor.worker.intake import Intake
+from processor.worker.patches import drain_in_lists
 
 
 def rec(topic: str, partition: int, offset: int, value: bytes = b"{}") -> ConsumerRecord:
@@ -79,7 +80,7 @@ def test_ack_of_a_list_books_exactly_what_faust_acks_one_message_at_a_time():
     ours, faust = _AckConsumer(), _AckConsumer()
     for c in (ours, faust):
         c._committed_offset[TopicPartition("a", 0)] = 3  # offset 2 is committed already: not acked again
-    assert intake.ack(ours, records) == 5
+    assert patches.ack(ours, records) == 5
     class Message(SimpleNamespace):
         __hash__ = object.__hash__
 
@@ -138,7 +139,7 @@ class _FetchConsumer(Service):
 def _run_fetch_loop(consumer: _FetchConsumer) -> None:
     async def main():
         fetcher = Service()
-        await _drain_in_lists(consumer, fetcher)
+        await drain_in_lists(consumer, fetcher)
 
     asyncio.run(main())
 

@@ -1,4 +1,4 @@
-"""The worker's outputs go to the producer as record batches (processor/app.py Output)."""
+"""The worker's outputs go to the producer as record batches (processor/worker/output.py Output)."""
 from __future__ import annotations
 
 import asyncio
@@ -8,7 +8,7 @@ import pytest
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatch
 
-from processor.app import Output
+from processor.worker.output import Output
 
 
 class FakeAioProducer:
@@ -193,14 +193,14 @@ def test_delivered_raises_when_a_record_was_not_delivered():
 
 
 def test_every_persisted_value_loads_back_as_json_would_load_it():
-    """_dumps (orjson) must not change what a restart restores: no NaN/infinity, same keys."""
+    """tables.dumps (orjson) must not change what a restart restores: no NaN/infinity, same keys."""
     import json
 
-    from processor.app import _dumps
     from processor.config import Settings
     from processor.core.pipeline import Pipeline
     from processor.decode import decode
     from processor.simulator import Simulation, dumps, sorted_events
+    from processor.worker import tables
 
     pipe = Pipeline(Settings().engine())
     checked = 0
@@ -213,7 +213,7 @@ def test_every_persisted_value_loads_back_as_json_would_load_it():
                           c.take_dirty_agent_ids(), *q.take_dirty(), pipe.journeys.take_dirty()):
                 for key, value in dirty.items():
                     row = [key, [0, value]]
-                    assert json.loads(_dumps(row)) == json.loads(json.dumps(row)), row
+                    assert json.loads(tables.dumps(row)) == json.loads(json.dumps(row)), row
                     checked += 1
     assert checked > 1000
 
@@ -405,7 +405,7 @@ def test_offsets_read_again_without_a_record_do_not_stop_the_commits():
     and 30; the stage read the records again and acked them. Faust commits only up to a hole of
     more than one offset: without the markers recorded as gaps it stopped at 25 for good (chaos
     drill seed 12007: the tick then held the transactions open, and every reader waited)."""
-    from processor.app import pass_empty_offsets
+    from processor.worker.patches import pass_empty_offsets
 
     async def main():
         app, out, txn, locks = _exactly_once_worker()
@@ -425,9 +425,9 @@ def test_offsets_read_again_without_a_record_do_not_stop_the_commits():
 def test_exactly_once_the_tick_commits_the_transactions_when_acked_offsets_stay_uncommittable(monkeypatch):
     """Offsets acked behind a hole Faust does not pass must not hold the tick's transactions open for
     good: read_committed readers of those partitions would wait behind them."""
-    import processor.app
+    import processor.worker.output
 
-    monkeypatch.setattr(processor.app, "IDLE_COMMIT_WAIT", 0.05)
+    monkeypatch.setattr(processor.worker.output, "IDLE_COMMIT_WAIT", 0.05)
 
     async def main():
         app, out, txn, locks = _exactly_once_worker()

@@ -1,21 +1,22 @@
-"""Prometheus families of the resolution, capacity, cost, foresight and staffing figures, read from the books at scrape time.
+"""Prometheus families of the outcomes: provisional resolution (FCR, repeats, reopens), capacity, cost,
+foresight and staffing figures, read from the queue books at scrape time.
 
-A second collector next to metrics.KpiCollector (same rules: only what this worker owns now,
-no sample where a ratio's denominator is zero).
+Same rules as metrics/queues.py: only what this worker owns now, no sample where a ratio's
+denominator is zero.
 """
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Iterable
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily
 
-from .core.capacity import capacity_view, staffing_view
-from .core.foresight import foresight_view
-from .core.live import live_now
+from ..core.capacity import capacity_view, staffing_view
+from ..core.foresight import foresight_view
+from ..core.live import live_now
 
 if TYPE_CHECKING:
-    from .app import Runtime
+    from ..core.queues import QueueBook
 
 PROVISIONAL = {
     "fcr": ("contact_fcr_provisional_ratio",
@@ -25,9 +26,11 @@ PROVISIONAL = {
 }
 
 
-class ExtraCollector:
-    def __init__(self, rt: "Runtime") -> None:
-        self.rt = rt
+class OutcomeCollector:
+    """`books()`: the queue books this worker owns now (one per owned facts partition)."""
+
+    def __init__(self, books: Callable[[], Iterable["QueueBook"]]) -> None:
+        self.books = books
 
     def describe(self):
         return []
@@ -37,17 +40,6 @@ class ExtraCollector:
         yield from self._capacity()
         yield from self._foresight()
         yield from self._staffing()
-        yield CounterMetricFamily("kpi_input_offset_gaps", "Gaps in the offsets the consumer delivered (messages it "
-                                  "skipped), each read again directly. Normally 0.", value=getattr(self.rt, "offset_gaps", 0))
-        yield CounterMetricFamily("kpi_input_offset_repeats", "Messages the consumer delivered again after a later "
-                                  "offset of their partition, not applied twice. Normally 0.",
-                                  value=getattr(self.rt, "offset_repeats", 0))
-        yield CounterMetricFamily("kpi_input_offsets_held", "Messages handed over between a rebuild of the books and "
-                                  "the seek to the committed offsets that follows it: not applied, read again after "
-                                  "the seek (processor/offset_guard.py).", value=getattr(self.rt, "offsets_held", 0))
-        yield CounterMetricFamily("kpi_input_fetch_stalls", "Partitions whose fetched messages the consumer dropped "
-                                  "without seeking back, each sought back to the first one not delivered. Normally 0.",
-                                  value=getattr(self.rt, "fetch_stalls", 0))
 
     def _provisional(self):
         labels = ["queue", "channel"]
@@ -60,7 +52,7 @@ class ExtraCollector:
             "contact_resolution_provisional_unidentified_contacts",
             "Contacts of unidentified customers (placeholder ids) in the open window: left out of the "
             "provisional FCR, repeat and reopen figures and counts.", labels=labels)
-        for book in list(self.rt.queues.values()):
+        for book in list(self.books()):
             for (queue, channel), fig in book.resolution.provisional(book.stream_ms).items():
                 contacts.add_metric([queue, channel], fig["contacts"])
                 firsts.add_metric([queue, channel], fig["first_contacts"])
@@ -71,7 +63,7 @@ class ExtraCollector:
         yield from (contacts, firsts, unidentified, *ratios.values())
 
     def _capacity(self):
-        books = list(self.rt.queues.values())
+        books = list(self.books())
         now = live_now(max((b.latest_ms for b in books), default=0), int(time.time() * 1000))
         staffed = GaugeMetricFamily("contact_capacity_staffed_agents", "Agents serving the queue whose state is not offline.",
                                     labels=["queue"])
@@ -112,7 +104,7 @@ class ExtraCollector:
             "contact_queue_projected_service_level_ratio",
             "Service level of the current interval or today if every contact waiting now is answered after T "
             "(bound=worst) or now (bound=best).", labels=qc + ["window", "bound", "formula"])
-        for book in list(self.rt.queues.values()):
+        for book in list(self.books()):
             for view in foresight_view(book, book.latest_ms):
                 labels = [view["queue_id"], view["channel"]]
                 at_risk.add_metric(labels, view["at_risk"])
@@ -137,7 +129,7 @@ class ExtraCollector:
         asa = GaugeMetricFamily("contact_queue_predicted_asa_seconds",
                                 "ASA the agents staffed now would give (no sample when the queue would grow without bound).",
                                 labels=labels)
-        for book in list(self.rt.queues.values()):
+        for book in list(self.books()):
             for view in staffing_view(book, book.latest_ms):
                 for model, fig in view["models"].items():
                     key = [view["queue_id"], model]

@@ -1,18 +1,13 @@
 """Unidentified customers (placeholder ids, EngineSettings.unidentified_customers): their contacts
 count in every queue, experience and agent figure, never match one another, and are counted as
-`unidentified_contacts` in resolution_day, retention_day and the provisional gauges.
-docs/unidentified-customers.md."""
+`unidentified_contacts` in resolution_day, retention_day and the provisional gauges (their test:
+tests/unit/metrics/test_outcomes.py). docs/unidentified-customers.md."""
 from __future__ import annotations
 
 import dataclasses
-from types import SimpleNamespace
-
-from prometheus_client import CollectorRegistry, generate_latest
 
 from processor.decode import load_rollup_validators
-from processor.metrics_extra import ExtraCollector
-from processor.services.worker import parse_metrics, series_key
-from tests.coretools import Contact, at, by_time, churned, engine, run, tick
+from tests.coretools import Contact, at, by_time, churned, engine, run
 
 D23 = "2026-11-23T00:00:00.000Z"
 
@@ -70,15 +65,3 @@ def test_the_list_is_a_setting():
     day = r.latest_of("resolution_day")[("resolution_day", "Q1", "voice", D23)]
     # "0" is a customer now: p2 repeats p1; "Guest" is not identified
     assert (day["contacts"], day["repeats"], day["unidentified_contacts"]) == (2, 1, 1)
-
-
-def test_provisional_gauge_of_unidentified_contacts():
-    events = by_time(*contacts(("0",))) + [tick("2026-11-25T12:00:00Z")]
-    r = run(events, flush=False)
-    registry = CollectorRegistry()
-    registry.register(ExtraCollector(SimpleNamespace(queues={0: r.pipeline.queues})))
-    s = parse_metrics(generate_latest(registry).decode())
-    qc = {"queue": "Q1", "channel": "voice"}
-    assert s[series_key("contact_resolution_provisional_unidentified_contacts", qc)] == 5
-    assert s[series_key("contact_resolution_provisional_contacts", qc)] == 3
-    assert s[series_key("contact_fcr_provisional_ratio", qc)] == 1 / 2

@@ -1,6 +1,6 @@
 """take_dirty(limit) in slices: the keys and values a worker persists are those of one whole call.
 
-The worker serialises a batch's changed keys TAKE_LIMIT at a time (processor/app.py, issue 19: one
+The worker serialises a batch's changed keys TAKE_LIMIT at a time (processor/worker/tables.py, issue 19: one
 call for a 5,000-record batch, or the digests owed after a day close, held the loop for 0.15-0.35 s);
 `kpi replay` and the tests take them whole. Here two identical pipelines run the same realistic log
 (placeholder customer, a busy account, Zipf customers) in batches, with housekeeping and day

@@ -1,4 +1,4 @@
-"""A memory-store table keeps each row as the bytes of its changelog record (processor/app.py PartitionTable)."""
+"""A memory-store table keeps each row as the bytes of its changelog record (processor/worker/tables.py PartitionTable)."""
 from __future__ import annotations
 
 import asyncio
@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import faust
 import orjson
 
-from processor.app import PartitionTable, _owned_rows, _persist, _row_partition, _rows
+from processor.worker.tables import PartitionTable, owned_rows, persist, row_partition, rows
 
 
 def _table(store: str = "memory://") -> PartitionTable:
@@ -29,20 +29,20 @@ def test_persist_keeps_the_changelog_bytes_and_the_rebuild_reads_them_back():
     table = _table()
     out = _Out()
     state = {"events": [["e1", 1700000000000, "contact.created"]], "queue": "sales", "n": 3}
-    asyncio.run(_persist(out, table, {"c1": state, "c2": {"x": [1, 2.5, None]}}, 2))
-    asyncio.run(_persist(out, table, {"c3": {"y": "z"}}, 1))
+    asyncio.run(persist(out, table, {"c1": state, "c2": {"x": [1, 2.5, None]}}, 2))
+    asyncio.run(persist(out, table, {"c3": {"y": "z"}}, 1))
     assert table.keeps_bytes()
     assert table.data.data[(2, "c1")] == orjson.dumps([2, state])  # the record sent, not a decoded copy
     assert [(k, v) for _, _, k, v, _ in out.sent if k == b'"c1"'] == [(b'"c1"', table.data.data[(2, "c1")])]
-    assert sorted(_rows(table, {2})) == [("c1", 2, state), ("c2", 2, {"x": [1, 2.5, None]})]
+    assert sorted(rows(table, {2})) == [("c1", 2, state), ("c2", 2, {"x": [1, 2.5, None]})]
     books = {1: "book-1"}
-    assert list(_owned_rows(table, books)) == [("c3", "book-1", {"y": "z"})]
-    asyncio.run(_persist(out, table, {"c1": None, "gone": None}, 2))  # a delete; an unknown key sends nothing
+    assert list(owned_rows(table, books)) == [("c3", "book-1", {"y": "z"})]
+    asyncio.run(persist(out, table, {"c1": None, "gone": None}, 2))  # a delete; an unknown key sends nothing
     assert (2, "c1") not in table.data.data and out.sent[-1][2:4] == (b'"c1"', None)
     assert len(out.sent) == 4
 
 
-def test_changelog_records_read_by_recovery_are_kept_as_bytes_and_deletes_remove_rows():
+def test_changelog_records_read_by_recovery_are_kept_as_bytes_and_deletes_removerows():
     table = _table()
 
     def event(key, raw, partition):
@@ -53,8 +53,8 @@ def test_changelog_records_read_by_recovery_are_kept_as_bytes_and_deletes_remove
                                  event("c", b'[3,"x"]', 3)])
     table.apply_changelog_batch([event("c", None, 3)])
     assert table.data.data == {(0, "a"): b'[0,{"k":1}]', (3, "b"): b'[3,[1,2]]'}
-    assert sorted(_rows(table, {0, 3})) == [("a", 0, {"k": 1}), ("b", 3, [1, 2])]
-    assert list(_rows(table, {1})) == []
+    assert sorted(rows(table, {0, 3})) == [("a", 0, {"k": 1}), ("b", 3, [1, 2])]
+    assert list(rows(table, {1})) == []
 
 
 def test_a_kept_row_takes_its_length_in_memory_not_the_serializers_buffer():
@@ -64,7 +64,7 @@ def test_a_kept_row_takes_its_length_in_memory_not_the_serializers_buffer():
     dirty = {f"c{i}": {"n": i} for i in range(2000)}
     tracemalloc.start()
     try:
-        asyncio.run(_persist(_Out(), table, dirty, 0))
+        asyncio.run(persist(_Out(), table, dirty, 0))
         rows = table.data.data
         used, _ = tracemalloc.get_traced_memory()
     finally:
@@ -75,9 +75,9 @@ def test_a_kept_row_takes_its_length_in_memory_not_the_serializers_buffer():
 
 
 def test_the_partition_is_read_from_the_bytes_without_decoding_the_value():
-    assert _row_partition(b'[0,{"a":1}]') == 0
-    assert _row_partition(b'[17,null]') == 17
-    assert _row_partition(orjson.dumps([1023, ["x", 1]])) == 1023
+    assert row_partition(b'[0,{"a":1}]') == 0
+    assert row_partition(b'[17,null]') == 17
+    assert row_partition(orjson.dumps([1023, ["x", 1]])) == 1023
 
 
 def _record(partition: int, offset: int, key: str, raw: bytes | None):
@@ -105,7 +105,7 @@ def test_fetched_changelog_records_give_the_same_rows_as_faust_events():
 def test_changelog_records_keep_the_recovery_offsets_and_end_the_recovery_when_caught_up():
     from faust.types import TP
 
-    from processor.intake import changelog_records
+    from processor.worker.patches import changelog_records
 
     table = _table()
     app = table.app
@@ -135,7 +135,7 @@ def test_changelog_records_keep_the_recovery_offsets_and_end_the_recovery_when_c
 
 
 def test_the_end_of_recovery_signal_survives_faust_clearing_it_outside_recovery():
-    from processor import intake
+    from processor.worker import intake
 
     table = _table()
     app = table.app
@@ -170,15 +170,15 @@ def _moved(order: list[int]) -> PartitionTable:
 def test_a_key_moved_to_another_partition_is_rebuilt_whatever_order_the_partitions_are_recovered_in():
     for order in ([0, 2], [2, 0]):
         table = _moved(order)
-        assert list(_rows(table, {0, 1, 2, 3})) == [("rs|c1", 2, {"q": "sales"})], order
+        assert list(rows(table, {0, 1, 2, 3})) == [("rs|c1", 2, {"q": "sales"})], order
 
 
 def test_a_delete_in_one_partition_leaves_the_same_key_of_another_partition_alone():
     table, out = _table(), _Out()
-    asyncio.run(_persist(out, table, {"rs|c1": {"q": "none"}}, 0))
-    asyncio.run(_persist(out, table, {"rs|c1": {"q": "sales"}}, 2))  # stage two applied the insert first
-    asyncio.run(_persist(out, table, {"rs|c1": None}, 0))  # then the delete of partition 0
-    assert list(_rows(table, {0, 1, 2, 3})) == [("rs|c1", 2, {"q": "sales"})]
+    asyncio.run(persist(out, table, {"rs|c1": {"q": "none"}}, 0))
+    asyncio.run(persist(out, table, {"rs|c1": {"q": "sales"}}, 2))  # stage two applied the insert first
+    asyncio.run(persist(out, table, {"rs|c1": None}, 0))  # then the delete of partition 0
+    assert list(rows(table, {0, 1, 2, 3})) == [("rs|c1", 2, {"q": "sales"})]
     assert [(p, k, v) for _, _, k, v, p in out.sent][-1] == (0, b'"rs|c1"', None)  # the tombstone goes to partition 0
-    asyncio.run(_persist(out, table, {"rs|c1": None}, 1))  # nothing in partition 1: nothing sent
+    asyncio.run(persist(out, table, {"rs|c1": None}, 1))  # nothing in partition 1: nothing sent
     assert len(out.sent) == 3

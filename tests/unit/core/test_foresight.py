@@ -6,8 +6,6 @@ from __future__ import annotations
 import math
 import random
 
-import pytest
-
 from processor.core.capacity import staffing_view
 from processor.core.erlang import erlang_a, erlang_c, required_servers
 from processor.core.foresight import at_risk_counts, foresight_view, projected_service_level
@@ -173,49 +171,7 @@ def test_queue_interval_carries_required_and_staffed_agents():
         "erlang_a": required_servers(lam, aht, None, 20, 0.8, "erlang_a")}  # no abandon: Erlang A is Erlang C
 
 
-# ----------------------------------------------------------------------------------------- gauges
-
-def scrape(book) -> dict:
-    from types import SimpleNamespace
-
-    from prometheus_client import CollectorRegistry, generate_latest
-
-    from processor.metrics_extra import ExtraCollector
-    from processor.services.worker import parse_metrics
-
-    registry = CollectorRegistry()
-    registry.register(ExtraCollector(SimpleNamespace(queues={0: book})))
-    return parse_metrics(generate_latest(registry).decode())
-
-
-def test_gauges_read_the_views_at_the_stream_clock():
-    from processor.services.worker import series_key
-
-    events = floor_scenario() + [agent_state("ag1", "available", "10:00:00"), agent_state("ag2", "busy", "10:00:00")]
-    events.sort(key=lambda e: e.ts_ms)
-    book = run(events, SETTINGS, flush=False).pipeline.queues
-    s = scrape(book)
-    qc = {"queue": "Q1", "channel": "voice"}
-    assert s[series_key("contact_queue_at_risk", qc)] == 2 and s[series_key("contact_queue_breached_waiting", qc)] == 1
-    worst = {**qc, "window": "interval", "bound": "worst", "formula": "answered_over_offered"}
-    assert s[series_key("contact_queue_projected_service_level_ratio", worst)] == pytest.approx(3 / 8)
-    # no leg ended: no AHT, so no staffing sample at all (never a made-up figure)
-    assert not any(k.startswith(("contact_queue_required_agents", "contact_queue_staffing_gap_agents",
-                                 "contact_queue_predicted_")) for k in s)
-
-    legs = [Contact(f"h{i}", created="10:00:00").queued("Q1", "10:00:00").answered("Q1", "10:00:02", agent="ag2")
-            .wrapup("10:05:00", f"10:06:{i:02d}") for i in range(6)]
-    book = run(sorted(events + by_time(*legs), key=lambda e: e.ts_ms), SETTINGS, flush=False).pipeline.queues
-    s = scrape(book)
-    [view] = staffing_view(book, book.latest_ms)
-    assert view["inputs"] is not None and view["staffed_agents"] == 2
-    for model, fig in view["models"].items():
-        labels = {"queue": "Q1", "model": model}
-        assert s[series_key("contact_queue_required_agents", labels)] == fig["required_agents"]
-        assert s[series_key("contact_queue_staffing_gap_agents", labels)] == fig["required_agents"] - 2
-        assert s[series_key("contact_queue_predicted_service_level_ratio", labels)] == pytest.approx(
-            fig["predicted_service_level"])
-
+# (the gauges of these figures: tests/unit/metrics/test_outcomes.py)
 
 def test_staffed_agents_do_not_depend_on_the_order_presence_arrives_in():
     """Every agent.state_changed is a point of the queue's presence timeline, even one older than the

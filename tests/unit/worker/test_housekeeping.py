@@ -1,15 +1,15 @@
 """Housekeeping in slices: the stage's lock is free between slices, and a sliced pass leaves the books
-exactly as one whole pass does (processor/housekeeping.py, ContactBook/QueueBook.expire(limit))."""
+exactly as one whole pass does (processor/worker/housekeeping.py, ContactBook/QueueBook.expire(limit))."""
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 
 from processor.core.pipeline import Pipeline
-from processor.housekeeping import expire_stage
+from processor.worker.housekeeping import expire_stage
 from processor.loophold import HoldMonitor
 from tests.coretools import engine
-from tests.unit.test_core_bounded_state import T0, HOUR, _hour
+from tests.unit.core.test_bounded_state import T0, HOUR, _hour
 
 
 class CountingBook:

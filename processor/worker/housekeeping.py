@@ -6,16 +6,48 @@ for about `budget` seconds of loop time, then releases it and suspends, so that 
 batches, the tick, /metrics and the live snapshot run between two slices. The books are looked up
 again at every slice: a rebuild (on_recover) may have replaced them meanwhile, and a replaced book
 simply starts its own pass.
+
+The garbage-collection timer is here too: long-lived state is kept out of the cycle collector's
+way (processor/gc_policy.py).
 """
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from .loophold import SLICE_SECONDS, HoldMonitor
+from ..gc_policy import FREEZE_SECONDS, GcPolicy
+from ..loophold import SLICE_SECONDS, HoldMonitor
 
+if TYPE_CHECKING:
+    from .runtime import Worker
+
+EXPIRE_SECONDS = 5.0        # housekeeping: often, so each pass frees little at once (docs/architecture.md#tick-timer)
 EXPIRE_LIMIT = 500  # items one expire() call processes at most
+
+
+def install_expiry(w: Worker) -> None:
+    """The housekeeping timer: expiry only marks keys dirty; they are deleted from the tables by the
+    next batch of the stage. In slices that release the stage's lock and the loop (expire_stage); a
+    slow one is logged by the hold monitor."""
+    rt, locks, holds = w.rt, w.locks, w.holds
+
+    async def housekeeping():
+        await expire_stage("one", locks["one"], lambda: rt.contacts, holds)
+        await expire_stage("two", locks["two"], lambda: rt.queues, holds)
+        await expire_stage("journeys", locks["journeys"], lambda: rt.journeys, holds)
+
+    w.app.timer(EXPIRE_SECONDS, name="processor.app.create_app.<locals>.housekeeping")(housekeeping)
+
+
+def install_gc(w: Worker, gc_policy: GcPolicy) -> None:
+    holds = w.holds
+
+    async def garbage_collection():
+        with holds.step("garbage collection"):
+            gc_policy.tick()  # long-lived state out of the cycle collector's way (processor/gc_policy.py)
+
+    w.app.timer(FREEZE_SECONDS, name="processor.app.create_app.<locals>.garbage_collection")(garbage_collection)
 
 
 async def expire_stage(name: str, lock: asyncio.Lock, books_now: Callable[[], dict], holds: HoldMonitor, *,

@@ -1,19 +1,15 @@
-"""Capacity model and cost per contact (processor/core/capacity.py), and the gauges of the new figures.
+"""Capacity model and cost per contact (processor/core/capacity.py); its gauges:
+tests/unit/metrics/test_outcomes.py.
 
 Queue Q1: agent-hour cost 30, availability 0.9, occupancy target 0.8. At 11:00:00 the rolling
 60-minute window is the minute buckets 10:01 ... 11:00, i.e. [10:01:00, 11:00:00].
 """
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
 
 from processor.core.capacity import capacity_view, staffed_ms
 from processor.core.settings import QueueSettings
-from processor.metrics_extra import ExtraCollector
-from processor.services.worker import parse_metrics, series_key
 from tests.coretools import Contact, agent_state, at, by_time, engine, run
 
 SETTINGS = engine(queues={"Q1": QueueSettings(agent_hour_cost=30, availability=0.9, occupancy_target=0.8)})
@@ -59,27 +55,6 @@ def test_no_aht_no_expected_figure_and_no_cost_without_a_price():
     (view,) = capacity_view(r.pipeline.queues, at("10:30:00"))
     assert view["expected_contacts_per_hour"] is None and view["cost_per_contact"] is None
     assert view["actual_contacts_per_hour"] == 0
-
-
-def test_gauges_of_the_new_figures():
-    from tests.unit.test_core_resolution import journeys
-    from tests.coretools import tick
-    events = sorted(scenario() + by_time(*journeys()), key=lambda e: e.ts_ms)
-    r = run(events + [tick("2026-11-30T20:00:00Z")], SETTINGS, flush=False)
-    rt = SimpleNamespace(queues={0: r.pipeline.queues})
-    registry = CollectorRegistry()
-    registry.register(ExtraCollector(rt))
-    s = parse_metrics(generate_latest(registry).decode())
-    # the open window of Q1 voice: days 11-23 and 11-30 of test_core_resolution (12 contacts, 2 repeats,
-    # 3 FCR) plus x1 and x2 here (same customer, no issue: x2 repeats x1; neither resolved):
-    # 14 contacts, 3 repeats, 11 first contacts, FCR 3 / 11
-    qc = {"queue": "Q1", "channel": "voice"}
-    assert s[series_key("contact_resolution_provisional_contacts", qc)] == 14
-    assert s[series_key("contact_resolution_provisional_first_contacts", qc)] == 11
-    assert s[series_key("contact_fcr_provisional_ratio", qc)] == pytest.approx(3 / 11)
-    assert s[series_key("contact_repeat_provisional_ratio", qc)] == pytest.approx(3 / 14)
-    assert s[series_key("contact_capacity_staffed_agents", {"queue": "Q1"})] >= 3
-    assert series_key("contact_capacity_slots", {"queue": "Q1"}) in s
 
 
 def _staffed_by_definition(history, since, until):

@@ -188,28 +188,3 @@ def test_the_stale_instant_travels_with_the_open_segment():
     assert p.queues.facts["s|lost|Q1|" + str(at("08:00:00"))] == ("seg", "Q1", "voice", at("08:00:00"), None, None,
                                                                   at("12:00:00"))
     assert p.contacts.contacts["lost"].until == at("12:00:00")
-
-
-def test_metrics_show_the_stale_counter_and_no_longer_the_stale_contact():
-    """/metrics as a worker serves it (KpiCollector over the books of its partitions)."""
-    from prometheus_client import CollectorRegistry, generate_latest
-
-    from processor.app import Runtime
-    from processor.config import Settings
-    from processor.health import Health
-    from processor.metrics import KpiCollector
-
-    p = Pipeline(engine())
-    feed_all(p, by_time(LOST) + BEFORE + [tick("12:00:30")])
-    rt = Runtime(Settings(), Health(), CollectorRegistry())
-    rt.registry.register(KpiCollector(rt))
-    rt.queues = {0: p.queues}
-    text = generate_latest(rt.registry).decode()
-    assert 'contact_queue_waiting{channel="voice",queue="Q1"} 1.0' in text
-    assert "# TYPE contact_queue_stale_contacts_total counter" in text
-    assert "contact_queue_stale_contacts_total{" not in text  # no sample before any went stale
-    feed_all(p, [tick("12:00:30.001")])
-    text = generate_latest(rt.registry).decode()
-    assert 'contact_queue_waiting{channel="voice",queue="Q1"} 0.0' in text
-    assert 'contact_queue_longest_wait_seconds{channel="voice",queue="Q1"} 0.0' in text
-    assert 'contact_queue_stale_contacts_total{channel="voice",queue="Q1"} 1.0' in text

@@ -166,19 +166,6 @@ def test_a_fact_moving_between_two_queues_of_one_partition_survives_either_order
     assert [k[0] for k, b in book.experience.buckets.items() if b.facts] == ["Q1"]
 
 
-def test_rollup_message_keys_identify_records():
-    from processor.app import rollup_key
-
-    base = {"interval_start": "2026-03-02T10:00:00.000Z", "queue_id": "q", "channel": "voice"}
-    keys = [rollup_key({"kind": "queue_interval", **base}), rollup_key({"kind": "experience_interval", **base}),
-            rollup_key({"kind": "resolution_day", **base}),
-            rollup_key({"kind": "retention_day", "horizon_days": 30, **base}),
-            rollup_key({"kind": "retention_day", "horizon_days": 60, **base}),
-            rollup_key({"kind": "agent_interval", "agent_id": "a1", "interval_start": base["interval_start"]})]
-    assert len(set(keys)) == len(keys)
-    assert keys[0] == b"q|voice|2026-03-02T10:00:00.000Z"  # unchanged for queue_interval
-
-
 def test_a_book_rebuilt_from_the_tables_refuses_what_its_predecessor_expired():
     """After a restart or a rebalance a book is rebuilt from the tables. Facts its predecessor had
     expired (below the expiry floors) and that come again, re-sent, must stay out of the rebuilt book

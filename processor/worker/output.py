@@ -1,0 +1,218 @@
+"""Output: every message a stage sends, collected into record batches, and (exactly_once) the
+transactions they belong to."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import faust
+
+from . import patches
+from .tables import dumps
+
+log = logging.getLogger("processor")
+IDLE_COMMIT_WAIT = 5.0        # exactly_once: longest the tick leaves transactions open for acks Faust cannot commit
+
+
+class Output:
+    """Every message a stage sends, and (exactly_once) the transactions they belong to.
+
+    Faust picks a message's transaction by its destination partition, so a fact sent by input
+    partition 0 to the facts partition of its queue would commit with that partition's offsets, or
+    find no producer when another worker owns it, and a timer has no transaction at all. Here a
+    message goes in the transaction of the partition whose input caused it (Faust opens one per
+    owned partition of the co-partitioned group: input, facts, journeys and changelogs share it),
+    and a commit waits for the batch in progress, so offsets, table writes and outputs commit
+    together. A transaction with only clock ticks is committed on the next tick.
+    """
+
+    def __init__(self, app: faust.App, locks: dict[str, asyncio.Lock], *, exactly_once: bool, source_topic: str) -> None:
+        self.app, self.locks, self.exactly_once, self.source_topic = app, locks, exactly_once, source_topic
+        self.open: set[str] = set()  # transactional ids with messages not committed yet
+        from aiokafka.partitioner import DefaultPartitioner
+        self._partitioner, self._partitions = DefaultPartitioner(), list(range(app.conf.topic_partitions))
+        self._guarded = False
+        self.failed: BaseException | None = None  # the first record the producer could not deliver
+        self._batches: dict[tuple, object] = {}  # (transactional id, topic, partition) -> aiokafka BatchBuilder
+        # Batches handed to the producer and not acknowledged yet. A stage is done with its input
+        # once it has handed its output over: after a backlog the producer may still hold seconds of
+        # table writes, and whatever comes next waits behind them.
+        self.in_flight = 0
+        self._unacked: set = set()  # their futures (see delivered)
+        self.fenced_in_rebalance: set[str] = set()  # exactly_once: see guard_fences
+        self.acked_uncommitted = False  # exactly_once: offsets acked since a commit last took them (commit_idle)
+        self._idle_skipped_since: float | None = None  # commit_idle: when it first left them to Faust's commit
+
+    def stable_transaction_groups(self, leader_topic: str, partitions: int) -> None:
+        """exactly_once: transactional ids that stay the same from one rebalance to the next (patches.py)."""
+        patches.stable_transaction_groups(self.app.assignor, leader_topic, partitions)
+
+    def transactional_id(self, partition: int) -> str:
+        return f"{self.app.conf.id}-{self.app.assignor.group_for_topic(self.source_topic)}-{partition}"
+
+    async def send(self, topic, src: int, *, key: bytes, value, partition: int | None = None) -> None:
+        """`value` on `topic` (by `key`, or to `partition`), caused by input of partition `src`."""
+        data = value if isinstance(value, bytes) else dumps(value)
+        await self.send_record(topic.get_topic_name(), src, key, data, partition)
+
+    async def send_record(self, topic: str, src: int, key: bytes, data: bytes | None, partition: int | None = None) -> None:
+        """One serialized record, collected into a record batch of its partition (and transaction).
+
+        Faust's per-message path (FutureMessage, producer buffer, codecs, one delivery future and
+        callback per message) cost more than everything else a batch does
+        (docs/architecture.md#records-leave-in-batches-not-one-by-one); the batches go to the
+        producer whole, at the latest when the stage acks its input (`ack`)."""
+        if partition is None:  # the producer's default partitioner: where Faust's topic.send put it
+            partition = self._partitioner(key, self._partitions, self._partitions)
+        tid = None
+        if self.exactly_once:
+            self._guard_commits()
+            tid = self.transactional_id(src)
+            self.open.add(tid)
+        elif not self._guarded:
+            self._guard_flush()
+        slot = (tid, topic, partition)
+        batch = self._batches.get(slot)
+        if batch is None:
+            batch = self._batches[slot] = self._producer(tid).create_batch()
+        if batch.append(timestamp=None, key=key, value=data) is not None:
+            return
+        del self._batches[slot]  # full: to the producer, and a new one (another stage may have begun it meanwhile)
+        await self._submit(slot, batch)
+        batch = self._batches.get(slot)
+        if batch is None:
+            batch = self._batches[slot] = self._producer(tid).create_batch()
+        if batch.append(timestamp=None, key=key, value=data) is None:  # larger than a batch on its own
+            fut = await self._producer(tid).send(topic, data, key=key, partition=partition)
+            self.in_flight += 1
+            self._unacked.add(fut)
+            fut.add_done_callback(self._delivered)
+
+    async def delivered(self) -> None:
+        """Every record sent so far acknowledged by the broker; raises if one was not delivered."""
+        await self.flush_batches()
+        waiting = list(self._unacked)
+        if waiting:
+            await asyncio.wait(waiting)
+        if self.failed is not None:
+            from faust.exceptions import ProducerSendError
+            raise ProducerSendError(f"a record was not delivered: {self.failed!r}")
+
+    async def flush_batches(self) -> None:
+        """Hand every collected record batch to the producer."""
+        batches, self._batches = self._batches, {}
+        for slot, batch in batches.items():
+            await self._submit(slot, batch)
+
+    async def _submit(self, slot: tuple, batch) -> None:
+        tid, topic, partition = slot
+        batch.close()  # nothing else may join it once submitted
+        fut = await self._producer(tid).send_batch(batch, topic, partition=partition)
+        self.in_flight += 1
+        self._unacked.add(fut)
+        fut.add_done_callback(self._delivered)
+
+    def _producer(self, tid: str | None):
+        """The aiokafka producer behind Faust's: its transactional one for `tid`."""
+        producer = self.app.producer
+        if tid is None:
+            return producer._ensure_producer()
+        try:
+            return producer._transaction_producers[tid]
+        except KeyError:
+            from faust.exceptions import ProducerSendError
+            raise ProducerSendError(f"No transaction producer found for : {tid}") from None
+
+    def _delivered(self, fut) -> None:
+        self.in_flight -= 1
+        self._unacked.discard(fut)
+        if not fut.cancelled() and fut.exception() is not None and self.failed is None:
+            self.failed = fut.exception()
+            log.error("a record was not delivered: %r; no offset is committed after it", self.failed)
+
+    def _guard_flush(self) -> None:
+        """at_least_once: a record that was not delivered fails the flush before a commit (patches.check_flush)."""
+        if self._guarded:
+            return
+        patches.check_flush(self.app.producer, lambda: self.failed)
+        self._guarded = True
+
+    def _guard_commits(self) -> None:
+        """Make Faust's commits wait for the batch in progress and carry the table writes and ticks too."""
+        if self._guarded:
+            return
+        patches.guard_commits(self)
+        self._guarded = True
+
+    def add_acked_meanwhile(self, offsets: dict) -> None:
+        """The offsets acked while the guarded commit waited for the batch in progress, into `offsets`
+        (fault H, docs/reliability.md; patches.add_acked_meanwhile)."""
+        consumer = self.app.consumer
+        self.acked_uncommitted, self._idle_skipped_since = False, None  # every ack so far is taken into account here
+        patches.add_acked_meanwhile(consumer, offsets)
+
+    def guard_fences(self) -> None:
+        """exactly_once: a fenced transactional producer stops the worker (patches.guard_fences)."""
+        patches.guard_fences(self.app, self.fenced_in_rebalance)
+
+    async def commit_open(self, *, begin: bool = True) -> None:
+        producer = self.app.producer
+        for tid in sorted(self.open):
+            try:
+                await producer.commit_transaction(tid)
+                if begin:
+                    await producer.begin_transaction(tid)
+            except KeyError:  # its partition was revoked meanwhile: the new owner redoes that work
+                log.info("transaction %s ended with its partition", tid)
+        self.open.clear()
+
+    async def commit_before_rebalance(self) -> None:
+        """A rebalance begins, the stages held: the batch in progress ends (and acks its offsets), then
+        Faust's commit commits what was applied (exactly_once: with the open transactions).
+
+        Faust's commit computes the offsets to commit from the acks, and with none (the batch in
+        progress had not acked yet) it commits nothing: it never reaches the guarded commit, which
+        would have waited for that batch. The open transaction, holding the batch's outputs and table
+        writes, then outlived the rebalance; the memory store kept the batch's rows, the seek went
+        back to the older committed offset, and the batch was applied again into the same
+        transaction: chaos drill seed 28001 (exactly_once), a dead letter sent twice in one
+        transaction 5 s apart, across a rebalance. A batch that takes its lock after the hold
+        applies nothing (RepeatGuard), so after this wait every applied offset is acked."""
+        async with self.locks["one"], self.locks["two"], self.locks["journeys"]:
+            if not self.exactly_once:  # at_least_once: its records handed over before Faust's flush
+                await self.flush_batches()
+        await self.app.consumer.commit()
+
+    async def commit_idle(self) -> None:
+        """exactly_once: commit what was read (Faust's commit, guarded), then transactions holding only ticks."""
+        if not self.exactly_once or not self.open:
+            return
+        await self.app.consumer.commit()
+        if self.open:
+            async with self.locks["one"], self.locks["two"], self.locks["journeys"]:
+                if self.acked_uncommitted:
+                    # A batch ended while this waited for the locks: its outputs are in the open
+                    # transactions, its offsets are not committed yet. Committing the transactions
+                    # now would commit the outputs without them (fault H); Faust's next commit
+                    # (within broker_commit_interval) carries both, and every open transaction.
+                    # Offsets Faust cannot commit (acked behind one that is not) must not hold the
+                    # transactions open for good (read_committed readers would wait behind them):
+                    # after IDLE_COMMIT_WAIT the transactions are committed without them.
+                    now = time.monotonic()
+                    self._idle_skipped_since = self._idle_skipped_since or now
+                    if now - self._idle_skipped_since < IDLE_COMMIT_WAIT:
+                        return
+                    log.warning("offsets acked %.0f s ago are not committable yet: committing the open "
+                                "transactions without them", now - self._idle_skipped_since)
+                self._idle_skipped_since = None
+                await self.flush_batches()
+                await self.app.producer.flush()
+                await self.commit_open()
+
+    async def ack(self, batch: list) -> None:
+        """Submit a batch's records, then mark its offsets committable, while its stage lock is held:
+        a commit then carries either the whole batch (offsets and outputs) or none of it."""
+        await self.flush_batches()
+        if batch and patches.ack(self.app.consumer, batch):
+            self.acked_uncommitted = True
