@@ -38,6 +38,7 @@ from processor.config import load_settings  # noqa: E402
 from processor.core.events import parse_ts_ms  # noqa: E402
 from processor.replay import replay_lines  # noqa: E402
 from processor.services import ApacheKafka, KpiWorker  # noqa: E402
+from processor.services.rollups import latest, read_all, record_key  # noqa: E402
 from processor.simulator import Simulation, delivered_events  # noqa: E402
 
 BAD = [b"chaos: not json", b'{"event_id": "bad-1", "type": "contact.teleported", "ts": "2026-03-02T10:00:00Z"}']
@@ -98,35 +99,7 @@ def produce(bootstrap: str, topic: str, lines: list[bytes], attempts: int = 5) -
 
 
 async def _read_all(bootstrap: str, topic: str, isolation_level: str, quiet_ms: int = 2500) -> list[bytes]:
-    from aiokafka import AIOKafkaConsumer
-
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None, isolation_level=isolation_level)
-    await consumer.start()
-    out: list[bytes] = []
-    try:
-        while True:
-            batch = await consumer.getmany(timeout_ms=quiet_ms)
-            if not batch:
-                return out
-            for records in batch.values():
-                out.extend(r.value for r in records)
-    finally:
-        await consumer.stop()
-
-
-def record_key(r: dict) -> tuple:
-    key = (r["kind"], r.get("queue_id"), r.get("agent_id"), r.get("channel"), r["interval_start"])
-    return key + ((r["horizon_days"],) if r["kind"] == "retention_day" else ())
-
-
-def latest(records: list[dict]) -> dict[tuple, dict]:
-    best: dict[tuple, dict] = {}
-    for r in records:
-        k = record_key(r)
-        if k not in best or r["version"] > best[k]["version"]:
-            best[k] = r
-    return best
+    return [value for _, value in await read_all(bootstrap, topic, quiet_ms, isolation_level)]
 
 
 def _plain(r: dict) -> dict:

@@ -173,3 +173,29 @@ def by_time(*contacts: Contact) -> list[Event]:
 def tick(t, contact_id: str = "tick") -> Event:
     """An event that only advances stream time (a resolved on an unrelated contact creates no fact)."""
     return ev("contact.resolved", t, contact_id)
+
+
+def expire_as_drawn(expire, sweep: int | None) -> None:
+    """One housekeeping step of a sliced-expiry property: `sweep` None, none; 0, a whole pass
+    (`expire()`); n, a slice (`expire(limit=n)`), and for an even n more slices while they come back
+    full (a pass that may stop half way and resume at a later point)."""
+    if sweep == 0:
+        expire()
+    elif sweep is not None:
+        done = expire(limit=sweep)
+        assert done <= sweep
+        while done == sweep and sweep % 2 == 0:
+            done = expire(limit=sweep)
+
+
+def check_expiry_changes_no_record(replay, steps: list, data) -> None:
+    """`replay(steps, sweeps)` (the records a book publishes) is the same with housekeeping nowhere, at
+    drawn points sliced anyhow, everywhere whole, and everywhere in slices of one."""
+    from hypothesis import strategies as st
+
+    sweeps = data.draw(st.lists(st.one_of(st.none(), st.none(), st.just(0), st.integers(1, 4)),
+                                min_size=len(steps), max_size=len(steps)))
+    never = replay(steps, [None] * len(steps))
+    assert replay(steps, sweeps) == never
+    assert replay(steps, [0] * len(steps)) == never
+    assert replay(steps, [1] * len(steps)) == never

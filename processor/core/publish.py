@@ -18,6 +18,26 @@ def digest(record: dict) -> str:
     return hashlib.blake2b(body.encode(), digest_size=8).hexdigest()
 
 
+def publish_changed(changed: set, work: list, publish: Callable[[Any], dict | None], out: list[dict],
+                    budget: int) -> int:
+    """The keys of `changed` published in key order (records appended to `out`), at most `budget` of
+    them (-1: all); returns the budget left. `work` keeps the sorted keys of a slice between calls, so a
+    sliced publication resumes where it stopped; a key forgotten since the slice began is skipped."""
+    while changed and budget != 0:
+        if not work:
+            work.extend(sorted(changed, reverse=True))
+        while work and budget != 0:
+            key = work.pop()
+            if key not in changed:
+                continue  # forgotten since the slice began
+            changed.discard(key)
+            budget -= 1
+            rec = publish(key)
+            if rec is not None:
+                out.append(rec)
+    return budget
+
+
 class SourceClock:
     """Stream time of each upstream partition; the book's clock is the minimum over the active ones.
 
@@ -123,21 +143,8 @@ class Publisher:
         self.visited = 0
         if not changed:
             return []
-        work = self._work
-        out = []
-        budget = -1 if limit is None else limit
-        while changed and budget != 0:
-            if not work:
-                work.extend(sorted(changed, reverse=True))
-            while work and budget != 0:
-                key = work.pop()
-                if key not in changed:
-                    continue  # forgotten since the slice began
-                changed.discard(key)
-                budget -= 1
-                rec = self._publish(key)
-                if rec is not None:
-                    out.append(rec)
+        out: list[dict] = []
+        budget = publish_changed(changed, self._work, self._publish, out, -1 if limit is None else limit)
         self.visited = -1 - budget if limit is None else limit - budget
         return out
 

@@ -18,13 +18,13 @@ import hashlib
 import heapq
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
 from .agents import AGENT_KINDS, FLOOR_SUFFIX, AgentBook
 from .events import format_ts
 from .experience import EXPERIENCE_KINDS, ExperienceBook
 from .figures import segment_figures
-from .publish import SourceClock, take_keys
+from .publish import Publisher, SourceClock, publish_changed, take_keys
 from .resolution import RESOLUTION_KINDS, ResolutionBook
 from .segments import Fact, fact_from_json
 from .settings import MINUTE_MS, EngineSettings, zone
@@ -364,39 +364,20 @@ class QueueBook(SourceClock):
             self._pending.difference_update(due)
             self._changed_closed.update(key for key in due if key not in self.published)
             self._next_close = min((key[2] for key in self._pending), default=float("inf"))
-        changed, work = self._changed_closed, self._closed_work
-        while changed and budget != 0:
-            if not work:
-                work.extend(sorted(changed, reverse=True))
-            while work and budget != 0:
-                key = work.pop()
-                if key not in changed:
-                    continue
-                changed.discard(key)
-                budget -= 1
-                rec = self._publish(key)
-                if rec is not None:
-                    out.append(rec)
-        if changed:
+        budget = publish_changed(self._changed_closed, self._closed_work, self._publish, out, budget)
+        if self._changed_closed:
             return out
         limit = None if budget < 0 else budget
-        out += self.experience.advance(self.stream_ms, limit)
-        p = self.experience.publisher
-        if p.changed:
-            return out
-        if limit is not None:
-            limit -= p.visited
-        out += self.agent_book.advance(self.stream_ms, limit)
-        p = self.agent_book.publisher
-        if p.changed:
-            return out
-        if limit is not None:
-            limit -= p.visited
-        if self.stream_ms <= 0:  # (as ResolutionBook.advance, whose two publishers are sliced here)
-            return out
-        watermark = self.stream_ms - self._lateness_ms
-        for p in (self.resolution.resolution, self.resolution.retention):
-            out += p.advance(watermark, limit)  # (a limit of 0 still takes in what is due: `advancing`)
+        # The other books' publishers in turn, each given what is left of the limit. The resolution
+        # book's two are sliced here (as ResolutionBook.advance, which does nothing before the clock starts).
+        parts: list[tuple[Publisher, Callable[[int, int | None], list[dict]], int]] = [
+            (self.experience.publisher, self.experience.advance, self.stream_ms),
+            (self.agent_book.publisher, self.agent_book.advance, self.stream_ms)]
+        if self.stream_ms > 0:
+            watermark = self.stream_ms - self._lateness_ms
+            parts += [(p, p.advance, watermark) for p in (self.resolution.resolution, self.resolution.retention)]
+        for p, advance, at in parts:
+            out += advance(at, limit)  # (a limit of 0 still takes in what is due: `advancing`)
             if p.changed:
                 return out
             if limit is not None:

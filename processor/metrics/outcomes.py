@@ -7,16 +7,12 @@ denominator is zero.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable, Iterable
-
 from prometheus_client.core import GaugeMetricFamily
 
 from ..core.capacity import capacity_view, staffing_view
 from ..core.foresight import foresight_view
 from ..core.live import live_now
-
-if TYPE_CHECKING:
-    from ..core.queues import QueueBook
+from .queues import BookCollector
 
 PROVISIONAL = {
     "fcr": ("contact_fcr_provisional_ratio",
@@ -26,15 +22,7 @@ PROVISIONAL = {
 }
 
 
-class OutcomeCollector:
-    """`books()`: the queue books this worker owns now (one per owned facts partition)."""
-
-    def __init__(self, books: Callable[[], Iterable["QueueBook"]]) -> None:
-        self.books = books
-
-    def describe(self):
-        return []
-
+class OutcomeCollector(BookCollector):
     def collect(self):
         yield from self._provisional()
         yield from self._capacity()

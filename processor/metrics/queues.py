@@ -25,8 +25,9 @@ WINDOWED_SECONDS = {
 }
 
 
-class QueueCollector:
-    """`books()`: the queue books this worker owns now (one per owned facts partition)."""
+class BookCollector:
+    """What the queue books hold, read at each scrape: `books()` gives the queue books this worker owns
+    now (one per owned facts partition; a rebuild replaces them)."""
 
     def __init__(self, books: Callable[[], Iterable["QueueBook"]]) -> None:
         self.books = books
@@ -34,6 +35,8 @@ class QueueCollector:
     def describe(self):
         return []
 
+
+class QueueCollector(BookCollector):
     def collect(self):
         books = list(self.books())
         now = live_now(max((b.latest_ms for b in books), default=0), int(time.time() * 1000))

@@ -12,6 +12,7 @@ from datetime import datetime
 from processor.config import load_settings
 from processor.core.events import parse_ts_ms
 from processor.replay import replay_lines
+from processor.services.rollups import latest, read_all, record_key  # noqa: F401 - the tests take them from here
 from processor.simulator import Simulation, sorted_events
 
 DAY = "2026-03-02"
@@ -142,49 +143,6 @@ async def produce(bootstrap: str, topic: str, events: list[dict], raw: list[byte
         await producer.flush()
     finally:
         await producer.stop()
-
-
-async def read_all(bootstrap: str, topic: str, quiet_ms: int = 3000,
-                   isolation_level: str = "read_uncommitted", security: dict | None = None) -> list[tuple[bytes, bytes]]:
-    """Every message of ``topic`` until none arrives for ``quiet_ms``; ``security``: aiokafka options
-    (processor.topics.aiokafka_security) for a broker that wants TLS or SASL."""
-    from aiokafka import AIOKafkaConsumer
-
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None, isolation_level=isolation_level,
-                                **(security or {}))
-    await consumer.start()
-    out = []
-    try:
-        while True:
-            batch = await consumer.getmany(timeout_ms=quiet_ms)
-            if not batch:
-                return out
-            for records in batch.values():
-                out.extend((r.key, r.value) for r in records)
-    finally:
-        await consumer.stop()
-
-
-def record_key(r: dict) -> tuple:
-    """What identifies a rollup record of any kind."""
-    if r["kind"] == "agent_interval":
-        return (r["kind"], r["agent_id"], r["interval_start"])
-    if r["kind"] == "retention_day":
-        return (r["kind"], r["queue_id"], r["channel"], r["interval_start"], r["horizon_days"])
-    if r["kind"] == "queue_interval":  # the historical key: (queue, channel, interval)
-        return (r["queue_id"], r["channel"], r["interval_start"])
-    return (r["kind"], r["queue_id"], r["channel"], r["interval_start"])
-
-
-def latest(records: list[dict]) -> dict[tuple, dict]:
-    """The record consumers keep: the highest version per record key (queue_interval: queue, channel, interval)."""
-    best: dict[tuple, dict] = {}
-    for r in records:
-        key = record_key(r)
-        if key not in best or r["version"] > best[key]["version"]:
-            best[key] = r
-    return best
 
 
 def settled(s: dict[str, float], events: int, records: int) -> bool:

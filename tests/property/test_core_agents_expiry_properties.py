@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+from functools import partial
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from processor.core.agents import AgentBook
-from tests.coretools import at, engine
+from tests.coretools import at, check_expiry_changes_no_record, engine, expire_as_drawn
 
 MINUTE, HOUR, DAY = 60_000, 3_600_000, 86_400_000
 RETENTION = 2 * HOUR
@@ -92,13 +93,7 @@ def replay(steps, sweeps) -> str:
                 sent.append((fid, fact))
             book.apply(fid, fact)
         out += book.advance(now)
-        if sweep == 0:
-            book.expire(now)
-        elif sweep is not None:
-            done = book.expire(now, limit=sweep)
-            assert done <= sweep
-            while done == sweep and sweep % 2 == 0:
-                done = book.expire(now, limit=sweep)
+        expire_as_drawn(partial(book.expire, now), sweep)
     out += book.flush(now)
     return json.dumps(out, sort_keys=True)
 
@@ -106,12 +101,7 @@ def replay(steps, sweeps) -> str:
 @PROFILE
 @given(steps=histories(), data=st.data())
 def test_expiry_anywhere_and_sliced_anyhow_changes_no_record(steps, data):
-    sweeps = data.draw(st.lists(st.one_of(st.none(), st.none(), st.just(0), st.integers(1, 4)),
-                                min_size=len(steps), max_size=len(steps)))
-    never = replay(steps, [None] * len(steps))
-    assert replay(steps, sweeps) == never
-    assert replay(steps, [0] * len(steps)) == never
-    assert replay(steps, [1] * len(steps)) == never
+    check_expiry_changes_no_record(replay, steps, data)
 
 
 def test_an_agent_offline_for_days_is_one_entry_and_still_counts():
