@@ -44,7 +44,7 @@ class _Redact(logging.Filter):
 DEAD_LETTER_MAX_MESSAGE_BYTES = 8 * 1024 * 1024 + 64 * 1024  # the app's producer limit plus batch overhead
 
 
-def _topic_configs(settings: Settings, topic: str) -> dict[str, str]:
+def topic_configs_for(settings: Settings, topic: str) -> dict[str, str]:
     """A dead letter is the rejected message whole, JSON-escaped (up to six times its size: \\u0001): the
     dead-letter topic accepts more than the broker's default 1 MB, so one can always be written."""
     if topic == settings.kafka.dead_letter_topic:
@@ -74,7 +74,7 @@ def _ensure_topics(settings: Settings, timeout: float) -> list[str]:
             # kafka-python waits bootstrap_timeout_ms (30 s by default) for a first broker: not past our deadline
             wait_ms = int(max(1.0, deadline - time.monotonic()) * 1000)
             admin = KafkaAdminClient(bootstrap_servers=k.bootstrap, client_id=f"{settings.app_id}-admin",
-                                     request_timeout_ms=10_000, bootstrap_timeout_ms=wait_ms, **_security(settings))
+                                     request_timeout_ms=10_000, bootstrap_timeout_ms=wait_ms, **kafka_python_security(settings))
             break
         except KafkaError:  # broker not reachable yet
             if time.monotonic() > deadline:
@@ -85,7 +85,7 @@ def _ensure_topics(settings: Settings, timeout: float) -> list[str]:
         missing = [t for t in processor_topics(settings) if t not in existing]
         if missing:
             new = [NewTopic(t, num_partitions=k.partitions, replication_factor=k.replication_factor,
-                            topic_configs=_topic_configs(settings, t)) for t in missing]
+                            topic_configs=topic_configs_for(settings, t)) for t in missing]
             try:
                 admin.create_topics(new, timeout_ms=10_000, raise_errors=False)
             except TopicAlreadyExistsError:  # a concurrent start created it first
@@ -98,7 +98,7 @@ def _ensure_topics(settings: Settings, timeout: float) -> list[str]:
         admin.close()
 
 
-def _security(settings: Settings) -> dict:
+def kafka_python_security(settings: Settings) -> dict:
     """kafka-python's options. TLS goes in as the one context every client uses (KafkaConfig.ssl_context()),
     so the key password is never in kafka-python's configuration (which it logs at DEBUG)."""
     return _client_security(settings)

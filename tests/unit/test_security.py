@@ -225,7 +225,7 @@ def test_every_kafka_client_presents_the_client_certificate(pki, protocol):
     presents the client certificate (its key decrypted with ssl_key_password)."""
     from processor.worker.app import faust_credentials
     from processor.config import Settings
-    from processor.topics import _security, aiokafka_security
+    from processor.topics import aiokafka_security, kafka_python_security
 
     kafka = {"security_protocol": protocol, "ssl_cafile": pki.ca, "ssl_certfile": pki.client_cert,
              "ssl_keyfile": pki.dir / "client.enc.key", "ssl_key_password": KEY_SECRET}
@@ -234,11 +234,11 @@ def test_every_kafka_client_presents_the_client_certificate(pki, protocol):
     s = Settings(kafka=kafka)
     creds = faust_credentials(s)["broker_credentials"]
     contexts = {"faust": creds.context if protocol == "SSL" else creds.ssl_context,
-                "kafka-python": _security(s)["ssl_context"], "aiokafka": aiokafka_security(s)["ssl_context"]}
+                "kafka-python": kafka_python_security(s)["ssl_context"], "aiokafka": aiokafka_security(s)["ssl_context"]}
     for client, ctx in contexts.items():
         assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname, client
         assert presented_certificate(ctx, pki) == "kpi-worker", client
-    assert _security(s)["security_protocol"] == aiokafka_security(s)["security_protocol"] == protocol
+    assert kafka_python_security(s)["security_protocol"] == aiokafka_security(s)["security_protocol"] == protocol
     # without a client certificate the same server refuses the handshake
     bare = Settings(kafka={"security_protocol": protocol, "ssl_cafile": pki.ca}).kafka.ssl_context()
     with pytest.raises(ssl.SSLError):
@@ -347,12 +347,12 @@ def test_a_dead_letter_fits_in_one_kafka_message(secret_env):
     the producer and of the dead-letter topic, however much escaping blows it up."""
     from processor.worker.app import create_app
     from processor.config import Settings
-    from processor.topics import DEAD_LETTER_MAX_MESSAGE_BYTES, _topic_configs
+    from processor.topics import DEAD_LETTER_MAX_MESSAGE_BYTES, topic_configs_for
 
     app, _ = create_app(secret_env)
     limit = app.conf.producer_max_request_size
     s = Settings()
-    assert _topic_configs(s, s.kafka.dead_letter_topic) == {"max.message.bytes": str(DEAD_LETTER_MAX_MESSAGE_BYTES)}
+    assert topic_configs_for(s, s.kafka.dead_letter_topic) == {"max.message.bytes": str(DEAD_LETTER_MAX_MESSAGE_BYTES)}
     assert DEAD_LETTER_MAX_MESSAGE_BYTES > limit
     for raw in (b"x" * 990_000, b'"' * 600_000, b"\x01" * 1_000_000, b"\xff" * 1_000_000):
         with pytest.raises(BadEvent) as info:
