@@ -71,6 +71,15 @@ def owned_partitions(w: Worker, topic: str) -> set[int]:
     return {tp.partition for tp in w.app.assignor.assigned_actives() if tp.topic == topic}
 
 
+def begin_rebuild(w: Worker, stage: str, topic: str, new_book) -> tuple[Slicer, set[int], dict]:
+    """A rebuild of `topic`'s books begins (its stage's lock held): its slicer (rows are restored in
+    slices, the lock stays held), the partitions owned now, and a new empty book for each."""
+    slicer = Slicer(monitor=w.holds, name=f"restore ({stage})")
+    rebuilt(w, topic)
+    owned = owned_partitions(w, topic)
+    return slicer, owned, {p: new_book() for p in owned}
+
+
 def rebuilt(w: Worker, topic: str) -> None:
     """Recovery rebuilt the topic's books: nothing of it is applied until Faust seeks its
     partitions to their committed offsets, and from there on everything is (RepeatGuard)."""
@@ -86,28 +95,14 @@ def rebuilt(w: Worker, topic: str) -> None:
 
 
 async def recover_stage_one(w: Worker) -> None:
-    rt, k, engine, holds, tables = w.rt, w.k, w.engine, w.holds, w.tables
+    rt, k, engine, tables = w.rt, w.k, w.engine, w.tables
     async with w.locks["one"]:
-        slicer = Slicer(monitor=holds, name="restore (one)")  # rows restored in slices: the lock stays held
-        rebuilt(w, k.input_topic)
-        owned = owned_partitions(w, k.input_topic)
-        books = {p: ContactBook(engine) for p in owned}
-        for cid, book, state in owned_rows(tables.contacts, books):
-            await slicer.pause()
-            book.restore_contact(cid, state)
-        for aid, book, state in owned_rows(tables.agents, books):  # before their event ids
-            await slicer.pause()
-            book.restore_agent(aid, state)
-        for cid, book, state in owned_rows(tables.profiles, books):
-            await slicer.pause()
-            if cid not in book.contacts:
-                book.restore_profile(cid, state)
-        for key, book, value in owned_rows(tables.agent_ids, books):
-            await slicer.pause()
-            book.restore_agent_id(key, value)
-        for customer, book, state in owned_rows(tables.customers, books):
-            await slicer.pause()
-            book.restore_customer(customer, state)
+        slicer, owned, books = begin_rebuild(w, "one", k.input_topic, lambda: ContactBook(engine))
+        await restore_rows(tables.contacts, books, slicer, ContactBook.restore_contact)
+        await restore_rows(tables.agents, books, slicer, ContactBook.restore_agent)  # before their event ids
+        await restore_rows(tables.profiles, books, slicer, restore_profile)
+        await restore_rows(tables.agent_ids, books, slicer, ContactBook.restore_agent_id)
+        await restore_rows(tables.customers, books, slicer, ContactBook.restore_customer)
         rt.contacts = books
         now = time.monotonic()
         rt.last_read = {p: rt.last_read.get(p, now) for p in owned}
@@ -117,18 +112,11 @@ async def recover_stage_one(w: Worker) -> None:
 
 
 async def recover_stage_two(w: Worker) -> None:
-    rt, k, engine, holds, tables = w.rt, w.k, w.engine, w.holds, w.tables
+    rt, k, engine, tables = w.rt, w.k, w.engine, w.tables
     async with w.locks["two"]:
-        slicer = Slicer(monitor=holds, name="restore (two)")  # rows restored in slices: the lock stays held
-        rebuilt(w, k.facts_topic)
-        owned = owned_partitions(w, k.facts_topic)
-        books = {p: new_queue_book(engine, k.partitions) for p in owned}
-        for fid, book, fact in owned_rows(tables.facts, books):
-            await slicer.pause()
-            book.restore_fact(fid, fact)
-        for key, book, value in owned_rows(tables.published, books):
-            await slicer.pause()
-            book.restore_published(key, value)
+        slicer, owned, books = begin_rebuild(w, "two", k.facts_topic, lambda: new_queue_book(engine, k.partitions))
+        await restore_rows(tables.facts, books, slicer, lambda book, fid, fact: book.restore_fact(fid, fact))
+        await restore_rows(tables.published, books, slicer, lambda book, key, value: book.restore_published(key, value))
         keep_clocks(books, rt.queues)
         rt.queues = books
         slicer.done()
@@ -137,12 +125,9 @@ async def recover_stage_two(w: Worker) -> None:
 
 
 async def recover_journeys(w: Worker) -> None:
-    rt, k, engine, holds, tables = w.rt, w.k, w.engine, w.holds, w.tables
+    rt, k, engine, tables = w.rt, w.k, w.engine, w.tables
     async with w.locks["journeys"]:
-        slicer = Slicer(monitor=holds, name="restore (journeys)")  # rows restored in slices: the lock stays held
-        rebuilt(w, k.journeys_topic)
-        owned = owned_partitions(w, k.journeys_topic)
-        books = {p: new_journey_book(engine, k.partitions) for p in owned}
+        slicer, owned, books = begin_rebuild(w, "journeys", k.journeys_topic, lambda: new_journey_book(engine, k.partitions))
         stored: dict[int, list] = defaultdict(list)
         for fid, p, fact in rows(tables.journeys, books):
             await slicer.pause()
@@ -156,6 +141,20 @@ async def recover_journeys(w: Worker) -> None:
         slicer.done()
         log.info("journeys rebuilt: %d facts, partitions %s",
                  sum(len(b.facts) for b in books.values()), sorted(owned))
+
+
+async def restore_rows(table, books: dict, slicer: Slicer, restore) -> None:
+    """`restore(book, key, value)` for each row of `table` owned by a book in `books` (partition -> book),
+    one row per slicer step."""
+    for key, book, value in owned_rows(table, books):
+        await slicer.pause()
+        restore(book, key, value)
+
+
+def restore_profile(book: ContactBook, cid: str, state) -> None:
+    """A profile row, unless its contact is still in progress (restored from the contacts table)."""
+    if cid not in book.contacts:
+        book.restore_profile(cid, state)
 
 
 def keep_clocks(books: dict, old_books: dict) -> None:
