@@ -104,6 +104,21 @@ def kafka_python_security(settings: Settings) -> dict:
     return _client_security(settings)
 
 
+def faust_credentials(settings: Settings) -> dict:
+    """Faust's broker credentials; the TLS context (CA, client certificate) is KafkaConfig.ssl_context()."""
+    k = settings.kafka
+    if k.security_protocol == "PLAINTEXT":
+        return {}
+    from faust.auth import SASLCredentials, SSLCredentials
+
+    ctx = k.ssl_context()
+    if k.security_protocol == "SSL":
+        return {"broker_credentials": SSLCredentials(ctx)}
+    password = k.sasl_password.get_secret_value() if k.sasl_password else None
+    return {"broker_credentials": SASLCredentials(
+        username=k.sasl_username, password=password, mechanism=k.sasl_mechanism, ssl_context=ctx)}
+
+
 def aiokafka_security(settings: Settings) -> dict:
     """The same security settings for a plain aiokafka client (`kpi produce`, `kpi simulate`, re-reads)."""
     return _client_security(settings)

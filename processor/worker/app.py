@@ -26,6 +26,7 @@ from ..config import Settings
 from ..gc_policy import GcPolicy
 from ..loophold import HoldCollector
 from ..metrics import OutcomeCollector, QueueCollector, RedisCollector, WorkerCollector
+from ..topics import faust_credentials
 from . import clock, housekeeping, intake, offsets, patches, recovery, stages, web
 from .health import Health
 from .output import Output
@@ -35,21 +36,6 @@ from .tables import add_tables
 DEAD_LETTER_MAX_BYTES = 8 * 1024 * 1024  # see topics.py: the dead-letter topic accepts messages this large
 COMMIT_EVERY = 100_000        # messages between offset commits, besides the 1 s interval
 METADATA_MAX_AGE_MS = 15_000  # see create_app: how long a group may sit on metadata missing its topics
-
-
-def faust_credentials(settings: Settings) -> dict:
-    """Faust's broker credentials; the TLS context (CA, client certificate) is KafkaConfig.ssl_context()."""
-    k = settings.kafka
-    if k.security_protocol == "PLAINTEXT":
-        return {}
-    from faust.auth import SASLCredentials, SSLCredentials
-
-    ctx = k.ssl_context()
-    if k.security_protocol == "SSL":
-        return {"broker_credentials": SSLCredentials(ctx)}
-    password = k.sasl_password.get_secret_value() if k.sasl_password else None
-    return {"broker_credentials": SASLCredentials(
-        username=k.sasl_username, password=password, mechanism=k.sasl_mechanism, ssl_context=ctx)}
 
 
 def create_app(settings: Settings) -> tuple[faust.App, Runtime]:

@@ -223,7 +223,7 @@ def test_every_kafka_client_presents_the_client_certificate(pki, protocol):
     """Faust's credentials, kafka-python's admin options and aiokafka's options: one TLS context
     each, built by KafkaConfig.ssl_context(), which checks the broker against ssl_cafile and
     presents the client certificate (its key decrypted with ssl_key_password)."""
-    from processor.worker.app import faust_credentials
+    from processor.topics import faust_credentials
     from processor.config import Settings
     from processor.topics import aiokafka_security, kafka_python_security
 
