@@ -98,7 +98,7 @@ def latest(records: list[dict]) -> dict[tuple, dict]:
 
 
 # The version, and the Erlang staffing fields of queue_interval (model figures, not counts of the
-# simulated center: checked by tests/unit/simulator/test_staffing.py and test_core_foresight.py).
+# simulated center: checked by tests/unit/simulator/test_staffing.py and tests/unit/core/test_foresight.py).
 NOT_IN_TRUTH = ("version", "required_agents", "staffed_agents")
 
 
