@@ -42,3 +42,12 @@ def test_the_worker_serves_the_same_families(registry):
     served = sorted(line.split()[2] for line in text.splitlines() if line.startswith("# TYPE"))
     assert served == sorted(FAMILIES)
 
+
+
+def test_every_family_served_is_in_the_metrics_catalogue():
+    """docs/metrics.md is the operator's list: a family served but not described there is unknown to them."""
+    from pathlib import Path
+
+    catalogue = (Path(__file__).parents[3] / "docs" / "metrics.md").read_text()
+    documented = {f for f in FAMILIES if f"`{f}`" in catalogue or f"`{f}_total`" in catalogue}
+    assert sorted(set(FAMILIES) - documented) == []
