@@ -43,7 +43,7 @@ from urllib.parse import urlsplit
 
 from .core.capacity import staffing_view
 from .core.foresight import foresight_view
-from .core.live import agents_view, live_now, live_view
+from .core.live import agents_view, books_now, live_view
 
 if TYPE_CHECKING:
     from .core.queues import QueueBook
@@ -78,7 +78,7 @@ def redis_location(url: str) -> str:
 def snapshot_now(books: Iterable["QueueBook"], wall_ms: int | None = None) -> int:
     """The instant the windows end at: the same rule as the Prometheus collector."""
     wall = int(time.time() * 1000) if wall_ms is None else wall_ms
-    return live_now(max((b.latest_ms for b in books), default=0), wall)
+    return books_now(books, wall)
 
 
 def snapshot_entries(books: Mapping[int, "QueueBook"], now_ms: int, owner: str,

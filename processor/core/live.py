@@ -1,6 +1,8 @@
 """The live view of a partition's queues at a given instant: what gauges, Redis and the wallboard show."""
 from __future__ import annotations
 
+from typing import Iterable
+
 from .figures import abandon_rate, aht_seconds, asa_seconds, seconds, service_level
 from .queues import WINDOWS, QueueBook
 
@@ -58,3 +60,8 @@ def live_now(stream_ms: int, wall_ms: int) -> int:
     if stream_ms >= wall_ms - LIVE_SLACK_MS:
         return max(stream_ms, wall_ms)
     return stream_ms
+
+
+def books_now(books: Iterable[QueueBook], wall_ms: int) -> int:
+    """`live_now` of a worker's books: the newest event time any of them has seen (0 with none)."""
+    return live_now(max((b.latest_ms for b in books), default=0), wall_ms)

@@ -11,7 +11,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from ..core.capacity import capacity_view, staffing_view
 from ..core.foresight import foresight_view
-from ..core.live import live_now
+from ..core.live import books_now
 from .queues import BookCollector
 
 PROVISIONAL = {
@@ -52,7 +52,7 @@ class OutcomeCollector(BookCollector):
 
     def _capacity(self):
         books = list(self.books())
-        now = live_now(max((b.latest_ms for b in books), default=0), int(time.time() * 1000))
+        now = books_now(books, int(time.time() * 1000))
         staffed = GaugeMetricFamily("contact_capacity_staffed_agents", "Agents serving the queue whose state is not offline.",
                                     labels=["queue"])
         slots = GaugeMetricFamily("contact_capacity_slots", "Staffed agents x concurrency (agent capacity, 1 if not given).",

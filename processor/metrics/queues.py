@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from ..core.live import agents_view, live_now, live_view
+from ..core.live import agents_view, books_now, live_view
 
 if TYPE_CHECKING:
     from ..core.queues import QueueBook
@@ -39,7 +39,7 @@ class BookCollector:
 class QueueCollector(BookCollector):
     def collect(self):
         books = list(self.books())
-        now = live_now(max((b.latest_ms for b in books), default=0), int(time.time() * 1000))
+        now = books_now(books, int(time.time() * 1000))
         qc_labels = ["queue", "channel"]
         win_labels = ["queue", "channel", "window"]
         waiting = GaugeMetricFamily("contact_queue_waiting", "Contacts waiting in queue now (queue depth).", labels=qc_labels)
