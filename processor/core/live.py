@@ -3,10 +3,16 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from .figures import abandon_rate, aht_seconds, asa_seconds, seconds, service_level
+from .figures import segment_figures
 from .queues import WINDOWS, QueueBook
 
 LIVE_WINDOWS = tuple(WINDOWS) + ("today",)
+
+
+# The interval figures a live window shows (segment_figures names them; the counts "within threshold"
+# and the talk/hold/ACW split are for the rollups).
+LIVE_FIELDS = ("offered", "answered", "abandoned", "short_abandoned", "flowed_out", "service_level", "asa_seconds",
+               "abandon_rate", "max_wait_seconds", "handled", "aht_seconds")
 
 
 def live_view(book: QueueBook, now_ms: int) -> list[dict]:
@@ -17,20 +23,8 @@ def live_view(book: QueueBook, now_ms: int) -> list[dict]:
         q = book.settings.queue(queue)
         windows = {}
         for w in LIVE_WINDOWS:
-            s = book.window_stats((queue, channel), w, now_ms)
-            windows[w] = {
-                "offered": s.offered,
-                "answered": s.answered,
-                "abandoned": s.abandoned,
-                "short_abandoned": s.short_abandoned,
-                "flowed_out": s.flowed_out,
-                "service_level": service_level(s),
-                "asa_seconds": asa_seconds(s),
-                "abandon_rate": abandon_rate(s),
-                "max_wait_seconds": seconds(s.max_wait_ms),
-                "handled": s.handled,
-                "aht_seconds": aht_seconds(s),
-            }
+            fig = segment_figures(book.window_stats((queue, channel), w, now_ms))
+            windows[w] = {name: fig[name] for name in LIVE_FIELDS}
         out.append({
             "queue_id": queue,
             "channel": channel,
