@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from processor.core.events import Event, parse_ts_ms
 from processor.core.pipeline import Pipeline
+from processor.core.publish import record_identity
 from processor.core.settings import EngineSettings, QueueSettings
 
 DAY = "2026-11-23"
@@ -145,12 +146,9 @@ class Run:
 
 
 def record_key(r: dict) -> tuple:
-    """What identifies a record of any kind (the highest version of each key wins)."""
-    if r["kind"] == "agent_interval":
-        return (r["kind"], r["agent_id"], r["interval_start"])
-    if r["kind"] == "retention_day":
-        return (r["kind"], r["queue_id"], r["channel"], r["interval_start"], r["horizon_days"])
-    return (r["kind"], r["queue_id"], r["channel"], r["interval_start"])
+    """`record_identity` with the kind always first (queue_interval's identity has none), as the tests index records."""
+    ident = record_identity(r)
+    return ident if ident[0] == r["kind"] else (r["kind"], *ident)
 
 
 def run(events, settings: EngineSettings | None = None, flush: bool = True) -> Run:

@@ -18,6 +18,20 @@ def digest(record: dict) -> str:
     return hashlib.blake2b(body.encode(), digest_size=8).hexdigest()
 
 
+def record_identity(rec: dict) -> tuple:
+    """What identifies a rollup record of any kind: consumers keep its highest version. The message key
+    on the rollup topic is these parts joined by "|" (queue_interval's has no kind: unchanged since the
+    first release)."""
+    kind = rec["kind"]
+    if kind == "queue_interval":
+        return (rec["queue_id"], rec["channel"], rec["interval_start"])
+    if kind == "agent_interval":
+        return (kind, rec["agent_id"], rec["interval_start"])
+    if kind == "retention_day":
+        return (kind, rec["queue_id"], rec["channel"], rec["interval_start"], rec["horizon_days"])
+    return (kind, rec["queue_id"], rec["channel"], rec["interval_start"])
+
+
 def publish_changed(changed: set, work: list, publish: Callable[[Any], dict | None], out: list[dict],
                     budget: int) -> int:
     """The keys of `changed` published in key order (records appended to `out`), at most `budget` of

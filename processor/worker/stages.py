@@ -25,6 +25,7 @@ import orjson
 from .. import deadletter
 from ..core.journeys import JourneyBook
 from ..core.segments import fact_from_json
+from ..core.publish import record_identity
 from ..decode import BadEvent, decode
 from ..loophold import Slicer
 from .offsets import mend_gaps
@@ -253,12 +254,5 @@ def item(fact_id: str, route: str, fact: tuple | None) -> list:
 
 
 def rollup_key(rec: dict) -> bytes:
-    """Message key of a rollup record: what identifies it (the highest version per key wins)."""
-    if rec["kind"] == "queue_interval":  # unchanged since the first release
-        return f"{rec['queue_id']}|{rec['channel']}|{rec['interval_start']}".encode()
-    if rec["kind"] == "agent_interval":
-        return f"agent_interval|{rec['agent_id']}|{rec['interval_start']}".encode()
-    key = f"{rec['kind']}|{rec['queue_id']}|{rec['channel']}|{rec['interval_start']}"
-    if rec["kind"] == "retention_day":
-        key += f"|{rec['horizon_days']}"
-    return key.encode()
+    """Message key of a rollup record (core/publish.record_identity)."""
+    return "|".join(str(part) for part in record_identity(rec)).encode()
