@@ -3,6 +3,7 @@ transactions they belong to."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -99,6 +100,17 @@ class Output:
             from faust.exceptions import ProducerSendError
             raise ProducerSendError(f"a record was not delivered: {self.failed!r}")
 
+    @contextlib.asynccontextmanager
+    async def all_stages(self):
+        """Every stage's lock, always in the same order: no batch is half applied while it is held."""
+        async with self.locks["one"], self.locks["two"], self.locks["journeys"]:
+            yield
+
+    async def flush_all(self) -> None:
+        """Every record handed over so far, ours and what Faust still buffers, into the producer's transactions."""
+        await self.flush_batches()
+        await self.app.producer.flush()
+
     async def flush_batches(self) -> None:
         """Hand every collected record batch to the producer."""
         batches, self._batches = self._batches, {}
@@ -179,7 +191,7 @@ class Output:
         transaction: chaos drill seed 28001 (exactly_once), a dead letter sent twice in one
         transaction 5 s apart, across a rebalance. A batch that takes its lock after the hold
         applies nothing (RepeatGuard), so after this wait every applied offset is acked."""
-        async with self.locks["one"], self.locks["two"], self.locks["journeys"]:
+        async with self.all_stages():
             if not self.exactly_once:  # at_least_once: its records handed over before Faust's flush
                 await self.flush_batches()
         await self.app.consumer.commit()
@@ -190,7 +202,7 @@ class Output:
             return
         await self.app.consumer.commit()
         if self.open:
-            async with self.locks["one"], self.locks["two"], self.locks["journeys"]:
+            async with self.all_stages():
                 if self.acked_uncommitted:
                     # A batch ended while this waited for the locks: its outputs are in the open
                     # transactions, its offsets are not committed yet. Committing the transactions
@@ -206,8 +218,7 @@ class Output:
                     log.warning("offsets acked %.0f s ago are not committable yet: committing the open "
                                 "transactions without them", now - self._idle_skipped_since)
                 self._idle_skipped_since = None
-                await self.flush_batches()
-                await self.app.producer.flush()
+                await self.flush_all()
                 await self.commit_open()
 
     async def ack(self, batch: list) -> None:

@@ -512,10 +512,9 @@ def guard_commits(out) -> None:
     commit, end = manager.commit, consumer.commit_and_end_transactions
 
     async def guarded_commit(offsets, start_new_transaction: bool = True) -> bool:
-        async with out.locks["one"], out.locks["two"], out.locks["journeys"]:
+        async with out.all_stages():
             out.add_acked_meanwhile(offsets)
-            await out.flush_batches()
-            await out.app.producer.flush()  # what Faust still buffers joins the transaction
+            await out.flush_all()
             done = await commit(offsets, start_new_transaction=start_new_transaction)
             out.open -= {out.transactional_id(tp.partition) for tp in offsets}
             await out.commit_open(begin=start_new_transaction)
@@ -523,9 +522,8 @@ def guard_commits(out) -> None:
 
     async def commit_and_end() -> None:  # the worker stops: nothing sent is left uncommitted
         await end()
-        async with out.locks["one"], out.locks["two"], out.locks["journeys"]:
-            await out.flush_batches()
-            await out.app.producer.flush()
+        async with out.all_stages():
+            await out.flush_all()
             await out.commit_open(begin=False)
 
     manager.commit = guarded_commit
