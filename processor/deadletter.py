@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from . import jsonline
 from .core.contacts import DeadLetter
 from .core.events import event_to_contract
 
@@ -18,4 +19,4 @@ def from_core(dl: DeadLetter) -> dict:
 
 
 def dumps(record: dict) -> bytes:
-    return json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+    return jsonline.dumps(record, sort_keys=True).encode()

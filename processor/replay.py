@@ -14,7 +14,6 @@ ahead and make every later line too late. The command's bound is the wall clock 
 from __future__ import annotations
 
 import gc
-import json
 import marshal
 import multiprocessing
 import os
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import IO, Iterable, Iterator
 
 from . import deadletter
+from .jsonline import dumps
 from .core import describe
 from .core.contacts import ContactBook
 from .core.events import format_ts
@@ -66,10 +66,6 @@ def _no_gc() -> Iterator[None]:
         gc.unfreeze()
         if was:
             gc.enable()
-
-
-def _dumps(rec: dict) -> str:
-    return json.dumps(rec, separators=(",", ":")) + "\n"
 
 
 NO_BOUND = "none"
@@ -116,7 +112,7 @@ def replay_lines(lines: Iterable[bytes], engine: EngineSettings, out: IO[str], d
                     continue
                 records, dead_letters = feed(event)
                 for rec in records:
-                    write(_dumps(rec))
+                    write(dumps(rec) + "\n")
                 if dead is not None:
                     for dl in dead_letters:
                         dead.write(_core_dead_line(dl))
@@ -125,7 +121,7 @@ def replay_lines(lines: Iterable[bytes], engine: EngineSettings, out: IO[str], d
                 progress.write(f"\r  {n:,} lines, {n / (last - started):,.0f} events/s")
                 progress.flush()
         for rec in pipeline.finish(flush=flush):
-            write(_dumps(rec))
+            write(dumps(rec) + "\n")
     pipeline.counts.dead_letters += rejected
     pipeline.counts.from_the_future = future
     if progress is not None:
@@ -263,7 +259,7 @@ def replay_file(input_path: Path, engine: EngineSettings, out: IO[str], dead_pat
                         counts.events += 1
                         records = downstream(deltas, agent_deltas, journey_deltas, stream_ms)
                         for rec in records:
-                            write(_dumps(rec))
+                            write(dumps(rec) + "\n")
                     if progress is not None and time.monotonic() - last >= 1:
                         last = time.monotonic()
                         progress.write(f"\r  {counts.events:,} events, {counts.events / (last - started):,.0f} events/s")
@@ -275,7 +271,7 @@ def replay_file(input_path: Path, engine: EngineSettings, out: IO[str], dead_pat
                 else:
                     raise RuntimeError(f"replay: stage one failed:\n{payload}")
             for rec in pipeline.finish(flush=flush):
-                write(_dumps(rec))
+                write(dumps(rec) + "\n")
     finally:
         receiver.close()
         if child.is_alive():

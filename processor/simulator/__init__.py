@@ -43,7 +43,8 @@ The package, one module per part: `model` (what a center is), `sample` (the buil
 `processor.simulator`; the names below are its public API.
 """
 from .clock import iso_ms
-from .delivery import delivered_events, dumps, sorted_events
+from ..jsonline import dumps  # noqa: F401 - one event as the JSON line `kpi simulate` writes
+from .delivery import delivered_events, sorted_events
 from .model import (ASYNC_CHANNELS, CHANNELS, FLAT, FLOW_OUT_REASONS, PLAIN_FEED, PROFILES, SLOT_MS, SURVEYS,
                     UNIFORM_CUSTOMERS, BusyAccount, CustomerModel, Dist, FeedModel, Model, ModelError, QueueModel,
                     with_profile)

@@ -1,5 +1,5 @@
 """The events as a feed delivers them, and as `kpi simulate` writes them: the two orders the tests
-and tools read (event-time order, or delivery order with duplicates and disorder) and the JSON line."""
+and tools read (event-time order, or delivery order with duplicates and disorder); the JSON line is processor/jsonline.py."""
 from __future__ import annotations
 
 from .simulation import Simulation
@@ -24,8 +24,3 @@ def _without_disorder(sim: Simulation) -> Simulation:
     return clone
 
 
-def dumps(ev: dict) -> str:
-    """One event as the JSON line `kpi simulate` writes (compact, keys in the order built)."""
-    import json
-
-    return json.dumps(ev, separators=(",", ":"))

@@ -3,13 +3,13 @@ ids, the contract's message key and bytes, and `kpi replay` timed on a log (no b
 from __future__ import annotations
 
 import itertools
-import json
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from processor import jsonline
 from processor.simulator import DEFAULT_MODEL, Model, Simulation, sorted_events
 
 from . import REPO
@@ -25,7 +25,7 @@ def event_key(ev: dict) -> bytes:
 
 
 def dumps(ev: dict) -> bytes:
-    return json.dumps(ev, separators=(",", ":")).encode()
+    return jsonline.dumps(ev).encode()
 
 
 def simulate(seed: int, start: float, hours: float, model: Model = DEFAULT_MODEL) -> list[dict]:
