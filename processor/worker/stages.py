@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING
 import orjson
 
 from .. import deadletter
+from ..core.contacts import ContactBook
 from ..core.journeys import JourneyBook
+from ..core.queues import QueueBook
 from ..core.segments import fact_from_json
 from ..core.publish import record_identity
 from ..decode import BadEvent, decode
@@ -135,10 +137,7 @@ async def run_stage_one(w: Worker) -> None:
                     await slicer.pause()
                     await out.send(facts_topic if topic == "facts" else journeys_topic, part, partition=target,
                                    key=b"", value={"src": part, "wm": book.stream_ms, "d": items})
-                await persist_pair(out, book.take_dirty, tables.contacts, tables.agents, part, slicer)
-                await persist_taken(out, tables.profiles, book.take_dirty_profiles, part, slicer)
-                await persist_taken(out, tables.customers, book.take_dirty_customers, part, slicer)
-                await persist_taken(out, tables.agent_ids, book.take_dirty_agent_ids, part, slicer)
+                await persist_one(w, book, part, slicer)
             slicer.done()
             await out.ack(batch)
         finally:
@@ -197,8 +196,7 @@ async def run_stage_two(w: Worker) -> None:
                 await out.delivered()
             for part in sorted(touched):
                 book = rt.queue_book(part)
-                # a day close owes thousands of digests
-                await persist_pair(out, book.take_dirty, tables.facts, tables.published, part, slicer)
+                await persist_two(w, book, part, slicer)  # a day close owes thousands of digests
             slicer.done()
             await out.ack(batch)
         finally:
@@ -216,11 +214,30 @@ async def run_stage_journeys(w: Worker) -> None:
             for part in sorted(touched):
                 book = rt.journey_book(part)
                 await send_contributions(w, book, part, slicer)
-                await persist_taken(out, tables.journeys, book.take_dirty, part, slicer)
+                await persist_journeys(w, book, part, slicer)
             slicer.done()
             await out.ack(batch)
         finally:
             locks["journeys"].release()
+
+
+# A stage's changed keys into its tables: those of a batch, or those a housekeeping slice expired
+# (written by that slice, housekeeping.install_expiry: left to the next batch, a long pass's deletions
+# made it wait for seconds).
+async def persist_one(w: Worker, book: ContactBook, part: int, slicer: Slicer) -> None:
+    out, tables = w.out, w.tables
+    await persist_pair(out, book.take_dirty, tables.contacts, tables.agents, part, slicer)
+    await persist_taken(out, tables.profiles, book.take_dirty_profiles, part, slicer)
+    await persist_taken(out, tables.customers, book.take_dirty_customers, part, slicer)
+    await persist_taken(out, tables.agent_ids, book.take_dirty_agent_ids, part, slicer)
+
+
+async def persist_two(w: Worker, book: QueueBook, part: int, slicer: Slicer) -> None:
+    await persist_pair(w.out, book.take_dirty, w.tables.facts, w.tables.published, part, slicer)
+
+
+async def persist_journeys(w: Worker, book: JourneyBook, part: int, slicer: Slicer) -> None:
+    await persist_taken(w.out, w.tables.journeys, book.take_dirty, part, slicer)
 
 
 async def send_contributions(w: Worker, book: JourneyBook, part: int, slicer: Slicer) -> None:

@@ -46,6 +46,47 @@ def test_the_lock_is_released_between_slices_and_every_book_finishes():
     assert seen and 0 < seen[0] < 10                        # the batch ran while the pass was under way
 
 
+def test_what_a_slice_expired_is_written_by_that_slice_not_left_to_the_next_batch():
+    """With `persist`, each expire() call's changes are written before the lock is released: a batch
+    between two slices never finds expired keys left over to write (a long pass used to leave them
+    all to the stage's next batch, which then wrote them before it could ack)."""
+    books = {0: CountingBook(5), 3: CountingBook(4)}
+    lock, written, left_for_batches = asyncio.Lock(), [], []
+
+    async def persist(book, part, slicer):
+        await slicer.pause()
+        written.append((part, book.calls))
+        book.unwritten = 0
+
+    def expire_marking(book):
+        inner = book.expire
+
+        def expire(limit=None):
+            n = inner(limit)
+            book.unwritten = n
+            return n
+        return expire
+
+    for book in books.values():
+        book.unwritten = 0
+        book.expire = expire_marking(book)
+
+    async def batches():
+        for _ in range(10):
+            await asyncio.sleep(0)
+            async with lock:
+                left_for_batches.append(sum(b.unwritten for b in books.values()))
+
+    async def main():
+        await asyncio.gather(expire_stage("one", lock, lambda: books, HoldMonitor(), limit=2, budget=0,
+                                          persist=persist), batches())
+
+    asyncio.run(main())
+    assert all(b.due == 0 for b in books.values())
+    assert written == [(0, 1), (0, 2), (0, 3), (3, 1), (3, 2), (3, 3)]  # after every call, in partition order
+    assert left_for_batches and set(left_for_batches) == {0}
+
+
 def test_a_book_replaced_by_a_rebuild_between_slices_starts_its_own_pass():
     old, new = CountingBook(4), CountingBook(2)
     books = {0: old}
