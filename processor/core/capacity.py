@@ -72,9 +72,7 @@ def staffing_view(book: QueueBook, now_ms: int) -> list[dict]:
         since = until - q.staffing_window_minutes * MINUTE_MS
         window = SegmentStats()
         for channel in channels.get(queue, ()):
-            for start, b in book.minutes.get((queue, channel), {}).items():
-                if since <= start < until:
-                    window.merge(b)
+            book.minutes_between((queue, channel), since, until, window)
         inputs = erlang_inputs(window, (until - since) / 1000)
         fig = staffing_figures(inputs, q, book.agents.get(queue, {}), book.agent_capacity.get(queue, {}))
         fig["queue_id"] = queue

@@ -477,15 +477,18 @@ class QueueBook(SourceClock):
         total = SegmentStats()
         if window == "today":
             since = local_midnight_ms(now_ms, self.settings.queue(qc[0]).time_zone)
-            for start, b in self.intervals.get(qc, {}).items():
-                if since <= start <= now_ms:
-                    total.merge(b)
+            _sum_range(total, self.intervals.get(qc), since, now_ms, self._interval_ms)
             return total
         this_minute = now_ms - now_ms % MINUTE_MS
         since = this_minute - (WINDOWS[window] - 1) * MINUTE_MS
-        for start, b in self.minutes.get(qc, {}).items():
-            if since <= start <= this_minute:
-                total.merge(b)
+        _sum_range(total, self.minutes.get(qc), since, this_minute, MINUTE_MS)
+        return total
+
+    def minutes_between(self, qc: QC, since: int, until: int, total: SegmentStats | None = None) -> SegmentStats:
+        """The one-minute buckets starting in [since, until) merged into `total` (a new one if None): the
+        staffing window's inputs, read at every scrape; looked up minute by minute (_sum_range)."""
+        total = SegmentStats() if total is None else total
+        _sum_range(total, self.minutes.get(qc), since, until - 1, MINUTE_MS)
         return total
 
     def waiting(self, qc: QC, now_ms: int) -> tuple[int, float | None]:
@@ -722,6 +725,28 @@ class QueueBook(SourceClock):
         else:
             queue, channel, start = key.rsplit("|", 2)
             self.published[(queue, channel, int(start))] = list(value)
+
+
+def _sum_range(total: SegmentStats, buckets: dict[int, SegmentStats] | None, since: int, until: int, step: int) -> None:
+    """Merge into `total` the buckets whose start is in [since, until]. Their starts are multiples of
+    `step` (_buckets), so the window's slots are looked up one by one when they are fewer than the
+    buckets kept: /metrics and the live snapshot no longer walk every bucket of the retention (days of
+    them while a housekeeping pass is behind) for each window. The sums are of integers (and a
+    maximum), so the order of the merges changes nothing."""
+    if not buckets:
+        return
+    first = since + (-since) % step  # the first multiple of step at or after since
+    if until < first:
+        return
+    if (until - first) // step + 1 < len(buckets):
+        for start in range(first, until + 1, step):
+            b = buckets.get(start)
+            if b is not None:
+                total.merge(b)
+        return
+    for start, b in buckets.items():
+        if since <= start <= until:
+            total.merge(b)
 
 
 def _end_ms(f: Fact) -> int | None:

@@ -64,6 +64,45 @@ def test_rolling_windows_and_today():
     assert w["today"]["service_level"]["answered_over_offered"] == pytest.approx(2 / 5)  # (w1, w5) / (6 - 1)
 
 
+def test_windows_over_many_more_buckets_than_minutes_in_the_window():
+    """Six hours of one abandon a minute (ended at hh:mm:30): each window holds its own minutes only,
+    whether it is summed by looking its minutes up or by walking every bucket kept."""
+    contacts = []
+    for i in range(6 * 60):
+        h, m = divmod(4 * 60 + i, 60)
+        contacts.append(Contact(f"m{i}", created=f"{h:02d}:{m:02d}:10").queued("Q1", f"{h:02d}:{m:02d}:10")
+                        .abandoned("Q1", f"{h:02d}:{m:02d}:30"))
+    r = run(by_time(*contacts))
+    for now, offered in (("09:59:45", {"5m": 5, "15m": 15, "60m": 60, "today": 360}),
+                         ("10:02:00", {"5m": 2, "15m": 12, "60m": 57, "today": 360})):
+        w = view(r, now)["windows"]
+        assert {name: w[name]["offered"] for name in offered} == offered, now
+        assert w["5m"]["abandoned"] == offered["5m"]
+
+
+def test_minutes_between_sums_the_minutes_that_start_in_the_range_as_a_walk_over_every_bucket_does():
+    """The staffing window's inputs (capacity.staffing_view) over six hours of buckets: looked up minute
+    by minute, the same sum as the walk over every bucket kept, at the edges of the range too."""
+    contacts = []
+    for i in range(6 * 60):
+        h, m = divmod(4 * 60 + i, 60)
+        contacts.append(Contact(f"m{i}", created=f"{h:02d}:{m:02d}:10").queued("Q1", f"{h:02d}:{m:02d}:10")
+                        .abandoned("Q1", f"{h:02d}:{m:02d}:{10 + i % 40:02d}"))
+    book = run(by_time(*contacts)).pipeline.queues
+    buckets = book.minutes[("Q1", "voice")]
+    assert len(buckets) == 6 * 60
+    for since, until in (("09:00:00", "09:30:00"), ("03:00:00", "04:01:00"), ("09:59:00", "10:00:00"),
+                         ("09:30:00", "09:30:00"), ("09:00:30", "09:30:30"), ("00:00:00", "23:59:00")):
+        lo, hi = at(since), at(until)
+        got = book.minutes_between(("Q1", "voice"), lo, hi)
+        inside = [b for start, b in buckets.items() if lo <= start < hi]
+        want = {"offered": sum(b.offered for b in inside), "abandoned": sum(b.abandoned for b in inside),
+                "max_wait_ms": max((b.max_wait_ms for b in inside), default=None)}
+        assert {"offered": got.offered, "abandoned": got.abandoned, "max_wait_ms": got.max_wait_ms} == want, since
+    assert book.minutes_between(("Q1", "voice"), at("09:00:00"), at("09:30:00")).offered == 30
+    assert book.minutes_between(("Q1", "chat"), at("09:00:00"), at("09:30:00")).offered == 0
+
+
 def test_windows_roll_forward_with_now():
     r = run(by_time(*window_contacts()))
     # at 10:04:59.999 the 5m window is minutes 10:00..10:04: only w6
