@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import hashlib
+import os
 import pstats
 import sys
 import time
@@ -22,11 +23,16 @@ from pathlib import Path
 from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+if "--behind" in sys.argv[1:]:
+    # Behind subclasses Pipeline, which a compiled core does not allow (interpreted classes cannot inherit
+    # from compiled ones): --behind runs the core from source (so did the figures in docs/performance.md).
+    os.environ["KPI_PURE_PYTHON"] = "1"
 
 from benchlib import bench_model, live_pool, pass_id_fields, progress  # noqa: E402
 
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 
+from processor import core  # noqa: E402
 from processor.config import Settings  # noqa: E402
 from processor.core.pipeline import Pipeline  # noqa: E402
 from processor.core.settings import DAY_MS  # noqa: E402
@@ -77,6 +83,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=7)
     args = p.parse_args(argv)
 
+    progress(core.describe())
     pipe = build(args.history_days, args.behind, args.seed)
     q = pipe.queues
     print(f"books: {args.history_days:g} days, behind={args.behind}: {len(q.queues())} queue/channels, "
