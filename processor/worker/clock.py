@@ -9,6 +9,7 @@ import time
 from typing import TYPE_CHECKING
 
 from .offsets import nothing_to_read
+from .stages import fact_message
 
 if TYPE_CHECKING:
     from .runtime import Worker
@@ -40,7 +41,7 @@ async def run_tick(w: Worker) -> None:
             idle = now - rt.last_read.setdefault(src, now) >= IDLE_SECONDS and nothing_to_read(w, src)
             if book.stream_ms == 0 and not idle:
                 continue  # just assigned and not read yet: say nothing rather than "time zero"
-            value = {"src": src, "wm": book.stream_ms, "idle": idle, "d": []}
+            value = fact_message(src, book.stream_ms, [], idle)
             for p in range(k.partitions):
                 await out.send(facts_topic, src, partition=p, key=b"", value=value)
                 await out.send(journeys_topic, src, partition=p, key=b"", value=value)
@@ -52,7 +53,7 @@ async def run_tick(w: Worker) -> None:
             if book.stream_ms == 0:
                 continue  # no clock yet (not every input partition has reported to it)
             for p in range(k.partitions):
-                await out.send(facts_topic, part, partition=p, key=b"", value={"src": k.partitions + part, "wm": book.stream_ms, "d": []})
+                await out.send(facts_topic, part, partition=p, key=b"", value=fact_message(k.partitions + part, book.stream_ms, []))
         holds.section("tick", t0, time.perf_counter(), gc0)
         await out.flush_batches()
     await out.commit_idle()  # exactly_once: ticks of partitions with nothing new to commit are committed too

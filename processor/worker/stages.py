@@ -74,7 +74,7 @@ async def take(w: Worker, topic: str, lock: asyncio.Lock) -> list:
 
 async def run_stage_one(w: Worker) -> None:
     rt, k, out, locks, holds, settings = w.rt, w.k, w.out, w.locks, w.holds, w.settings
-    tables, facts_topic, journeys_topic, dlq_topic = w.tables, w.topics.facts, w.topics.journeys, w.topics.dead_letters
+    facts_topic, journeys_topic, dlq_topic = w.topics.facts, w.topics.journeys, w.topics.dead_letters
     route = router(k.partitions)
     # Batches, not single events: deltas of a batch are coalesced per fact and sent as one
     # message per queue, and each touched contact is written to its table once per batch.
@@ -127,7 +127,7 @@ async def run_stage_one(w: Worker) -> None:
                     by_queue[queue].append(item(fact_id, queue, fact))
                 for queue, items in by_queue.items():
                     await slicer.pause()
-                    await out.send(facts_topic, part, key=queue.encode(), value={"src": part, "wm": book.stream_ms, "d": items})
+                    await out.send(facts_topic, part, key=queue.encode(), value=fact_message(part, book.stream_ms, items))
                 # Agent and journey facts: one message per target partition (not per agent or customer).
                 by_target: dict[tuple[str, int], list] = defaultdict(list)
                 for (fact_id, topic, target, key), fact in routed.get(part, {}).items():
@@ -136,7 +136,7 @@ async def run_stage_one(w: Worker) -> None:
                 for (topic, target), items in sorted(by_target.items()):
                     await slicer.pause()
                     await out.send(facts_topic if topic == "facts" else journeys_topic, part, partition=target,
-                                   key=b"", value={"src": part, "wm": book.stream_ms, "d": items})
+                                   key=b"", value=fact_message(part, book.stream_ms, items))
                 await persist_one(w, book, part, slicer)
             slicer.done()
             await out.ack(batch)
@@ -165,7 +165,7 @@ async def apply_facts(w: Worker, batch: list, book_of, name: str) -> set[int]:
 
 
 async def run_stage_two(w: Worker) -> None:
-    rt, k, out, locks, holds, tables, rollups_topic = w.rt, w.k, w.out, w.locks, w.holds, w.tables, w.topics.rollups
+    rt, k, out, locks, holds, rollups_topic = w.rt, w.k, w.out, w.locks, w.holds, w.topics.rollups
     while True:
         batch = await take(w, k.facts_topic, locks["two"])
         try:  # the lock is held: a rebuild (on_recover) never swaps the books mid-batch
@@ -204,7 +204,7 @@ async def run_stage_two(w: Worker) -> None:
 
 
 async def run_stage_journeys(w: Worker) -> None:
-    rt, k, out, locks, holds, tables = w.rt, w.k, w.out, w.locks, w.holds, w.tables
+    rt, k, out, locks, holds = w.rt, w.k, w.out, w.locks, w.holds
     while True:
         batch = await take(w, k.journeys_topic, locks["journeys"])
         try:  # the lock is held: a rebuild (on_recover) never swaps the books mid-batch
@@ -249,7 +249,7 @@ async def send_contributions(w: Worker, book: JourneyBook, part: int, slicer: Sl
         by_queue[queue].append(item(fact_id, queue, fact))
     for queue, items in by_queue.items():
         await slicer.pause()
-        await out.send(facts_topic, part, key=queue.encode(), value={"src": k.partitions + part, "wm": book.stream_ms, "d": items})
+        await out.send(facts_topic, part, key=queue.encode(), value=fact_message(k.partitions + part, book.stream_ms, items))
 
 
 def router(partitions: int):
@@ -263,6 +263,15 @@ def router(partitions: int):
 
 def json_or_none(raw: bytes | None):
     return orjson.loads(raw) if raw else None
+
+
+def fact_message(src: int, stream_ms: int, items: list, idle: bool | None = None) -> dict:
+    """A message of the facts and journeys topics (read by apply_facts): the deltas `items` and the
+    stream clock of upstream source `src` (input partition N, or partitions + N for journeys partition
+    N); `idle` only on a tick (an input partition with nothing to read holds no watermark back)."""
+    if idle is None:
+        return {"src": src, "wm": stream_ms, "d": items}
+    return {"src": src, "wm": stream_ms, "idle": idle, "d": items}
 
 
 def item(fact_id: str, route: str, fact: tuple | None) -> list:
