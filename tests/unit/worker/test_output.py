@@ -340,22 +340,7 @@ def test_exactly_once_a_commit_carries_the_offsets_of_the_batch_it_waited_for():
         consumer = app.consumer
         await out.send_record("dead", 0, b"k", b"first", 0)
         await out.ack(_records_of(0, range(0, 10)))
-        batch_started, may_end = asyncio.Event(), asyncio.Event()
-
-        async def batch():  # a stage's batch: lock held, outputs sent, offsets acked at its end
-            async with locks["one"]:
-                batch_started.set()
-                await may_end.wait()
-                await out.send_record("dead", 0, b"k", b"dead letter", 0)
-                await out.ack(_records_of(0, range(10, 15)))
-
-        running = asyncio.ensure_future(batch())
-        await batch_started.wait()
-        commit = asyncio.ensure_future(consumer.commit())  # Faust takes offsets up to 10, then waits
-        await asyncio.sleep(0.01)
-        may_end.set()
-        await running
-        await commit
+        await _while_a_batch_runs(out, locks["one"], range(10, 15), consumer.commit())  # Faust takes offsets up to 10, then waits
         assert txn.log == [("offsets", {"h-1-0": {0: 15}})]  # with the dead letter's offsets, not 10
         await out.ack(_records_of(0, range(15, 20)))
         await consumer.commit()
@@ -377,22 +362,7 @@ def test_exactly_once_a_tick_commit_never_commits_a_batch_without_its_offsets():
         txn.log.clear()
 
         await out.send_record("facts", 0, b"", b"tick", 1)
-        batch_started, may_end = asyncio.Event(), asyncio.Event()
-
-        async def batch():
-            async with locks["two"]:
-                batch_started.set()
-                await may_end.wait()
-                await out.send_record("dead", 0, b"k", b"dead letter", 0)
-                await out.ack(_records_of(0, range(0, 5)))
-
-        running = asyncio.ensure_future(batch())
-        await batch_started.wait()
-        idle = asyncio.ensure_future(out.commit_idle())  # nothing acked yet: Faust commits nothing; waits for the locks
-        await asyncio.sleep(0.01)
-        may_end.set()
-        await running
-        await idle
+        await _while_a_batch_runs(out, locks["two"], range(0, 5), out.commit_idle())  # nothing acked yet: Faust commits nothing; waits for the locks
         assert txn.log == []  # the dead letter is not committed without its offsets
         await consumer.commit()
         assert txn.log == [("offsets", {"h-1-0": {0: 5}})]  # both, in one transaction
@@ -450,22 +420,28 @@ def test_exactly_once_the_commit_at_a_rebalance_waits_for_the_batch_in_progress(
     rebalance and the batch was applied again into it after the seek (the dead letter twice)."""
     async def main():
         app, out, txn, locks = _exactly_once_worker()
-        batch_started, may_end = asyncio.Event(), asyncio.Event()
-
-        async def batch():
-            async with locks["one"]:
-                batch_started.set()
-                await may_end.wait()
-                await out.send_record("dead", 0, b"k", b"dead letter", 0)
-                await out.ack(_records_of(0, range(0, 7)))
-
-        running = asyncio.ensure_future(batch())
-        await batch_started.wait()
-        rebalance = asyncio.ensure_future(out.commit_before_rebalance())
-        await asyncio.sleep(0.01)
-        may_end.set()
-        await running
-        await rebalance
+        await _while_a_batch_runs(out, locks["one"], range(0, 7), out.commit_before_rebalance())
         assert txn.log == [("offsets", {"h-1-0": {0: 7}})]  # the batch's offsets, with its dead letter
 
     asyncio.run(main())
+
+
+async def _while_a_batch_runs(out, lock, acked: range, during) -> None:
+    """A stage's batch in progress (its lock held; a dead letter sent and `acked` acked at its end)
+    while `during` (a coroutine) starts; then the batch ends, and `during` is awaited."""
+    started, may_end = asyncio.Event(), asyncio.Event()
+
+    async def batch():
+        async with lock:
+            started.set()
+            await may_end.wait()
+            await out.send_record("dead", 0, b"k", b"dead letter", 0)
+            await out.ack(_records_of(0, acked))
+
+    running = asyncio.ensure_future(batch())
+    await started.wait()
+    other = asyncio.ensure_future(during)
+    await asyncio.sleep(0.01)
+    may_end.set()
+    await running
+    await other
