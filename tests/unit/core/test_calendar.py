@@ -1,4 +1,4 @@
-"""Business hours (processor/core/calendar.py) and their settings, by hand.
+"""Business hours (processor/core/calendar.py), by hand (their YAML settings: tests/unit/test_config_engine.py).
 
 The calendar used below: Monday-Friday 09:00-17:00 in Europe/Paris (UTC+1 in winter, UTC+2 in
 summer), closed at weekends and on 2026-12-25. 2026-11-20 is a Friday, 2026-11-23 a Monday.
@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 
-from processor.config import ConfigError, load_settings
 from processor.core.calendar import business_ms, local_day_bounds, parse_ranges
 from processor.core.settings import Calendar
 from tests.coretools import at
@@ -69,39 +68,3 @@ def test_parse_ranges():
     for bad in (["17:00-09:00"], ["25:00-26:00"], ["9-17"], ["08:00-12:00", "11:00-13:00"], ["08:60-09:00"]):
         with pytest.raises(ValueError):
             parse_ranges(bad)
-
-
-def test_calendar_from_yaml(tmp_path):
-    path = tmp_path / "kpi.yaml"
-    path.write_text("""
-recontact_window_days: 3
-queues:
-  support:
-    time_zone: Europe/Paris
-    agent_hour_cost: 30
-    calendar:
-      hours:
-        monday: ["08:00-12:00", "13:00-17:00"]
-        sat: ["09:00-13:00"]
-      holidays: [2026-12-25]
-""")
-    e = load_settings(path).engine()
-    q = e.queue("support")
-    assert q.calendar == Calendar(hours=(((480, 720), (780, 1020)), (), (), (), (), ((540, 780),), ()),
-                                  holidays=frozenset({"2026-12-25"}))
-    assert q.agent_hour_cost == 30 and (q.availability, q.occupancy_target) == (1.0, 0.85)
-    assert e.recontact_window_ms == 3 * 86_400_000
-    assert e.queue("other").calendar is None
-
-
-@pytest.mark.parametrize("hours,words", [
-    ('{funday: ["09:00-17:00"]}', "not a weekday"),
-    ('{monday: ["17:00-09:00"]}', "ends before it starts"),
-    ('{monday: ["09:00-17:00", "16:00-18:00"]}', "overlap"),
-])
-def test_bad_calendar_is_a_config_error(tmp_path, hours, words):
-    path = tmp_path / "kpi.yaml"
-    path.write_text(f"queues:\n  q:\n    calendar:\n      hours: {hours}\n")
-    with pytest.raises(ConfigError) as exc:
-        load_settings(path)
-    assert "queues.q.calendar.hours" in str(exc.value) and words in str(exc.value)

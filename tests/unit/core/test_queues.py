@@ -9,9 +9,8 @@ import random
 
 import pytest
 
-from processor.config import Settings
 from processor.core.settings import QueueSettings
-from tests.coretools import Contact, at, by_time, engine, ev, run, tick
+from tests.coretools import Contact, by_time, engine, ev, run, tick
 
 
 def mixed_interval() -> list[Contact]:
@@ -175,60 +174,6 @@ def test_per_queue_settings_apply_to_their_queue_only():
 
 def by_time_events(evs):
     return sorted(evs, key=lambda e: e.ts_ms)
-
-
-YAML = """
-interval_minutes: 15
-lateness_seconds: 30
-defaults:
-  threshold_seconds: 30
-  short_abandon_seconds: 10
-  service_level_target: 0.7
-  time_zone: Europe/Berlin
-queues:
-  sales:
-    threshold_seconds: 10
-    short_abandon_seconds: 2
-    service_level_target: 0.9
-    time_zone: America/New_York
-"""
-
-
-@pytest.fixture
-def yaml_engine(tmp_path, monkeypatch):
-    path = tmp_path / "kpi.yaml"
-    path.write_text(YAML)
-    monkeypatch.setenv("KPI_CONFIG", str(path))
-    for name in ("KPI_DEFAULTS", "KPI_QUEUES", "KPI_INTERVAL_MINUTES", "KPI_LATENESS_SECONDS"):
-        monkeypatch.delenv(name, raising=False)
-    return Settings().engine()
-
-
-def test_yaml_defaults_and_queue_overrides_reach_the_core(yaml_engine):
-    assert yaml_engine.queue("support") == QueueSettings(30, 10, 0.7, "Europe/Berlin")   # an unlisted queue
-    assert yaml_engine.queue("sales") == QueueSettings(10, 2, 0.9, "America/New_York")
-    evs = []
-    for q in ("sales", "support"):
-        # waits 25 s (answered) and 8 s (abandoned) in each queue
-        evs += Contact(f"{q}-1", created="10:00:00").queued(q, "10:00:00").answered(q, "10:00:25").events
-        evs += Contact(f"{q}-2", created="10:00:00").queued(q, "10:00:00").abandoned(q, "10:00:08").events
-    r = run(by_time_events(evs), yaml_engine)
-    sales, support = r.record("sales", "10:00:00"), r.record("support", "10:00:00")
-    # sales T = 10, S = 2: 25 s is late, 8 s is a real abandon -> 0 / 2
-    assert (sales["answered_within_threshold"], sales["short_abandoned"]) == (0, 0)
-    assert sales["service_level"]["answered_over_offered"] == 0.0
-    # support T = 30, S = 10 (YAML defaults): 25 s within, 8 s short -> 1 / (2 - 1)
-    assert (support["answered_within_threshold"], support["short_abandoned"]) == (1, 1)
-    assert support["service_level"]["answered_over_offered"] == 1.0
-    assert (support["threshold_seconds"], support["service_level_target"]) == (30.0, 0.7)
-
-
-def test_yaml_queue_entry_inherits_unset_keys_from_yaml_defaults(tmp_path, monkeypatch):
-    path = tmp_path / "kpi.yaml"
-    path.write_text("defaults:\n  threshold_seconds: 30\n  short_abandon_seconds: 10\n"
-                    "  time_zone: Europe/Berlin\nqueues:\n  sales:\n    threshold_seconds: 10\n")
-    monkeypatch.setenv("KPI_CONFIG", str(path))
-    assert Settings().engine().queue("sales") == QueueSettings(10, 10, 0.8, "Europe/Berlin")
 
 
 # ---------------------------------------------------------------------------- duplicates, order, lateness
