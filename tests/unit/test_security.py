@@ -165,6 +165,8 @@ def test_kpi_worker_start_line_and_faust_credentials_hide_secrets(secret_env, pk
     created = {}
 
     class FakeWorker:  # no broker here: stop before Faust would connect
+        crashed = False  # read by the crash-exit watch (processor/crash_exit.py)
+
         def __init__(self, app, **kw):
             created["app"] = app
 
