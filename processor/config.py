@@ -240,6 +240,9 @@ class Settings(BaseSettings):
     # ahead of the wall clock than this ("from_the_future"): clock skew of a source is tolerated, a broken clock is not.
     max_future_seconds: float = Field(300.0, ge=1, le=7 * 86400)
     recontact_window_days: float = Field(7.0, gt=0, le=90)
+    # A worker collects its frozen objects once every this many hours (processor/gc_policy.py): a pause of
+    # seconds at gigabytes of state, and between two of them the cyclic garbage the freezes kept waits.
+    gc_sweep_hours: float = Field(6.0, gt=0, le=7 * 24)
     # Customer ids that mean "not identified" (docs/unidentified-customers.md): compared after trimming
     # spaces and ignoring case; an absent or empty id is always unidentified. Replaces the default list
     # (KPI_UNIDENTIFIED_CUSTOMER_IDS='["0", "anonymous", "unknown", "guest"]'; [] keeps only "empty").

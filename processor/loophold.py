@@ -16,6 +16,14 @@ time their own synchronous sections (`with monitor.step("housekeeping"):`, aroun
 of the pass the caller does `await slicer.pause()`, which suspends (lets every other ready task
 run) once the slice is used up. Time-based rather than every N items, so a slice stays short
 whatever an item costs; a budget of 0 yields between every two items (the tests use it).
+
+Slices of different passes share the loop: the stages, a housekeeping slice and /metrics that are
+ready at the same moment run one after the other before the loop comes back to anything else, so
+the loop is held for the *sum* of their slices (30-day catch-up, 5 December: holds of 60-110 ms made
+of three 20-30 ms slices of the three stages). A slicer therefore also ends its slice once the loop's
+*turn* is used up: `TURN_SECONDS` since the monitor last woke up (`HoldMonitor.woke`, the moment the
+loop last got round to a timer). Every slice that is ready then does one item and yields, until the
+loop has been round; the slices of one turn share its budget instead of adding theirs up.
 """
 from __future__ import annotations
 
@@ -31,6 +39,7 @@ log = logging.getLogger("processor")
 PERIOD_SECONDS = 0.01        # the monitor's sleep: holds shorter than this are seen as ~0
 WARN_SECONDS = 0.25          # a hold this long is logged, naming the steps it overlapped
 SLICE_SECONDS = 0.01         # a sliced pass suspends after this much loop time (the stages slice side by side)
+TURN_SECONDS = 0.02          # ... and every sliced pass suspends once the loop has not been round for this long
 # Upper bounds (seconds) of the hold histogram; the target is 0.1, the warning 0.25.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 SECTIONS_KEPT = 256          # recent step sections kept to name a long hold
@@ -58,6 +67,14 @@ class HoldMonitor:
         self._gc_start: float | None = None
         self.gc_seconds = 0.0     # time spent in the cycle collector while the monitor runs (all generations)
         self.step_max: dict[str, float] = {}  # step name -> its longest synchronous section, collector excluded
+        # When the monitor last woke up, i.e. the loop last got round to its timers (while `run` runs; see
+        # turn_over). inf: not running, no turn to share.
+        self.woke = float("inf")
+        self.turn_seconds = TURN_SECONDS
+
+    def turn_over(self, now: float) -> bool:
+        """Whether the slices running now have used up the loop's turn (module docstring)."""
+        return now - self.woke >= self.turn_seconds
 
     # -- the steps' side ------------------------------------------------------------------------
     @contextmanager
@@ -94,17 +111,19 @@ class HoldMonitor:
         collector's own passes are timed as steps too (gc.callbacks): they stop whatever step runs."""
         clock, period = self.clock, self.period
         gc.callbacks.append(self._gc_callback)
+        self.woke = clock()
         try:
             await self._watch(clock, period)
         finally:
             gc.callbacks.remove(self._gc_callback)
+            self.woke = float("inf")
 
     async def _watch(self, clock, period: float) -> None:
         cpu = time.process_time
         while True:
             t0, c0 = clock(), cpu()
             await asyncio.sleep(period)
-            now = clock()
+            now = self.woke = clock()
             hold = max(0.0, now - t0 - period)
             self.observe(hold, now)
             # The CPU time the process used over the window, as a share of it, times the hold: on an idle
@@ -174,12 +193,14 @@ class Slicer:
         self.yields = 0
 
     def due(self) -> bool:
-        return self.clock() - self.start >= self.budget
+        """The slice is used up: its own budget, or the loop's turn (module docstring)."""
+        now = self.clock()
+        return now - self.start >= self.budget or (self.monitor is not None and self.monitor.turn_over(now))
 
     async def pause(self) -> None:
         """Suspend once the slice is used up (other tasks run meanwhile), then start a new slice."""
         now = self.clock()
-        if now - self.start >= self.budget:
+        if now - self.start >= self.budget or (self.monitor is not None and self.monitor.turn_over(now)):
             if self.monitor is not None:
                 self.monitor.section(self.name, self.start, now, self._gc0)
             await asyncio.sleep(0)

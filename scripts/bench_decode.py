@@ -43,7 +43,10 @@ def run(payload: bytes, seconds: float) -> tuple[float, float]:
 
 
 def main() -> None:
-    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 2.0
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("seconds", nargs="?", type=float, default=2.0, help="seconds each measurement runs (default 2)")
+    seconds = ap.parse_args().seconds
     bests, overalls = [], []
     print(f"{'type':<22} {'size':>10}  {'best batch':>12}  {'overall':>12}")
     for sample in SAMPLES:

@@ -130,7 +130,10 @@ def timed(n: int, body) -> tuple[float, float]:
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 300_000
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("lines", nargs="?", type=int, default=300_000, help="lines of each adapter's input (default 300,000)")
+    n = ap.parse_args().lines
     import yaml
 
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:

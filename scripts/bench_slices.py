@@ -28,7 +28,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from processor import app  # noqa: E402
 from processor.config import Settings  # noqa: E402
 from processor.core import describe  # noqa: E402
 from processor.core.contacts import ContactBook  # noqa: E402
@@ -36,9 +35,8 @@ from processor.core.journeys import JourneyBook  # noqa: E402
 from processor.core.queues import QueueBook  # noqa: E402
 from processor.decode import decode  # noqa: E402
 from processor.worker.housekeeping import EXPIRE_LIMIT  # noqa: E402
-
-ADVANCE_LIMIT, BATCH_MAX = app.ADVANCE_LIMIT, app.BATCH_MAX
-TAKE_LIMIT = getattr(app, "TAKE_LIMIT", 200)  # (a tree from before take_dirty(limit) runs without --sliced)
+from processor.worker.stages import ADVANCE_LIMIT, BATCH_MAX  # noqa: E402
+from processor.worker.tables import TAKE_LIMIT  # noqa: E402
 
 
 class Steps:

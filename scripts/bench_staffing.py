@@ -33,6 +33,8 @@ def once(agents: int, shift: float) -> float:
 
 
 def main() -> None:
+    import argparse
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     print(describe())
     print(f"{'agents':>7} {'first (ms)':>11} {'repeat (ms)':>12}")
     for agents in (20, 100, 300, 1000):

@@ -81,7 +81,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         **faust_credentials(settings),
     )
     rt = Runtime(settings, Health(), CollectorRegistry(auto_describe=True))
-    gc_policy = GcPolicy()
+    gc_policy = GcPolicy(sweep_seconds=settings.gc_sweep_hours * 3600)
     streams = {k.input_topic, k.facts_topic, k.journeys_topic}
     rt.registry.register(QueueCollector(lambda: rt.queues.values()))
     rt.registry.register(WorkerCollector(rt, lag=lambda: offsets.consumer_lag(app, rt.health.offsets, streams),

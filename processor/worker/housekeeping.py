@@ -92,8 +92,9 @@ async def expire_stage(name: str, lock: asyncio.Lock, books_now: Callable[[], di
                     todo.pop(0)  # gone with a rebalance, or its pass is over
                 if book is not None and persist is not None:
                     await persist(book, part, slicer)  # (suspends only if the producer makes it wait)
-                if time.perf_counter() - acquired >= budget:
-                    break  # the lock is released at least every `budget` plus one call's writes
+                now = time.perf_counter()
+                if now - acquired >= budget or holds.turn_over(now):
+                    break  # the lock is released at least every `budget` (or the loop's turn) plus one call's writes
             slicer.done()
         slices += 1
         if todo:

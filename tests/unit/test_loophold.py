@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from processor.loophold import BUCKETS, HoldCollector, HoldMonitor, Slicer
+from processor.loophold import BUCKETS, TURN_SECONDS, HoldCollector, HoldMonitor, Slicer
 
 
 def test_observations_fill_cumulative_buckets_and_keep_the_longest():
@@ -118,6 +119,48 @@ def test_a_slice_not_used_up_does_not_suspend():
         return slicer.yields
 
     assert asyncio.run(main()) == 0
+
+
+def test_slices_of_different_passes_share_the_loops_turn():
+    """Three passes ready at once each used to take a whole slice before the loop came round: the hold
+    was their sum. Once the monitor has not woken for TURN_SECONDS, every slice ends at its next pause."""
+    now = [0.0]
+    m = HoldMonitor(clock=lambda: now[0])
+    slicers = [Slicer(budget=3600, clock=lambda: now[0], monitor=m, name=f"pass {i}") for i in range(3)]
+    assert not any(s.due() for s in slicers)  # the monitor is not running: no turn to share
+    m.woke = 0.0  # the loop last came round at 0 (as HoldMonitor.run sets it on every wake-up)
+    now[0] = TURN_SECONDS * 0.99
+    assert not any(s.due() for s in slicers)
+    now[0] = TURN_SECONDS
+
+    async def passes():
+        for s in slicers:
+            await s.pause()
+
+    asyncio.run(passes())
+    assert [s.yields for s in slicers] == [1, 1, 1]
+    m.woke = now[0]  # the loop came round: each slice has the turn again
+    asyncio.run(passes())
+    assert [s.yields for s in slicers] == [1, 1, 1]
+
+
+def test_the_monitor_marks_each_wake_up_as_the_loops_turn_and_stops_marking_when_it_stops():
+    m = HoldMonitor(period=0.001)
+
+    async def main():
+        task = asyncio.create_task(m.run())
+        await asyncio.sleep(0.02)
+        woke = m.woke
+        await asyncio.sleep(0.02)
+        later = m.woke
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return woke, later
+
+    woke, later = asyncio.run(main())
+    assert woke < later < float("inf")
+    assert m.woke == float("inf")
 
 
 def test_a_full_collection_is_timed_as_a_step_while_the_monitor_runs():
