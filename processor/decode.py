@@ -204,12 +204,18 @@ def _schema_error(e: fastjsonschema.JsonSchemaValueException, obj: dict, require
     return BadEvent("invalid_field", f"{field or 'event'} {why}")
 
 
-def decode(raw: bytes | str, not_after_ms: int | None = None) -> Event:
+def decode(raw: bytes | str, not_after_ms: int | None = None, *, precheck: bool = False) -> Event:
     """Decode and validate one message value. Raises BadEvent; never anything else for any input.
 
     `not_after_ms`: the latest event time a live source can have sent (the worker passes its wall
     clock plus `max_future_seconds`); a later `ts` is `from_the_future`. One such event would
     otherwise move stream time ahead and make every true event after it "too late".
+
+    `precheck=True`: as within `prechecked()`, the ordinary valid event skips the schema validator
+    (same outcomes and errors). The worker decodes so: besides microseconds, fastjsonschema's
+    `uniqueItems` check (agent.state_changed's `queues`) defines a recursive closure on every call, a
+    reference cycle that only the cycle collector frees: 2,800 such cycles a second in a 30-day
+    catch-up (processor/gc_policy.py).
     """
     if raw.__class__ is not bytes:
         if isinstance(raw, str):
@@ -251,7 +257,7 @@ def decode(raw: bytes | str, not_after_ms: int | None = None) -> Event:
             raise BadEvent("not_json", "JSON nested too deeply") from None
 
     t = obj.get("type")
-    entry = _BY_TYPE.get(t) if t.__class__ is str else None
+    entry = (_PRECHECKED if precheck else _BY_TYPE).get(t) if t.__class__ is str else None
     if entry is None:
         if t.__class__ is str:
             raise BadEvent("unknown_type", f"unknown event type {t[:100]!r}")

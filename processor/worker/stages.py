@@ -94,7 +94,7 @@ async def run_stage_one(w: Worker) -> None:
                 rt.health.observe_offset(r.topic, part, r.offset)
                 raw = r.value if r.value is not None else b""
                 try:
-                    ev = decode(raw, not_after_ms)
+                    ev = decode(raw, not_after_ms, precheck=True)  # (no reference cycle per event: see decode)
                 except BadEvent as exc:
                     rt.health.dead_letter(exc.reason, exc.detail)
                     await out.send(dlq_topic, part, key=r.key,
