@@ -15,14 +15,21 @@ That sweep walks the whole state, and stops the worker while it does: 3.7 s at 3
 p99 latency was 2.1 s. The garbage it finds is small (2,237 objects after 10 minutes of that
 soak), so it runs every 6 hours: between two sweeps some 80,000 such objects wait, a few MiB.
 
-A freeze leaves CPython's count of long-lived objects near zero, so the next full collections
-come soon and walk whatever survived since the freeze. At catch-up speed that was up to 0.42 s per
-full collection with a freeze every 5 s (kpi_event_loop_step_max_seconds{step="garbage collector
-(generation 2)"}, issue 19, docs/performance.md): the freeze came every second, and then every
-quarter of a second: at a freeze every second, full collections of 20-50 ms (CPU time of the loop's
-thread) were a third of every event-loop hold over 60 ms in the 30-day catch-up; every 0.25 s they
-walk a quarter of that (118 full collections over 20 ms in one catch-up, 12 in the next). A freeze
-is cheap (CPython splices its lists). The sweep's interval is a setting (`gc_sweep_hours`).
+Between two freezes the young objects pile up: CPython starts a young collection when
+allocations minus deallocations pass a threshold, and while expiry frees old state as fast as new
+state comes in (a worker with 30 days of history catching up), that count stays near zero. The
+young generation then held 153,293 objects, and the collection that finally came walked them for
+148 ms. So each tick (every FREEZE_SECONDS, 20 ms: the loop's turn, processor/loophold.py) collects
+the young generation first, which holds at most one tick's worth of new objects, then freezes:
+collections never walk more than that, and cyclic garbage made within a tick is still freed.
+
+The freezes came every 5 s, then every second, then every 0.25 s (issue 19, docs/performance.md);
+at every second, full collections of 20-50 ms were a third of the event-loop holds over 60 ms in
+the 30-day catch-up. A freeze is cheap (CPython splices its lists); the young collection walks what
+was made since the last tick. What a freeze keeps that dies later as a cycle waits for the sweep:
+cycles made per event do not exist any more (processor/decode.py: 2,800 a second from the schema
+validator, until 5 December), what is left is a few connections a second (aiohttp transports).
+The sweep's interval is a setting (`gc_sweep_hours`).
 """
 from __future__ import annotations
 
@@ -32,7 +39,7 @@ import time
 
 log = logging.getLogger("processor")
 
-FREEZE_SECONDS = 0.25
+FREEZE_SECONDS = 0.02
 SWEEP_SECONDS = 6 * 3600.0
 
 
@@ -43,7 +50,7 @@ class GcPolicy:
         self.sweeps = 0
 
     def tick(self) -> None:
-        """Freeze what exists now; sweep the frozen objects every sweep_seconds."""
+        """Collect the young objects and freeze what exists now; sweep the frozen objects every sweep_seconds."""
         now = self.clock()
         if now - self.last_sweep >= self.sweep_seconds:
             gc.unfreeze()
@@ -52,4 +59,6 @@ class GcPolicy:
             self.sweeps += 1
             self.last_sweep = now
             log.info("garbage sweep: %d unreachable objects in %.0f ms", found, (time.perf_counter() - t0) * 1000)
+        else:
+            gc.collect(0)  # the young objects since the last tick: a bounded walk (module docstring)
         gc.freeze()

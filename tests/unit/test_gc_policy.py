@@ -32,3 +32,20 @@ def test_freeze_then_sweep_collects_a_cycle_that_became_garbage_while_frozen():
         assert gc.get_freeze_count() > 0  # and froze what is left again
     finally:
         gc.unfreeze()
+
+
+def test_a_tick_frees_a_cycle_that_is_already_garbage_instead_of_freezing_it():
+    """Between two ticks the young collection may not have run at all (frees keep CPython's count down):
+    the tick collects the young objects first, so a cycle made and dropped since is not frozen."""
+    policy = GcPolicy(sweep_seconds=600)
+    gc.disable()  # as when the count never reaches the threshold
+    try:
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        probe = weakref.ref(a)
+        del a, b
+        policy.tick()
+        assert probe() is None
+    finally:
+        gc.enable()
+        gc.unfreeze()
