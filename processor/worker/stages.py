@@ -36,7 +36,8 @@ from .tables import persist_pair, persist_taken
 if TYPE_CHECKING:
     from .runtime import Worker
 
-ADVANCE_LIMIT = 100           # records built by one QueueBook.advance call between two looks at the clock
+ADVANCE_LIMIT = 25            # records built by one QueueBook.advance call between two looks at the clock: about
+                              # 0.17 ms of CPU each in a 30-day catch-up, so 100 held the loop 15-23 ms a call
 BATCH_MAX = 5000              # records a stage takes from its intake at most (whatever has arrived, no waiting)
 
 
