@@ -81,7 +81,7 @@ def run(path: Path, batch: int, expire_every: int, sliced: bool) -> tuple[Steps,
 
         def stage_one(chunk):
             for line in chunk:
-                res = contacts.ingest(decode(line))
+                res = contacts.ingest(decode(line, precheck=True))  # as the worker decodes
                 deltas.extend(res.deltas)
                 agent_deltas.extend(res.agent_deltas)
                 journey_deltas.extend(res.journey_deltas)
