@@ -242,7 +242,7 @@ class Settings(BaseSettings):
     recontact_window_days: float = Field(7.0, gt=0, le=90)
     # A worker collects its frozen objects once every this many hours (processor/gc_policy.py): a pause of
     # seconds at gigabytes of state, and between two of them the cyclic garbage the freezes kept waits.
-    gc_sweep_hours: float = Field(6.0, gt=0, le=7 * 24)
+    gc_sweep_hours: float = Field(24.0, gt=0, le=7 * 24)
     # Customer ids that mean "not identified" (docs/unidentified-customers.md): compared after trimming
     # spaces and ignoring case; an absent or empty id is always unidentified. Replaces the default list
     # (KPI_UNIDENTIFIED_CUSTOMER_IDS='["0", "anonymous", "unknown", "guest"]'; [] keeps only "empty").
