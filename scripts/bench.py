@@ -3,7 +3,7 @@
     python scripts/bench.py [--events 100000] [--rate 2000] [--latency-seconds 30] [--soak-seconds 0]
                             [--bootstrap host:port] [--keep] [--output results.json]
                             [--warmup-seconds 5] [--poll-ms 50] [--partitions 4] [--seed 7]
-                            [--workers 2] [--worker-env KPI_X=value ...]
+                            [--workers 2] [--worker-env KPI_X=value ...] [--memory-probe]
                             [--profile realistic|uniform] [--beside uniform|realistic|none] [--busy-share 0.38]
 
 Issue 19's figures: `--events 500000 --rate 2000 --latency-seconds 60` (the realistic log then has
@@ -31,7 +31,8 @@ One run:
      sequence number: latency = detection wall time - probe send time (scrapes run on the worker's
      event loop, so the share of the worker's time they take is printed too);
   5. memory: the worker's peak RSS (VmHWM), and with --soak-seconds > 0 its RSS every 10 s while
-     the live feed goes on at --rate;
+     the live feed goes on at --rate; the housekeeping passes that outlasted their interval (worker
+     log), and with --memory-probe what was alive at the peak (Python blocks, malloc; benchlib/memory.py);
   6. with --workers W > 1, after the first worker is stopped: the same N events on topics of their
      own, read by W workers of one group, timed like step 3 (first event to zero lag everywhere; the
      group rebalances when the later workers join, and they recover the first one's tables);
@@ -68,14 +69,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import (BENCH_BUSY_SHARE, BENCH_UNIDENTIFIED, CATCHUP_POLL, PROBE_EVERY, PROFILES, Poller,  # noqa: E402
-                      ProbeLog, RSS_EVERY, TARGETS, baseline_consume, bench_model, distinct_customers,
-                      dumps, event_key, figure, fmt_rate, generate_events, hold_met, hold_text,
-                      host_info, labels_of, lag_by_topic, latency_summary, live_events, live_feed,
-                      live_pool, log_profile, loop_holds, measure_catchup, one_worker, pass_id_fields,
-                      proc_status, produce_bulk, profile_text, progress, rss_growth, run_names,
-                      run_replay, scrape_cost, shut_down, soak_flat, stage_topics, start_broker,
-                      wait_for_probe, worker_env, worker_log_problems)
+from benchlib import (BENCH_BUSY_SHARE, BENCH_UNIDENTIFIED, CATCHUP_POLL, PROBE_EVERY, PROFILES,  # noqa: E402
+                      Poller, ProbeLog, RSS_EVERY, TARGETS, baseline_consume, bench_model, distinct_customers, dumps,
+                      event_key, figure, fmt_rate, generate_events, hold_met, hold_text, host_info,
+                      housekeeping_overruns, labels_of, lag_by_topic, latency_summary, live_events, live_feed,
+                      live_pool, log_profile, loop_holds, measure_catchup, memory_text, one_worker, pass_id_fields,
+                      probe_summary, proc_status, produce_bulk, profile_text, progress, rss_growth, run_names,
+                      run_replay, scrape_cost, shut_down, soak_flat, stage_topics, start_broker, wait_for_probe,
+                      worker_env, worker_log_problems)
 
 from processor.config import Settings  # noqa: E402
 from processor.core.events import parse_ts_ms  # noqa: E402
@@ -185,6 +186,9 @@ def parse_args(argv=None):
                         "worker's event loop, so polling faster slows the worker down)")
     p.add_argument("--worker-env", action="append", default=[], metavar="KPI_X=value",
                    help="extra setting for the worker (repeatable), e.g. KPI_RETENTION_SECONDS=600")
+    p.add_argument("--memory-probe", action="store_true",
+                   help="sample the first worker's memory every second (RSS, Python blocks, malloc) into "
+                        "worker-memory.jsonl in the run folder, and print what was alive at its peak")
     args = p.parse_args(argv)
     if args.beside is None:
         args.beside = next(p for p in PROFILES if p != args.profile)
@@ -399,6 +403,9 @@ def summary_rows(r: dict) -> list[tuple[str, str, str]]:
     m = r.get("memory", {})
     if m.get("peak_rss_kb"):
         rows.append(("worker peak RSS (VmHWM)", f"{m['peak_rss_kb'] / 1024:,.1f} MiB", ""))
+    if m.get("housekeeping_overruns", {}).get("overruns"):
+        o = m["housekeeping_overruns"]
+        rows.append(("  housekeeping passes over their interval", f"{o['overruns']}, longest {o['longest_seconds']:.1f} s", ""))
     s = r.get("soak")
     if s:
         ok = soak_flat(s["growth_pct"])
@@ -574,6 +581,10 @@ def main(argv=None) -> int:
         figure(f"memory:    worker peak RSS (VmHWM) {(mem['peak_rss_kb'] or 0) / 1024:,.1f} MiB "
                f"(VmHWM after catch-up {after_catchup.get('VmHWM', 0) / 1024:,.1f} MiB; RSS now "
                f"{final.get('VmRSS', 0) / 1024:,.1f} MiB)")
+        mem["housekeeping_overruns"] = housekeeping_overruns(worker.log_path)
+        if args.memory_probe:
+            mem["probe"] = probe_summary(run_dir / "worker-memory.jsonl")
+        figure(f"           {memory_text(mem.get('probe', {}), mem['housekeeping_overruns'])}")
         s = results.get("soak")
         if s:
             figure(f"soak:      RSS first {s['rss_first_kb'] / 1024:,.1f} MiB, last {s['rss_last_kb'] / 1024:,.1f} MiB, "

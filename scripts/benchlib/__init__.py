@@ -5,7 +5,8 @@ probe, one hold reading, one customer profile).
 One module per step of a run: `report` (progress, figures, the machine, the targets), `profile`
 (who calls), `events` (the simulated history and live pool, `kpi replay` timed), `kafka` (broker,
 production, topics, worker environment, cleanup), `catchup` (first event to zero lag), `live`
-(live feed, probes and latency, soak RSS) and `holds` (event-loop holds). Scripts import it after
+(live feed, probes and latency, soak RSS), `memory` (what was alive at the peak RSS, housekeeping
+overruns) and `holds` (event-loop holds). Scripts import it after
 putting scripts/ on sys.path; it puts the repository on sys.path for `processor`.
 """
 from __future__ import annotations
@@ -27,5 +28,6 @@ from .kafka import (baseline_consume, delete_topics, one_worker, produce_bulk, r
                     shut_down, start_broker, worker_env)
 from .catchup import (CATCHUP_POLL, caught_up, lag_by_topic, measure_catchup, stage_topics,  # noqa: E402
                       worker_log_problems)
+from .memory import housekeeping_overruns, memory_text, probe_summary  # noqa: E402
 from .live import (PROBE_EVERY, PROBE_QUEUE, PROBE_SERIES, RSS_EVERY, Poller, ProbeLog,  # noqa: E402
                    latency_summary, live_feed, rss_growth, scrape_cost, soak_flat, wait_for_probe)

@@ -83,10 +83,14 @@ def run_names(kind: str = "bench") -> tuple[str, dict[str, str], str]:
 
 
 def one_worker(args, bootstrap: str, topics: dict, app_id: str, run_dir: Path, results: dict):
-    """The run's `kpi worker` (not started yet): its environment and log go into results["worker"]."""
+    """The run's `kpi worker` (not started yet): its environment and log go into results["worker"];
+    with args.memory_probe (bench.py --memory-probe) its memory is sampled into run_dir/worker-memory.jsonl."""
     from processor.services import KpiWorker
 
     env = worker_env(args, topics, app_id)
+    if getattr(args, "memory_probe", False):
+        from .memory import probe_env
+        env.update(probe_env(run_dir / "worker-memory.jsonl"))
     worker = KpiWorker(bootstrap, work_dir=run_dir / "worker", env=env)
     progress(f"starting kpi worker (app id {app_id}); its log: {worker.log_path}")
     results["worker"] = {"log": str(worker.log_path), "env": env, "url": worker.url}
