@@ -2,7 +2,10 @@
 
 A book's `expire(limit=n)` processes at most n items and returns how many; n back means "call
 again". Each slice holds the stage's lock (a batch never sees a book half-expired within one call)
-for about `budget` seconds of loop time, then releases it and suspends, so that the stage's
+for about `budget` seconds of loop time, never suspending: it expires, writes the deletions to the
+tables and appends their changelog records to the Output's batches. Then it releases the lock and
+only then waits for the producer to take the batches it filled (Output.submit_queued; per
+partition they keep their order with the stage's own records), and suspends, so that the stage's
 batches, the tick, /metrics and the live snapshot run between two slices. The books are looked up
 again at every slice: a rebuild (on_recover) may have replaced them meanwhile, and a replaced book
 simply starts its own pass.
@@ -17,8 +20,8 @@ import time
 from typing import TYPE_CHECKING, Awaitable, Callable
 
 from ..gc_policy import FREEZE_SECONDS, GcPolicy
-from ..loophold import SLICE_SECONDS, HoldMonitor, Slicer
-from .stages import persist_journeys, persist_one, persist_two
+from ..loophold import SLICE_SECONDS, HoldMonitor
+from .stages import write_journeys, write_one, write_two
 
 if TYPE_CHECKING:
     from .runtime import Worker
@@ -28,25 +31,33 @@ EXPIRE_LIMIT = 500  # items one expire() call processes at most
 
 
 def install_expiry(w: Worker) -> None:
-    """The housekeeping timer: each slice writes the table deletions its expire() calls made before it
-    releases the stage's lock, with the stage's own write set (stages.persist_one/two/journeys). In
-    slices that release the stage's lock and the loop (expire_stage); a slow one is logged by the hold
-    monitor."""
-    rt, locks, holds = w.rt, w.locks, w.holds
+    """The housekeeping timer: each slice writes the table deletions its expire() calls made, with the
+    stage's own write set (stages.write_one/two/journeys), before it releases the stage's lock, and
+    hands them to the producer after (Output.submit_queued). A slow slice is logged by the hold monitor."""
+    rt, locks, holds, out = w.rt, w.locks, w.holds, w.out
 
-    def while_producing(persist):
+    def producing() -> bool:
         """A timer still runs while the worker stops its producer (seen: a crash at shutdown, NotReady): the
         slice's rows are then left dirty (the expired rows of a restarted worker are expired again)."""
-        async def writes(book, part: int, slicer: Slicer) -> None:
-            if not w.app.producer.should_stop:
-                await persist(w, book, part, slicer)
+        return not w.app.producer.should_stop
+
+    def while_producing(write):
+        def writes(book, part: int) -> None:
+            if producing():
+                write(w, book, part)
         return writes
 
+    async def hand_over() -> None:
+        if producing():
+            await out.submit_queued()
+
     async def housekeeping():
-        await expire_stage("one", locks["one"], lambda: rt.contacts, holds, persist=while_producing(persist_one))
-        await expire_stage("two", locks["two"], lambda: rt.queues, holds, persist=while_producing(persist_two))
+        await expire_stage("one", locks["one"], lambda: rt.contacts, holds, write=while_producing(write_one),
+                           hand_over=hand_over)
+        await expire_stage("two", locks["two"], lambda: rt.queues, holds, write=while_producing(write_two),
+                           hand_over=hand_over)
         await expire_stage("journeys", locks["journeys"], lambda: rt.journeys, holds,
-                           persist=while_producing(persist_journeys))
+                           write=while_producing(write_journeys), hand_over=hand_over)
 
     w.app.timer(EXPIRE_SECONDS, name="processor.app.create_app.<locals>.housekeeping")(housekeeping)
 
@@ -63,40 +74,46 @@ def install_gc(w: Worker, gc_policy: GcPolicy) -> None:
 
 async def expire_stage(name: str, lock: asyncio.Lock, books_now: Callable[[], dict], holds: HoldMonitor, *,
                        limit: int | None = EXPIRE_LIMIT, budget: float = SLICE_SECONDS,
-                       persist: Callable[[object, int, Slicer], Awaitable[None]] | None = None) -> int:
+                       write: Callable[[object, int], None] | None = None,
+                       hand_over: Callable[[], Awaitable[None]] | None = None) -> int:
     """Expire every book of one stage, in slices; returns the number of slices (lock holds) it took.
     limit=None: each book's whole pass in one call (a book whose expire takes no limit).
 
-    `persist(book, partition, slicer)`, when given, writes what an expire() call changed (the table
-    deletions) in the same slice, before the lock is released (about 1,000 rows for EXPIRE_LIMIT). Left to the stage's next batch,
-    as before, a pass that had fallen behind during a catch-up (days of event time due at once) made
-    that batch write hundreds of thousands of deletions before it could ack, and the gauges waited."""
+    `write(book, partition)`, when given, writes what an expire() call changed (the table deletions)
+    in the same slice, before the lock is released (about 1,000 rows for EXPIRE_LIMIT). Left to the
+    stage's next batch, as before, a pass that had fallen behind during a catch-up (days of event
+    time due at once) made that batch write hundreds of thousands of deletions before it could ack.
+    `write` must not suspend: the rows go to the store and their records to the Output's batches.
+    `hand_over()` then waits, the lock released, until the producer has taken what the slice
+    queued: a slow producer delays the next slice, not the stage (awaited under the lock, a
+    catch-up's backpressure held stage one's lock 2.1 s in the 30-day soak)."""
     todo: list | None = None
     slices = 0
     while todo is None or todo:
         async with lock:
-            acquired = time.perf_counter()
-            # Records the slice as a section; never suspends on its own: a yield with the lock held lets
-            # /metrics and the other stages run, but not this stage's batch, which waits for the lock (in the
-            # 30-day soak, every yield inside the writes could cost the stage a 0.3-0.7 s /metrics rendering).
-            slicer = Slicer(float("inf"), monitor=holds, name=f"housekeeping ({name})")
-            books = books_now()
-            if todo is None:
-                todo = sorted(books)
-            while todo:
-                part = todo[0]
-                book = books.get(part)
-                if book is None or limit is None or book.expire(limit=limit) < limit:
-                    if book is not None and limit is None:
-                        book.expire()
-                    todo.pop(0)  # gone with a rebalance, or its pass is over
-                if book is not None and persist is not None:
-                    await persist(book, part, slicer)  # (suspends only if the producer makes it wait)
-                now = time.perf_counter()
-                if now - acquired >= budget or holds.turn_over(now):
-                    break  # the lock is released at least every `budget` (or the loop's turn) plus one call's writes
-            slicer.done()
+            # Never suspends with the lock held: a yield lets /metrics and the other stages run, but not
+            # this stage's batch, which waits for the lock (in the 30-day soak, every yield inside the
+            # writes could cost the stage a 0.3-0.7 s /metrics rendering).
+            with holds.step(f"housekeeping ({name})"):
+                acquired = time.perf_counter()
+                books = books_now()
+                if todo is None:
+                    todo = sorted(books)
+                while todo:
+                    part = todo[0]
+                    book = books.get(part)
+                    if book is None or limit is None or book.expire(limit=limit) < limit:
+                        if book is not None and limit is None:
+                            book.expire()
+                        todo.pop(0)  # gone with a rebalance, or its pass is over
+                    if book is not None and write is not None:
+                        write(book, part)
+                    now = time.perf_counter()
+                    if now - acquired >= budget or holds.turn_over(now):
+                        break  # the lock is released at least every `budget` (or the loop's turn) plus one call's writes
         slices += 1
+        if hand_over is not None:
+            await hand_over()  # the lock is free: the stage's batch may run while the producer takes ours
         if todo:
             await asyncio.sleep(0)  # the lock is free: whatever waits for it or for the loop runs now
     return slices

@@ -3,6 +3,7 @@ transactions they belong to."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -36,6 +37,11 @@ class Output:
         self._guarded = False
         self.failed: BaseException | None = None  # the first record the producer could not deliver
         self._batches: dict[tuple, object] = {}  # (transactional id, topic, partition) -> aiokafka BatchBuilder
+        # Closed batches (and lone records larger than a batch) not handed over yet, per slot in the
+        # order they were appended, and the lock under which one task at a time hands them over.
+        self._queued: dict[tuple, collections.deque] = {}
+        self._submitting: dict[tuple, asyncio.Lock] = {}
+        self._n_queued = 0
         # Batches handed to the producer and not acknowledged yet. A stage is done with its input
         # once it has handed its output over: after a backlog the producer may still hold seconds of
         # table writes, and whatever comes next waits behind them.
@@ -58,12 +64,25 @@ class Output:
         await self.send_record(topic.get_topic_name(), src, key, data, partition)
 
     async def send_record(self, topic: str, src: int, key: bytes, data: bytes | None, partition: int | None = None) -> None:
-        """One serialized record, collected into a record batch of its partition (and transaction).
+        """One serialized record, collected into a record batch of its partition (and transaction);
+        a batch it filled goes to the producer before this returns (waiting for the producer if it must).
 
         Faust's per-message path (FutureMessage, producer buffer, codecs, one delivery future and
         callback per message) cost more than everything else a batch does
         (docs/architecture.md#records-leave-in-batches-not-one-by-one); the batches go to the
         producer whole, at the latest when the stage acks its input (`ack`)."""
+        slot = self.append_record(topic, src, key, data, partition)
+        if self._queued.get(slot):
+            await self._submit_slot(slot)
+
+    def append_record(self, topic: str, src: int, key: bytes, data: bytes | None, partition: int | None = None) -> tuple:
+        """As send_record, without waiting: never suspends. A batch it filled waits in its slot's
+        queue, in order, for whoever submits next (`submit_queued`, `send_record` of that slot,
+        `flush_batches`). Returns the slot (transactional id, topic, partition).
+
+        The queue is bounded by its callers, not here: a housekeeping slice appends about 1,000
+        records (EXPIRE_LIMIT items, two tables), then waits for `submit_queued` before its next
+        slice; a stage's `send_record` submits at once."""
         if partition is None:  # the producer's default partitioner: where Faust's topic.send put it
             partition = self._partitioner(key, self._partitions, self._partitions)
         tid = None
@@ -78,17 +97,13 @@ class Output:
         if batch is None:
             batch = self._batches[slot] = self._producer(tid).create_batch()
         if batch.append(timestamp=None, key=key, value=data) is not None:
-            return
-        del self._batches[slot]  # full: to the producer, and a new one (another stage may have begun it meanwhile)
-        await self._submit(slot, batch)
-        batch = self._batches.get(slot)
-        if batch is None:
-            batch = self._batches[slot] = self._producer(tid).create_batch()
+            return slot
+        self._close(slot)  # full (append closed it): queued, and a new one
+        batch = self._batches[slot] = self._producer(tid).create_batch()
         if batch.append(timestamp=None, key=key, value=data) is None:  # larger than a batch on its own
-            fut = await self._producer(tid).send(topic, data, key=key, partition=partition)
-            self.in_flight += 1
-            self._unacked.add(fut)
-            fut.add_done_callback(self._delivered)
+            del self._batches[slot]  # (empty, and closed by the refusal)
+            self._enqueue(slot, (key, data))
+        return slot
 
     async def delivered(self) -> None:
         """Every record sent so far acknowledged by the broker; raises if one was not delivered."""
@@ -112,15 +127,61 @@ class Output:
         await self.app.producer.flush()
 
     async def flush_batches(self) -> None:
-        """Hand every collected record batch to the producer."""
-        batches, self._batches = self._batches, {}
-        for slot, batch in batches.items():
-            await self._submit(slot, batch)
+        """Hand every collected record batch to the producer: the queued ones, and those in progress.
 
-    async def _submit(self, slot: tuple, batch) -> None:
+        Returns once each slot's last batch is in the producer, also one another task was handing
+        over meanwhile (a commit after this carries everything appended before it)."""
+        for slot in list(self._batches):
+            self._close(slot)
+        await self.submit_queued()
+
+    async def submit_queued(self) -> None:
+        """Hand the queued (full) batches to the producer, each slot's in order; the batches in
+        progress stay open. Waits while the producer makes it wait (its backpressure)."""
+        busy = [slot for slot, queue in self._queued.items() if queue]
+        busy += [slot for slot, lock in self._submitting.items() if lock.locked() and not self._queued.get(slot)]
+        for slot in busy:
+            await self._submit_slot(slot)
+
+    @property
+    def queued(self) -> int:
+        """Batches (and lone records) appended and not handed to the producer yet."""
+        return self._n_queued
+
+    def _close(self, slot: tuple) -> None:
+        batch = self._batches.pop(slot)
+        batch.close()  # nothing else may join it once queued
+        self._enqueue(slot, batch)
+
+    def _enqueue(self, slot: tuple, item) -> None:
+        queue = self._queued.get(slot)
+        if queue is None:
+            queue = self._queued[slot] = collections.deque()
+        queue.append(item)
+        self._n_queued += 1
+
+    async def _submit_slot(self, slot: tuple) -> None:
+        """The slot's queue to the producer, oldest first. One task at a time per slot: aiokafka's
+        send_batch waits while the partition has a pending batch, and two waiting tasks could be
+        let in in either order; under the slot's lock the producer gets them in queue order."""
+        lock = self._submitting.get(slot)
+        if lock is None:
+            lock = self._submitting[slot] = asyncio.Lock()
+        async with lock:
+            queue = self._queued.get(slot)
+            while queue:
+                item = queue.popleft()
+                self._n_queued -= 1
+                await self._submit(slot, item)
+
+    async def _submit(self, slot: tuple, item) -> None:
         tid, topic, partition = slot
-        batch.close()  # nothing else may join it once submitted
-        fut = await self._producer(tid).send_batch(batch, topic, partition=partition)
+        producer = self._producer(tid)
+        if isinstance(item, tuple):  # a lone record, larger than a batch
+            key, data = item
+            fut = await producer.send(topic, data, key=key, partition=partition)
+        else:
+            fut = await producer.send_batch(item, topic, partition=partition)
         self.in_flight += 1
         self._unacked.add(fut)
         fut.add_done_callback(self._delivered)

@@ -31,7 +31,7 @@ from ..core.publish import record_identity
 from ..decode import BadEvent, decode
 from ..loophold import Slicer
 from .offsets import mend_gaps
-from .tables import persist_pair, persist_taken
+from .tables import persist_all, write_all
 
 if TYPE_CHECKING:
     from .runtime import Worker
@@ -222,23 +222,46 @@ async def run_stage_journeys(w: Worker) -> None:
             locks["journeys"].release()
 
 
-# A stage's changed keys into its tables: those of a batch, or those a housekeeping slice expired
-# (written by that slice, housekeeping.install_expiry: left to the next batch, a long pass's deletions
-# made it wait for seconds).
+# A stage's changed keys into its tables: those of a batch (persist_*, suspending every SLICE_SECONDS),
+# or those a housekeeping slice expired (write_*, never suspending: written under the stage's lock,
+# handed to the producer after it is released; housekeeping.install_expiry).
+def write_set_one(w: Worker, book: ContactBook) -> list:
+    """Stage one's tables, each with the take_dirty… of the book that feeds it (a pair: two at once)."""
+    t = w.tables
+    return [(book.take_dirty, t.contacts, t.agents), (book.take_dirty_profiles, t.profiles),
+            (book.take_dirty_customers, t.customers), (book.take_dirty_agent_ids, t.agent_ids)]
+
+
+def write_set_two(w: Worker, book: QueueBook) -> list:
+    return [(book.take_dirty, w.tables.facts, w.tables.published)]
+
+
+def write_set_journeys(w: Worker, book: JourneyBook) -> list:
+    return [(book.take_dirty, w.tables.journeys)]
+
+
 async def persist_one(w: Worker, book: ContactBook, part: int, slicer: Slicer) -> None:
-    out, tables = w.out, w.tables
-    await persist_pair(out, book.take_dirty, tables.contacts, tables.agents, part, slicer)
-    await persist_taken(out, tables.profiles, book.take_dirty_profiles, part, slicer)
-    await persist_taken(out, tables.customers, book.take_dirty_customers, part, slicer)
-    await persist_taken(out, tables.agent_ids, book.take_dirty_agent_ids, part, slicer)
+    await persist_all(w.out, write_set_one(w, book), part, slicer)
 
 
 async def persist_two(w: Worker, book: QueueBook, part: int, slicer: Slicer) -> None:
-    await persist_pair(w.out, book.take_dirty, w.tables.facts, w.tables.published, part, slicer)
+    await persist_all(w.out, write_set_two(w, book), part, slicer)
 
 
 async def persist_journeys(w: Worker, book: JourneyBook, part: int, slicer: Slicer) -> None:
-    await persist_taken(w.out, w.tables.journeys, book.take_dirty, part, slicer)
+    await persist_all(w.out, write_set_journeys(w, book), part, slicer)
+
+
+def write_one(w: Worker, book: ContactBook, part: int) -> None:
+    write_all(w.out, write_set_one(w, book), part)
+
+
+def write_two(w: Worker, book: QueueBook, part: int) -> None:
+    write_all(w.out, write_set_two(w, book), part)
+
+
+def write_journeys(w: Worker, book: JourneyBook, part: int) -> None:
+    write_all(w.out, write_set_journeys(w, book), part)
 
 
 async def send_contributions(w: Worker, book: JourneyBook, part: int, slicer: Slicer) -> None:

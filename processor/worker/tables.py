@@ -4,7 +4,9 @@ Tables are plain keyed, changelog-backed state (no Faust windows: their expiry r
 time and they lose windows on rebalance). Each row carries the partition it belongs to
 (`[partition, value]`), so a worker rebuilds only what it owns (`rows`, worker/recovery.py).
 A stage persists what a batch changed (`persist_taken`, `persist_pair`): the rows into the store,
-their changelog records through the worker's Output.
+their changelog records through the worker's Output. A housekeeping slice writes what it expired
+the same way without suspending (`write_taken`, `write_pair`), under its stage's lock, and waits
+for the producer after releasing it.
 """
 from __future__ import annotations
 
@@ -186,16 +188,35 @@ async def persist(out: "Output", table: PartitionTable, dirty: dict, partition: 
     for key, value in dirty.items():
         if slicer is not None:
             await slicer.pause()
-        if value is None:
-            if table.delete_row(partition, key):  # this partition's row only (see PartitionTable)
-                await out.send_record(topic, partition, dumps(key), None, partition)
-        else:
-            row = [partition, value]
-            data = dumps(row)
-            # orjson's result keeps its whole write buffer (about 4 KiB whatever the length): a
-            # row kept in the store is an exact-size copy.
-            table.put_row(partition, key, bytes(memoryview(data)) if keeps_bytes else row)
+        changed, data = store_row(table, partition, key, value, keeps_bytes)
+        if changed:
             await out.send_record(topic, partition, dumps(key), data, partition)
+
+
+def write(out: "Output", table: PartitionTable, dirty: dict, partition: int) -> None:
+    """As persist, without ever suspending: the records are appended to the Output's batches
+    (Output.append_record), and handed to the producer by whoever submits next. For a housekeeping
+    slice, which writes under its stage's lock and waits for the producer only after releasing it."""
+    if not dirty:
+        return
+    topic = table.changelog_topic.get_topic_name()
+    keeps_bytes = table.keeps_bytes()
+    for key, value in dirty.items():
+        changed, data = store_row(table, partition, key, value, keeps_bytes)
+        if changed:
+            out.append_record(topic, partition, dumps(key), data, partition)
+
+
+def store_row(table: PartitionTable, partition: int, key, value, keeps_bytes: bool) -> tuple[bool, bytes | None]:
+    """One changed key into the store; returns (whether a changelog record is due, its value)."""
+    if value is None:
+        return table.delete_row(partition, key), None  # this partition's row only (see PartitionTable)
+    row = [partition, value]
+    data = dumps(row)
+    # orjson's result keeps its whole write buffer (about 4 KiB whatever the length): a
+    # row kept in the store is an exact-size copy.
+    table.put_row(partition, key, bytes(memoryview(data)) if keeps_bytes else row)
+    return True, data
 
 
 async def persist_taken(out: "Output", table: PartitionTable, take, partition: int, slicer: Slicer) -> None:
@@ -219,6 +240,43 @@ async def persist_pair(out: "Output", take, first: PartitionTable, second: Parti
         if len(dirty_first) + len(dirty_second) < TAKE_LIMIT:
             return
         await slicer.pause()
+
+
+def write_taken(out: "Output", table: PartitionTable, take, partition: int) -> None:
+    """As persist_taken, without suspending (see write)."""
+    while True:
+        dirty = take(TAKE_LIMIT)
+        write(out, table, dirty, partition)
+        if len(dirty) < TAKE_LIMIT:
+            return
+
+
+def write_pair(out: "Output", take, first: PartitionTable, second: PartitionTable, partition: int) -> None:
+    """As persist_pair, without suspending (see write)."""
+    while True:
+        dirty_first, dirty_second = take(TAKE_LIMIT)
+        write(out, first, dirty_first, partition)
+        write(out, second, dirty_second, partition)
+        if len(dirty_first) + len(dirty_second) < TAKE_LIMIT:
+            return
+
+
+async def persist_all(out: "Output", write_set: list, partition: int, slicer: Slicer) -> None:
+    """A write set's changed keys (see stages.write_set_one): each (take, table) or (take, first, second)."""
+    for take, *tables in write_set:
+        if len(tables) == 2:
+            await persist_pair(out, take, tables[0], tables[1], partition, slicer)
+        else:
+            await persist_taken(out, tables[0], take, partition, slicer)
+
+
+def write_all(out: "Output", write_set: list, partition: int) -> None:
+    """As persist_all, without suspending (see write)."""
+    for take, *tables in write_set:
+        if len(tables) == 2:
+            write_pair(out, take, tables[0], tables[1], partition)
+        else:
+            write_taken(out, tables[0], take, partition)
 
 
 def dumps(value) -> bytes:

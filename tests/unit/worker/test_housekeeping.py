@@ -47,14 +47,13 @@ def test_the_lock_is_released_between_slices_and_every_book_finishes():
 
 
 def test_what_a_slice_expired_is_written_by_that_slice_not_left_to_the_next_batch():
-    """With `persist`, each expire() call's changes are written before the lock is released: a batch
+    """With `write`, each expire() call's changes are written before the lock is released: a batch
     between two slices never finds expired keys left over to write (a long pass used to leave them
     all to the stage's next batch, which then wrote them before it could ack)."""
     books = {0: CountingBook(5), 3: CountingBook(4)}
     lock, written, left_for_batches = asyncio.Lock(), [], []
 
-    async def persist(book, part, slicer):
-        await slicer.pause()
+    def write(book, part):
         written.append((part, book.calls))
         book.unwritten = 0
 
@@ -79,7 +78,7 @@ def test_what_a_slice_expired_is_written_by_that_slice_not_left_to_the_next_batc
 
     async def main():
         await asyncio.gather(expire_stage("one", lock, lambda: books, HoldMonitor(), limit=2, budget=0,
-                                          persist=persist), batches())
+                                          write=write), batches())
 
     asyncio.run(main())
     assert all(b.due == 0 for b in books.values())
