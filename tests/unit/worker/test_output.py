@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from types import SimpleNamespace
 
 import pytest
@@ -14,22 +15,31 @@ from processor.worker.output import Output
 class FakeAioProducer:
     """The two aiokafka calls Output uses, recording what reached the broker side."""
 
-    def __init__(self, batch_size: int, slow: asyncio.Event | None = None, acked: bool = True) -> None:
+    def __init__(self, batch_size: int, slow: asyncio.Event | None = None, acked: bool = True,
+                 jitter: random.Random | None = None) -> None:
         self.batch_size, self.slow, self.acked = batch_size, slow, acked  # acked=False: the broker has not answered
+        self.jitter = jitter  # each send waits a random while: concurrent senders may overtake one another
         self.sent: list[tuple[str, int, list[tuple[bytes, bytes]]]] = []
         self.futures: list[asyncio.Future] = []
+        self.waiting = 0  # send_batch calls waiting for `slow`
 
     def create_batch(self):
         return BatchBuilder(self.batch_size, 0)
 
     async def send_batch(self, batch, topic, *, partition):
         if self.slow is not None:
+            self.waiting += 1
             await self.slow.wait()  # the accumulator waits for the previous batch of the partition
+            self.waiting -= 1
+        if self.jitter is not None:
+            await asyncio.sleep(self.jitter.random() / 1000)
         records = [(r.key, r.value) for r in DefaultRecordBatch(bytes(batch._build()))]
         self.sent.append((topic, partition, records))
         return self._future()
 
     async def send(self, topic, value, *, key, partition):
+        if self.jitter is not None:
+            await asyncio.sleep(self.jitter.random() / 1000)
         self.sent.append((topic, partition, [(key, value)]))
         return self._future()
 
@@ -133,6 +143,73 @@ def test_a_batch_begun_by_another_stage_while_one_is_submitted_is_kept():
         keys = [k for k, _ in _records(producer, "facts", 3)]
         assert sorted(keys) == sorted([b"one-%03d" % i for i in range(20)] + [b"two-000", b"two-001"])
         assert [k for k in keys if k.startswith(b"one")] == [b"one-%03d" % i for i in range(20)]
+
+    asyncio.run(main())
+
+
+def test_appended_records_reach_the_producer_in_order_per_partition_whoever_submits():
+    """A housekeeping slice appends without waiting, then submits; a stage's batch sends (and submits a
+    batch it filled) meanwhile, and a commit flushes: per partition the producer must get the records
+    in the order they were appended (a delete by housekeeping, then a write of the same key by the
+    batch: reordered, recovery would lose the row). The producer here lets concurrent senders overtake."""
+    async def main():
+        producer = FakeAioProducer(batch_size=200, jitter=random.Random(7))
+        out = _output(producer)
+        seq = iter(range(10**6))
+
+        def record(partition: int):
+            n = next(seq)
+            return b"k%d" % n, b"%07d" % n + b"x" * (3000 if n % 97 == 0 else 30), partition  # some larger than a batch
+
+        async def housekeeping():
+            for _ in range(15):
+                for i in range(40):
+                    out.append_record("changelog", 0, *record(i % 3))
+                assert out.queued > 0
+                await out.submit_queued()
+
+        async def stage():
+            for i in range(600):
+                await out.send_record("changelog", 0, *record(i % 3))
+                if i % 50 == 0:
+                    await out.flush_batches()  # the stage's ack
+
+        async def commits():
+            for _ in range(30):
+                await out.flush_batches()
+                await asyncio.sleep(0.001)
+
+        await asyncio.gather(housekeeping(), stage(), commits())
+        await out.flush_batches()
+        assert out.queued == 0
+        total = 0
+        for partition in range(3):
+            numbers = [int(v[:7]) for _, v in _records(producer, "changelog", partition)]
+            assert numbers == sorted(numbers)
+            total += len(numbers)
+        assert total == 15 * 40 + 600
+
+    asyncio.run(main())
+
+
+def test_a_flush_returns_only_once_a_batch_another_task_is_handing_over_is_in_the_producer():
+    """A commit flushes, then commits what the producer holds: a batch that housekeeping took off its
+    queue and is still handing over (the producer makes it wait) must be in it first."""
+    async def main():
+        gate = asyncio.Event()
+        producer = FakeAioProducer(batch_size=300, slow=gate)
+        out = _output(producer)
+        for i in range(20):
+            out.append_record("changelog", 0, b"k%d" % i, b"x" * 40, 1)
+        handing_over = asyncio.ensure_future(out.submit_queued())
+        await asyncio.sleep(0.01)
+        assert producer.waiting == 1 and out.queued >= 1
+        flush = asyncio.ensure_future(out.flush_batches())
+        await asyncio.sleep(0.01)
+        assert not flush.done() and producer.sent == []
+        gate.set()
+        await asyncio.wait_for(asyncio.gather(handing_over, flush), 1)
+        assert [k for k, _ in _records(producer, "changelog", 1)] == [b"k%d" % i for i in range(20)]
 
     asyncio.run(main())
 
