@@ -1,5 +1,5 @@
-"""Output: every message a stage sends, collected into record batches, and (exactly_once) the
-transactions they belong to."""
+"""Output: every message a stage sends, collected into record batches handed to the producer in
+order per partition, and (exactly_once) the transactions they belong to."""
 from __future__ import annotations
 
 import asyncio
@@ -27,6 +27,14 @@ class Output:
     owned partition of the co-partitioned group: input, facts, journeys and changelogs share it),
     and a commit waits for the batch in progress, so offsets, table writes and outputs commit
     together. A transaction with only clock ticks is committed on the next tick.
+
+    Records are appended to a record batch per slot (transactional id, topic, partition); a full
+    batch waits in its slot's queue until someone submits (`append_record` never waits, so a
+    housekeeping slice appends under its stage's lock and submits after releasing it). Each
+    slot's queue is handed to the producer oldest first by one task at a time, so per partition
+    records reach the producer in the order they were appended, whoever submits; every flush
+    (an ack, the guarded commit, `delivered`) takes the queues too
+    (docs/architecture.md#records-leave-in-batches-not-one-by-one).
     """
 
     def __init__(self, app: faust.App, locks: dict[str, asyncio.Lock], *, exactly_once: bool, source_topic: str) -> None:

@@ -506,7 +506,8 @@ def check_flush(producer, failed) -> None:
 
 def guard_commits(out) -> None:
     """Make Faust's commits wait for the batch in progress and carry the table writes and ticks too
-    (`out`: the worker's Output)."""
+    (`out`: the worker's Output; its flush_all hands over the queued batches and waits for those
+    another task is handing over, such as a housekeeping slice's, before the commit)."""
     consumer = out.app.consumer
     manager = consumer.transactions
     commit, end = manager.commit, consumer.commit_and_end_transactions
