@@ -79,8 +79,9 @@ class Output:
         callback per message) cost more than everything else a batch does
         (docs/architecture.md#records-leave-in-batches-not-one-by-one); the batches go to the
         producer whole, at the latest when the stage acks its input (`ack`)."""
+        queued = self._n_queued
         slot = self.append_record(topic, src, key, data, partition)
-        if self._queued.get(slot):
+        if self._n_queued > queued:  # this record closed a batch: it goes now, after those queued before it
             await self._submit_slot(slot)
 
     def append_record(self, topic: str, src: int, key: bytes, data: bytes | None, partition: int | None = None) -> tuple:
@@ -146,8 +147,7 @@ class Output:
     async def submit_queued(self) -> None:
         """Hand the queued (full) batches to the producer, each slot's in order; the batches in
         progress stay open. Waits while the producer makes it wait (its backpressure)."""
-        busy = [slot for slot, queue in self._queued.items() if queue]
-        busy += [slot for slot, lock in self._submitting.items() if lock.locked() and not self._queued.get(slot)]
+        busy = [slot for slot, queue in self._queued.items() if queue]  # (a batch leaves its queue once in the producer)
         for slot in busy:
             await self._submit_slot(slot)
 
@@ -178,9 +178,11 @@ class Output:
         async with lock:
             queue = self._queued.get(slot)
             while queue:
-                item = queue.popleft()
+                # Taken off the queue once the producer has it: a submitter cancelled while the
+                # producer made it wait (before aiokafka appends the batch) leaves it to the next one.
+                await self._submit(slot, queue[0])
+                queue.popleft()
                 self._n_queued -= 1
-                await self._submit(slot, item)
 
     async def _submit(self, slot: tuple, item) -> None:
         tid, topic, partition = slot
