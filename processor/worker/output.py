@@ -180,7 +180,15 @@ class Output:
             while queue:
                 # Taken off the queue once the producer has it: a submitter cancelled while the
                 # producer made it wait (before aiokafka appends the batch) leaves it to the next one.
-                await self._submit(slot, queue[0])
+                # One the producer refused is dropped, and the error raised (as before the queues).
+                try:
+                    await self._submit(slot, queue[0])
+                except asyncio.CancelledError:
+                    raise
+                except BaseException:
+                    queue.popleft()
+                    self._n_queued -= 1
+                    raise
                 queue.popleft()
                 self._n_queued -= 1
 

@@ -214,6 +214,29 @@ def test_a_flush_returns_only_once_a_batch_another_task_is_handing_over_is_in_th
     asyncio.run(main())
 
 
+def test_a_batch_whose_submitter_was_cancelled_while_the_producer_made_it_wait_goes_with_the_next_flush():
+    """A timer or an agent cancelled (the worker stops) while waiting for the producer: the batch it was
+    handing over stays queued, and the flush before the last commit hands it over, in order."""
+    async def main():
+        gate = asyncio.Event()
+        producer = FakeAioProducer(batch_size=300, slow=gate)
+        out = _output(producer)
+        for i in range(20):
+            out.append_record("changelog", 0, b"k%d" % i, b"x" * 40, 2)
+        queued = out.queued
+        handing_over = asyncio.ensure_future(out.submit_queued())
+        await asyncio.sleep(0.01)
+        handing_over.cancel()
+        await asyncio.gather(handing_over, return_exceptions=True)
+        assert out.queued == queued > 0 and producer.sent == []
+        gate.set()
+        await out.flush_batches()
+        assert out.queued == 0
+        assert [k for k, _ in _records(producer, "changelog", 2)] == [b"k%d" % i for i in range(20)]
+
+    asyncio.run(main())
+
+
 def test_an_undelivered_record_fails_the_flush_before_a_commit():
     async def main():
         from faust.exceptions import ProducerSendError
