@@ -252,16 +252,16 @@ async def persist_journeys(w: Worker, book: JourneyBook, part: int, slicer: Slic
     await persist_all(w.out, write_set_journeys(w, book), part, slicer)
 
 
-def write_one(w: Worker, book: ContactBook, part: int) -> None:
-    write_all(w.out, write_set_one(w, book), part)
+def write_one(w: Worker, book: ContactBook, part: int, due) -> bool:
+    return write_all(w.out, write_set_one(w, book), part, due)
 
 
-def write_two(w: Worker, book: QueueBook, part: int) -> None:
-    write_all(w.out, write_set_two(w, book), part)
+def write_two(w: Worker, book: QueueBook, part: int, due) -> bool:
+    return write_all(w.out, write_set_two(w, book), part, due)
 
 
-def write_journeys(w: Worker, book: JourneyBook, part: int) -> None:
-    write_all(w.out, write_set_journeys(w, book), part)
+def write_journeys(w: Worker, book: JourneyBook, part: int, due) -> bool:
+    return write_all(w.out, write_set_journeys(w, book), part, due)
 
 
 async def send_contributions(w: Worker, book: JourneyBook, part: int, slicer: Slicer) -> None:

@@ -242,23 +242,30 @@ async def persist_pair(out: "Output", take, first: PartitionTable, second: Parti
         await slicer.pause()
 
 
-def write_taken(out: "Output", table: PartitionTable, take, partition: int) -> None:
-    """As persist_taken, without suspending (see write)."""
+def write_taken(out: "Output", table: PartitionTable, take, partition: int, due=lambda: False) -> bool:
+    """As persist_taken, without suspending (see write): TAKE_LIMIT keys at a time until none is left
+    (True) or `due()` says the slice is used up (False: the rest stays dirty in the book, for whoever
+    holds the stage's lock next: the book gives each key's value as it is then, so the order holds)."""
     while True:
         dirty = take(TAKE_LIMIT)
         write(out, table, dirty, partition)
         if len(dirty) < TAKE_LIMIT:
-            return
+            return True
+        if due():
+            return False
 
 
-def write_pair(out: "Output", take, first: PartitionTable, second: PartitionTable, partition: int) -> None:
-    """As persist_pair, without suspending (see write)."""
+def write_pair(out: "Output", take, first: PartitionTable, second: PartitionTable, partition: int,
+               due=lambda: False) -> bool:
+    """As persist_pair, without suspending (see write_taken)."""
     while True:
         dirty_first, dirty_second = take(TAKE_LIMIT)
         write(out, first, dirty_first, partition)
         write(out, second, dirty_second, partition)
         if len(dirty_first) + len(dirty_second) < TAKE_LIMIT:
-            return
+            return True
+        if due():
+            return False
 
 
 async def persist_all(out: "Output", write_set: list, partition: int, slicer: Slicer) -> None:
@@ -270,13 +277,16 @@ async def persist_all(out: "Output", write_set: list, partition: int, slicer: Sl
             await persist_taken(out, tables[0], take, partition, slicer)
 
 
-def write_all(out: "Output", write_set: list, partition: int) -> None:
-    """As persist_all, without suspending (see write)."""
+def write_all(out: "Output", write_set: list, partition: int, due=lambda: False) -> bool:
+    """As persist_all, without suspending; False when `due()` cut it (see write_taken)."""
     for take, *tables in write_set:
         if len(tables) == 2:
-            write_pair(out, take, tables[0], tables[1], partition)
+            done = write_pair(out, take, tables[0], tables[1], partition, due)
         else:
-            write_taken(out, tables[0], take, partition)
+            done = write_taken(out, tables[0], take, partition, due)
+        if not done:
+            return False
+    return True
 
 
 def dumps(value) -> bytes:

@@ -53,9 +53,10 @@ def test_what_a_slice_expired_is_written_by_that_slice_not_left_to_the_next_batc
     books = {0: CountingBook(5), 3: CountingBook(4)}
     lock, written, left_for_batches = asyncio.Lock(), [], []
 
-    def write(book, part):
+    def write(book, part, due):
         written.append((part, book.calls))
         book.unwritten = 0
+        return True
 
     def expire_marking(book):
         inner = book.expire
@@ -98,9 +99,10 @@ def test_a_slice_releases_the_lock_before_the_producer_takes_its_records():
     out = _output(producer)
     books, lock = {0: CountingBook(2)}, asyncio.Lock()
 
-    def write(book, part):
+    def write(book, part, due):
         for i in range(30):
             out.append_record("changelog", part, b"expired-%d" % i, None, part)  # fills batches: queued
+        return True
 
     async def main():
         housekeeping = asyncio.ensure_future(expire_stage(
@@ -121,6 +123,65 @@ def test_a_slice_releases_the_lock_before_the_producer_takes_its_records():
     keys = [(k, v) for t, p, recs in producer.sent for k, v in recs]
     assert keys[:30] == [(b"expired-%d" % i, None) for i in range(30)]
     assert keys[30:] == [(b"expired-3", b"[0,{}]")]
+
+
+def test_a_write_cut_by_the_slices_end_is_finished_first_by_the_next_slice_or_by_the_batch():
+    """One expire(500) call's deletions written whole held the loop 81-106 ms: `write` stops once `due()`
+    and leaves the rest dirty in the book. The next slice writes them before it expires more; a batch
+    that takes the lock in between may write them itself (it writes every dirty key as it is then)."""
+    books = {0: CountingBook(6)}
+    for book in books.values():
+        book.unwritten = 0
+    inner, log = CountingBook.expire, []
+
+    def expire(limit=None):
+        n = inner(books[0], limit)
+        books[0].unwritten += n * 3  # three rows per expired item
+        log.append(("expire", n))
+        return n
+
+    books[0].expire = expire
+
+    def write(book, part, due):
+        while book.unwritten:
+            chunk = min(2, book.unwritten)  # two keys a take
+            book.unwritten -= chunk
+            log.append(("write", chunk))
+            if book.unwritten and due():
+                return False
+        return True
+
+    lock = asyncio.Lock()
+
+    async def batch():
+        for _ in range(3):
+            await asyncio.sleep(0)
+        async with lock:  # the stage's batch writes what is dirty, whoever left it
+            log.append(("batch writes", books[0].unwritten))
+            books[0].unwritten = 0
+
+    async def main():
+        slices, _ = await asyncio.gather(
+            expire_stage("one", lock, lambda: books, HoldMonitor(), limit=3, budget=0, write=write), batch())
+        return slices
+
+    slices = asyncio.run(main())
+    assert books[0].due == 0 and books[0].unwritten == 0
+    expiring = [n for kind, n in log if kind == "expire"]
+    assert expiring == [3, 3, 0]  # 3 + 3 items, then the call that says the pass is over
+    # budget 0: one take a slice; never an expire() while rows of the last one are unwritten
+    unwritten = 0
+    for kind, n in log:
+        if kind == "expire":
+            assert unwritten == 0
+            unwritten += 3 * n
+        elif kind == "write":
+            unwritten -= n
+        else:
+            assert n == unwritten
+            unwritten = 0
+    assert any(kind == "batch writes" for kind, _ in log)  # the batch ran between two slices of the pass
+    assert max(n for kind, n in log if kind == "write") == 2 and slices > 2 * len(expiring)  # writes were cut
 
 
 def test_a_book_replaced_by_a_rebuild_between_slices_starts_its_own_pass():
