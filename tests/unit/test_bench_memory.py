@@ -2,32 +2,17 @@
 beside the worker's peak RSS (issue 19's growth, docs/performance.md)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # A line of a bench worker's log (13b62bd, 5 December 2026), as Faust writes it.
 OVERLAP = ("[2026-12-05 16:20:52,989] [27155] [WARNING] Timer processor.app.create_app.<locals>.housekeeping "
            "is overlapping (interval=5.0 runtime=32.60060872900067) \n")
-
-
-@pytest.fixture(scope="module")
-def bench():
-    if "benchlib" in sys.modules:
-        return sys.modules["benchlib"]
-    folder = ROOT / "scripts" / "benchlib"
-    spec = importlib.util.spec_from_file_location("benchlib", folder / "__init__.py",
-                                                  submodule_search_locations=[str(folder)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["benchlib"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def run_python(code: str, env: dict) -> None:

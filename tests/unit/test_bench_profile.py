@@ -7,8 +7,6 @@ run; until that module is merged, that one test is skipped.
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,20 +17,6 @@ from processor.services.worker import parse_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DAY = 86_400_000
-
-
-@pytest.fixture(scope="module")
-def bench():
-    """scripts/benchlib, the library scripts/bench.py and soak_steady.py read and check with."""
-    if "benchlib" in sys.modules:
-        return sys.modules["benchlib"]
-    folder = ROOT / "scripts" / "benchlib"
-    spec = importlib.util.spec_from_file_location("benchlib", folder / "__init__.py",
-                                                  submodule_search_locations=[str(folder)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["benchlib"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def created(n: int, customer: str, ts_ms: int) -> dict:
