@@ -11,7 +11,7 @@ from pathlib import Path
 from . import REPO
 
 PROBE_DIR = Path(__file__).resolve().parent / "memprobe"
-_OVERLAP = re.compile(r"Timer \S*housekeeping is overlapping \(interval=([\d.]+) runtime=([\d.]+)\)")
+_OVERLAP = re.compile(r"Timer \S*housekeeping\S* is overlapping \(interval=([\d.]+) runtime=([\d.]+)\)")
 
 
 def probe_env(out_path: Path) -> dict[str, str]:

@@ -48,3 +48,13 @@ def test_housekeeping_overruns_read_from_the_worker_log(bench, tmp_path):
     assert "over their 5 s interval: 2, longest 32.6 s" in bench.memory_text({}, found)
     log.write_text("[...] [INFO] Ready\n")
     assert bench.housekeeping_overruns(log)["overruns"] == 0
+
+
+def test_overruns_of_the_per_stage_housekeeping_timers_are_counted_too(bench, tmp_path):
+    """Since 5 December each stage has its own timer (processor.worker.housekeeping.one / two / journeys):
+    a pattern written for the one timer's name read 0 overruns in a log that had 3."""
+    log = tmp_path / "worker.log"
+    log.write_text("".join(OVERLAP.replace("processor.app.create_app.<locals>.housekeeping",
+                                           f"processor.worker.housekeeping.{stage}").replace("32.60060872900067", secs)
+                           for stage, secs in (("one", "25.11"), ("one", "7.29"), ("two", "5.02"))))
+    assert bench.housekeeping_overruns(log) == {"overruns": 3, "longest_seconds": 25.11, "interval_seconds": 5.0}
