@@ -165,61 +165,68 @@ async def apply_facts(w: Worker, batch: list, book_of, name: str) -> set[int]:
     return touched
 
 
-async def run_stage_two(w: Worker) -> None:
-    rt, k, out, locks, holds, rollups_topic = w.rt, w.k, w.out, w.locks, w.holds, w.topics.rollups
+async def run_fact_stage(w: Worker, topic: str, stage: str, book_of, facts_step: str, output) -> None:
+    """Stage two and the journeys stage: fact messages of `topic` into the books, `output(parts)` for the
+    partitions a batch touched (in order), then the ack; each batch with the stage's lock held, so a
+    rebuild (on_recover) never swaps the books mid-batch."""
+    lock = w.locks[stage]
     while True:
-        batch = await take(w, k.facts_topic, locks["two"])
-        try:  # the lock is held: a rebuild (on_recover) never swaps the books mid-batch
+        batch = await take(w, topic, lock)
+        try:
             batch = await mend_gaps(w, batch)  # only what it returns is applied, so only that is acked
-            touched = await apply_facts(w, batch, rt.queue_book, "stage two: facts")
-            slicer = Slicer(monitor=holds, name="stage two: publication")
-            published = 0
-            for part in sorted(touched):
-                book = rt.queue_book(part)
-                while True:  # a day close is published ADVANCE_LIMIT records at a time (QueueBook.advance)
-                    with holds.step("stage two: advance"):  # (inside a publication slice: named apart)
-                        records = book.advance(limit=ADVANCE_LIMIT)
-                    for rec in records:
-                        await slicer.pause()
-                        await out.send(rollups_topic, part, key=rollup_key(rec), value=deadletter.dumps(rec))
-                        rt.health.rollup_published()
-                    published += len(records)
-                    if not book.advancing:
-                        break
-                    await slicer.pause()
-            if published and not out.exactly_once:
-                # The records first, then the rows that say they were published (and the facts
-                # behind them): a recovery reads the tables to their end, uncommitted writes too,
-                # and a rebuilt book publishes again only what its rows do not show as published.
-                # Handed over together, a SIGKILL could leave the rows delivered and the records
-                # not: chaos drill seed 24309, the 23:45 records of every kind lost for good.
-                # (exactly_once: one transaction holds both.)
-                await out.delivered()
-            for part in sorted(touched):
-                book = rt.queue_book(part)
-                await persist_two(w, book, part, slicer)  # a day close owes thousands of digests
-            slicer.done()
-            await out.ack(batch)
+            touched = await apply_facts(w, batch, book_of, facts_step)
+            await output(sorted(touched))
+            await w.out.ack(batch)
         finally:
-            locks["two"].release()
+            lock.release()
+
+
+async def run_stage_two(w: Worker) -> None:
+    rt, out, holds, rollups_topic = w.rt, w.out, w.holds, w.topics.rollups
+
+    async def publish(parts: list[int]) -> None:
+        slicer = Slicer(monitor=holds, name="stage two: publication")
+        published = 0
+        for part in parts:
+            book = rt.queue_book(part)
+            while True:  # a day close is published ADVANCE_LIMIT records at a time (QueueBook.advance)
+                with holds.step("stage two: advance"):  # (inside a publication slice: named apart)
+                    records = book.advance(limit=ADVANCE_LIMIT)
+                for rec in records:
+                    await slicer.pause()
+                    await out.send(rollups_topic, part, key=rollup_key(rec), value=deadletter.dumps(rec))
+                    rt.health.rollup_published()
+                published += len(records)
+                if not book.advancing:
+                    break
+                await slicer.pause()
+        if published and not out.exactly_once:
+            # The records first, then the rows that say they were published (and the facts
+            # behind them): a recovery reads the tables to their end, uncommitted writes too,
+            # and a rebuilt book publishes again only what its rows do not show as published.
+            # Handed over together, a SIGKILL could leave the rows delivered and the records
+            # not: chaos drill seed 24309, the 23:45 records of every kind lost for good.
+            # (exactly_once: one transaction holds both.)
+            await out.delivered()
+        for part in parts:
+            await persist_two(w, rt.queue_book(part), part, slicer)  # a day close owes thousands of digests
+        slicer.done()
+
+    await run_fact_stage(w, w.k.facts_topic, "two", rt.queue_book, "stage two: facts", publish)
 
 
 async def run_stage_journeys(w: Worker) -> None:
-    rt, k, out, locks, holds = w.rt, w.k, w.out, w.locks, w.holds
-    while True:
-        batch = await take(w, k.journeys_topic, locks["journeys"])
-        try:  # the lock is held: a rebuild (on_recover) never swaps the books mid-batch
-            batch = await mend_gaps(w, batch)  # only what it returns is applied, so only that is acked
-            touched = await apply_facts(w, batch, rt.journey_book, "journeys: facts")
-            slicer = Slicer(monitor=holds, name="journeys: output")
-            for part in sorted(touched):
-                book = rt.journey_book(part)
-                await send_contributions(w, book, part, slicer)
-                await persist_journeys(w, book, part, slicer)
-            slicer.done()
-            await out.ack(batch)
-        finally:
-            locks["journeys"].release()
+    rt, holds = w.rt, w.holds
+
+    async def contribute(parts: list[int]) -> None:
+        slicer = Slicer(monitor=holds, name="journeys: output")
+        for part in parts:
+            book = rt.journey_book(part)
+            await send_contributions(w, book, part, slicer)
+            await persist_journeys(w, book, part, slicer)
+        slicer.done()
+
+    await run_fact_stage(w, w.k.journeys_topic, "journeys", rt.journey_book, "journeys: facts", contribute)
 
 
 # A stage's changed keys into its tables: those of a batch (persist_*, suspending every SLICE_SECONDS),
